@@ -1,0 +1,206 @@
+//! The sample record the XDP program writes into the `SAMPLES` ring buffer.
+//!
+//! Layout (little-endian host order, 72 bytes, no implicit padding):
+//!
+//! | off | field |
+//! | --- | --- |
+//! | 0 | timestamp_ns: u64 (CLOCK_MONOTONIC, `bpf_ktime_get_ns`) |
+//! | 8 | ifindex: u32 |
+//! | 12 | frame_len: u32 (whole frame, before any truncation) |
+//! | 16 | sample_rate: u32 (the 1-in-N that applied to this record) |
+//! | 20 | vlan_id: u16 (outer tag's 12-bit id, 0 when untagged) |
+//! | 22 | src_port: u16 (ICMP: type) |
+//! | 24 | dst_port: u16 (ICMP: code) |
+//! | 26 | version: u8 (= [`RECORD_VERSION`]) |
+//! | 27 | class: u8 ([`crate::class::ProtocolClass`]) |
+//! | 28 | ip_version: u8 (0, 4 or 6) |
+//! | 29 | l4_proto: u8 (IP protocol number after extension headers) |
+//! | 30 | tcp_flags: u8 |
+//! | 31 | ttl: u8 (IPv4 TTL or IPv6 hop limit) |
+//! | 32 | vlan_depth: u8 |
+//! | 33 | flags: u8 ([`record_flags`]) |
+//! | 34 | _pad: [u8; 6] |
+//! | 40 | src_addr: [u8; 16] (IPv4 as ::ffff:a.b.c.d) |
+//! | 56 | dst_addr: [u8; 16] |
+
+pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_SIZE: usize = 72;
+
+pub mod record_flags {
+    /// Sampled by the control-packet sampler (SYN/FIN/RST, ICMP).
+    pub const CONTROL: u8 = 0x01;
+    /// The packet is an IP fragment (first or later).
+    pub const FRAGMENT: u8 = 0x02;
+    /// A non-first fragment: ports are absent.
+    pub const LATER_FRAGMENT: u8 = 0x04;
+    /// The frame is larger than its first buffer (XDP multi-buffer).
+    pub const MULTI_BUFFER: u8 = 0x08;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleRecord {
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    pub frame_len: u32,
+    pub sample_rate: u32,
+    pub vlan_id: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub version: u8,
+    pub class: u8,
+    pub ip_version: u8,
+    pub l4_proto: u8,
+    pub tcp_flags: u8,
+    pub ttl: u8,
+    pub vlan_depth: u8,
+    pub flags: u8,
+    pub _pad: [u8; 6],
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<SampleRecord>() == RECORD_SIZE);
+const _: () = assert!(core::mem::align_of::<SampleRecord>() == 8);
+
+/// Why a ring buffer record could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The record is not [`RECORD_SIZE`] bytes long.
+    Length(usize),
+    /// The record carries a version this build does not understand.
+    Version(u8),
+    /// The class byte is outside [`crate::class::ProtocolClass`].
+    Class(u8),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Length(n) => write!(f, "sample record is {n} bytes, expected {RECORD_SIZE}"),
+            Self::Version(v) => write!(f, "sample record version {v}, expected {RECORD_VERSION}"),
+            Self::Class(c) => write!(f, "sample record has unknown protocol class {c}"),
+        }
+    }
+}
+
+impl SampleRecord {
+    /// Decodes a record from ring buffer bytes, checking length, version and
+    /// class. Reads unaligned so any byte slice is safe.
+    pub fn decode(bytes: &[u8]) -> Result<SampleRecord, DecodeError> {
+        if bytes.len() != RECORD_SIZE {
+            return Err(DecodeError::Length(bytes.len()));
+        }
+        // SAFETY: length checked above; SampleRecord is integer-only repr(C),
+        // so every bit pattern is a valid value.
+        let record: SampleRecord =
+            unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SampleRecord>()) };
+        if record.version != RECORD_VERSION {
+            return Err(DecodeError::Version(record.version));
+        }
+        if crate::class::ProtocolClass::from_u8(record.class).is_none() {
+            return Err(DecodeError::Class(record.class));
+        }
+        Ok(record)
+    }
+
+    /// The record's bytes as the kernel writes them.
+    pub fn as_bytes(&self) -> &[u8; RECORD_SIZE] {
+        // SAFETY: size asserted equal at compile time; no padding bytes.
+        unsafe { &*(self as *const SampleRecord).cast::<[u8; RECORD_SIZE]>() }
+    }
+}
+
+/// Writes an IPv4 address as an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
+#[inline(always)]
+pub fn map_ipv4(addr: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SampleRecord {
+        SampleRecord {
+            timestamp_ns: 0x0102_0304_0506_0708,
+            ifindex: 7,
+            frame_len: 1514,
+            sample_rate: 64,
+            vlan_id: 100,
+            src_port: 443,
+            dst_port: 51234,
+            version: RECORD_VERSION,
+            class: 0,
+            ip_version: 4,
+            l4_proto: 6,
+            tcp_flags: 0x12,
+            ttl: 63,
+            vlan_depth: 1,
+            flags: record_flags::CONTROL,
+            _pad: [0; 6],
+            src_addr: map_ipv4([198, 18, 0, 1]),
+            dst_addr: map_ipv4([198, 18, 0, 2]),
+        }
+    }
+
+    #[test]
+    fn layout_matches_documented_offsets() {
+        let r = sample();
+        let b = r.as_bytes();
+        assert_eq!(&b[0..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&b[8..12], &7u32.to_le_bytes());
+        assert_eq!(&b[12..16], &1514u32.to_le_bytes());
+        assert_eq!(&b[16..20], &64u32.to_le_bytes());
+        assert_eq!(&b[20..22], &100u16.to_le_bytes());
+        assert_eq!(&b[22..24], &443u16.to_le_bytes());
+        assert_eq!(&b[24..26], &51234u16.to_le_bytes());
+        assert_eq!(
+            b[26..34],
+            [RECORD_VERSION, 0, 4, 6, 0x12, 63, 1, record_flags::CONTROL]
+        );
+        assert_eq!(b[34..40], [0; 6]);
+        assert_eq!(b[40..56], map_ipv4([198, 18, 0, 1]));
+        assert_eq!(b[56..72], map_ipv4([198, 18, 0, 2]));
+    }
+
+    #[test]
+    fn decode_round_trips() {
+        let r = sample();
+        assert_eq!(SampleRecord::decode(r.as_bytes()), Ok(r));
+    }
+
+    #[test]
+    fn decode_rejects_wrong_lengths() {
+        let r = sample();
+        let b = r.as_bytes();
+        assert_eq!(SampleRecord::decode(&b[..71]), Err(DecodeError::Length(71)));
+        assert_eq!(SampleRecord::decode(&[]), Err(DecodeError::Length(0)));
+        let mut long = [0u8; 80];
+        long[..72].copy_from_slice(b);
+        assert_eq!(SampleRecord::decode(&long), Err(DecodeError::Length(80)));
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        let mut b = *sample().as_bytes();
+        b[26] = 9;
+        assert_eq!(SampleRecord::decode(&b), Err(DecodeError::Version(9)));
+        let mut b = *sample().as_bytes();
+        b[27] = 200;
+        assert_eq!(SampleRecord::decode(&b), Err(DecodeError::Class(200)));
+        assert_eq!(
+            SampleRecord::decode(&[0xff; 72]),
+            Err(DecodeError::Version(0xff))
+        );
+    }
+
+    #[test]
+    fn decode_is_safe_on_unaligned_input() {
+        let mut buf = [0u8; 73];
+        buf[1..].copy_from_slice(sample().as_bytes());
+        assert_eq!(SampleRecord::decode(&buf[1..]), Ok(sample()));
+    }
+}

@@ -1,0 +1,12 @@
+//! nta: a high-rate XDP network sensor. This library holds everything the
+//! `nta` binary does; `main.rs` only parses the command line.
+
+pub mod cli;
+pub mod events;
+pub mod iface;
+pub mod metrics;
+pub mod objects;
+pub mod privileges;
+pub mod run;
+pub mod sensor;
+pub mod server;

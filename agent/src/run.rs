@@ -1,0 +1,148 @@
+//! `nta run`: attach to interfaces, consume samples, serve metrics, and
+//! detach cleanly on SIGINT/SIGTERM.
+
+use std::sync::{Arc, atomic::AtomicU64};
+
+use agent_common::config::SamplerConfig;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+    task::JoinSet,
+};
+
+use crate::{
+    cli::RunArgs,
+    events::{self, PipelineStats},
+    iface,
+    metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
+    privileges,
+    sensor::{Sensor, SensorError},
+    server::{self, ServerError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Privileges(String),
+    #[error(transparent)]
+    Iface(#[from] iface::IfaceError),
+    #[error("interface {iface}: {source}")]
+    Sensor { iface: String, source: SensorError },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("the same interface is given twice: {0}")]
+    DuplicateIface(String),
+}
+
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let ifaces = resolve_interfaces(&args.ifaces)?;
+    if let Some(eff) = privileges::effective() {
+        let missing = privileges::missing(eff);
+        if !missing.is_empty() {
+            return Err(RunError::Privileges(privileges::describe_missing(&missing)));
+        }
+    }
+    let listener = server::bind(args.listen).await?;
+    let config = SamplerConfig {
+        data_rate: args.sample_rate,
+        control_rate: args.control_sample_rate,
+        ..SamplerConfig::default()
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (tx, rx) = events::queue();
+    let mut tasks = JoinSet::new();
+    let mut sensors = Vec::new();
+    let mut sources = Vec::new();
+    for name in &ifaces {
+        let err = |source| RunError::Sensor {
+            iface: name.clone(),
+            source,
+        };
+        let (mut sensor, maps) = Sensor::load(config).map_err(err)?;
+        let mode = sensor.attach(name, args.xdp_mode).map_err(err)?;
+        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, "XDP sensor attached");
+        let stats = Arc::new(PipelineStats::default());
+        tasks.spawn(events::consume_ring(
+            maps.samples,
+            Arc::from(name.as_str()),
+            tx.clone(),
+            stats.clone(),
+            shutdown_rx.clone(),
+        ));
+        sources.push(InterfaceSource {
+            name: name.clone(),
+            mode,
+            counters: maps.counters,
+            pipeline: stats,
+        });
+        sensors.push(sensor);
+    }
+    drop(tx);
+    let processed = Arc::new(AtomicU64::new(0));
+    let sink = tokio::spawn(events::count_samples(rx, processed));
+
+    let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
+    let mut server_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(server::serve(listener, metrics, async move {
+        let _ = server_shutdown.changed().await;
+    }));
+
+    wait_for_signal().await?;
+    tracing::info!("stopping: detaching XDP and draining samples");
+    let _ = shutdown_tx.send(true);
+    for mut s in sensors {
+        if let Err(e) = s.detach() {
+            tracing::warn!(error = %e, "detach failed; the link goes away when nta exits");
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "sample consumer stopped with an error");
+        }
+    }
+    let _ = sink.await;
+    match server.await {
+        Ok(r) => r?,
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, RunError> {
+    if given.is_empty() {
+        let name = iface::default_route_interface()?;
+        tracing::info!(interface = %name, "no --iface given: using the default route's interface");
+        iface::ifindex(&name)?;
+        return Ok(vec![name]);
+    }
+    let mut seen = Vec::new();
+    for name in given {
+        iface::ifindex(name)?;
+        if seen.contains(name) {
+            return Err(RunError::DuplicateIface(name.clone()));
+        }
+        seen.push(name.clone());
+    }
+    Ok(seen)
+}
+
+async fn wait_for_signal() -> Result<(), RunError> {
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
