@@ -85,6 +85,7 @@ pub fn protocol_mix() -> Vec<MixEntry> {
     let mut bad = FrameSpec::ipv4(L4::None).build();
     bad.truncate(34);
     bad[14] = 0x4f;
+    bad[16..18].copy_from_slice(&80u16.to_be_bytes());
     let malformed = MixEntry {
         name: "ipv4-ihl-past-end",
         frame: bad,

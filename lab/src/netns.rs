@@ -146,3 +146,17 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Gate for tests that need root (BPF, namespaces). Returns true when they
+/// can run. Without root they are skipped with a message, except under CI
+/// (`CI` set), where a privileged test that cannot run is a failure.
+pub fn privileged(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs root (BPF, network namespaces) and CI requires it to run");
+    }
+    eprintln!("SKIPPED {test}: needs root (BPF, network namespaces)");
+    false
+}
