@@ -27,9 +27,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
-    #[error("registering the ring buffer with the event loop: {0}")]
+    #[error("registering the ring buffer with the event loop")]
     Register(#[source] std::io::Error),
-    #[error("waiting on the ring buffer: {0}")]
+    #[error("waiting on the ring buffer")]
     Poll(#[source] std::io::Error),
 }
 

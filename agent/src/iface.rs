@@ -10,7 +10,7 @@ pub enum IfaceError {
     BadName(String),
     #[error("no default route found in /proc/net/route or /proc/net/ipv6_route; pass --iface")]
     NoDefaultRoute,
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: String,
         source: std::io::Error,

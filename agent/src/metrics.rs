@@ -20,7 +20,7 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("defining metrics: {0}")]
+    #[error("defining metrics")]
     Define(#[from] prometheus::Error),
     #[error("encoding metrics: {0}")]
     Encode(String),

@@ -26,13 +26,13 @@ pub enum RunError {
     Privileges(String),
     #[error(transparent)]
     Iface(#[from] iface::IfaceError),
-    #[error("interface {iface}: {source}")]
+    #[error("interface {iface}")]
     Sensor { iface: String, source: SensorError },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    #[error("installing signal handlers: {0}")]
+    #[error("installing signal handlers")]
     Signals(#[source] std::io::Error),
     #[error("the same interface is given twice: {0}")]
     DuplicateIface(String),

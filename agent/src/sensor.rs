@@ -23,18 +23,18 @@ pub enum SensorError {
         "this nta was built with AYA_BUILD_SKIP=1 and holds no XDP program; rebuild without it (`cargo xtask setup` installs the eBPF toolchain)"
     )]
     Placeholder,
-    #[error("loading the XDP program: {0}")]
+    #[error("loading the XDP object")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("the XDP program {0:?} is missing from the object")]
     MissingProgram(&'static str),
     #[error("the map {0} is missing from the XDP object")]
     MissingMap(&'static str),
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         source: MapError,
     },
-    #[error("verifying/loading the XDP program: {0}")]
+    #[error("verifying/loading the XDP program")]
     Program(#[source] ProgramError),
     #[error(transparent)]
     Iface(#[from] iface::IfaceError),
@@ -52,13 +52,13 @@ pub enum SensorError {
         "another XDP program is already attached to {iface} in {mode} mode; detach it first (`ip link set {iface} xdp off`)"
     )]
     Busy { iface: String, mode: AttachMode },
-    #[error("attaching XDP to {iface} in {mode} mode: {source}")]
+    #[error("attaching XDP to {iface} in {mode} mode")]
     Attach {
         iface: String,
         mode: AttachMode,
         source: ProgramError,
     },
-    #[error("detaching XDP: {0}")]
+    #[error("detaching XDP")]
     Detach(#[source] ProgramError),
 }
 
@@ -256,8 +256,11 @@ fn classify_attach_error(iface: &str, mode: AttachMode, e: ProgramError) -> Sens
             iface: iface_s,
             mode,
         },
-        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE) => match iface::mtu(iface)
-        {
+        Some(libc::EOPNOTSUPP) if mode == AttachMode::Native => SensorError::ModeUnsupported {
+            iface: iface_s,
+            mode,
+        },
+        Some(libc::EINVAL) | Some(libc::ERANGE) => match iface::mtu(iface) {
             Some(mtu) if mtu > XDP_SINGLE_BUFFER_MTU && mode == AttachMode::Native => {
                 SensorError::MtuTooLarge {
                     iface: iface_s,

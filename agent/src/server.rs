@@ -17,12 +17,12 @@ use crate::metrics::Metrics;
 pub enum ServerError {
     #[error("cannot listen on {addr}: the port is already in use (pick another with --listen)")]
     InUse { addr: SocketAddr },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("serving HTTP: {0}")]
+    #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
 }
 

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod frames;
 pub mod mix;
 pub mod netns;
+pub mod scrape;
 pub mod send;
 
 pub use netns::{LabError, NetNs, VethPair, privileged};

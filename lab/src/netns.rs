@@ -12,8 +12,8 @@ use std::{
 pub enum LabError {
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
-    #[error("could not run `ip` (iproute2): {0}")]
-    Spawn(#[from] std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
     #[error("entering network namespace {name}: {source}")]
     Setns {
         name: String,

@@ -106,7 +106,7 @@ impl PacketSocket {
         // SAFETY: plain socket(2) call.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         if fd < 0 {
-            return Err(LabError::Spawn(std::io::Error::last_os_error()));
+            return Err(LabError::Io(std::io::Error::last_os_error()));
         }
         Ok(PacketSocket { fd, ifindex })
     }
@@ -139,7 +139,7 @@ impl PacketSocket {
                 thread::sleep(Duration::from_micros(50));
                 continue;
             }
-            return Err(LabError::Spawn(e));
+            return Err(LabError::Io(e));
         }
     }
 }

@@ -1,0 +1,354 @@
+//! End to end: a namespace and veth pair made by the test, `nta run`
+//! attached to the outer end, a known mix of frames sent from the inner end,
+//! and /metrics scraped. Every counter must equal what was sent, exactly.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nta_lab::{
+    NetNs, VethPair,
+    mix::protocol_mix,
+    netns::run,
+    privileged,
+    scrape::{Samples, http_get, scrape},
+    send::send_frames,
+};
+
+const NTA: &str = env!("CARGO_BIN_EXE_nta");
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding a free port: {e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running `nta run`, killed on drop if the test did not stop it.
+struct Agent {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Agent {
+    fn start(args: &[&str]) -> Agent {
+        let addr = free_port();
+        let listen = addr.to_string();
+        let mut all = vec!["run", "--listen", &listen];
+        all.extend_from_slice(args);
+        let child = Command::new(NTA)
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting nta: {e}"));
+        let mut agent = Agent { child, addr };
+        agent.wait_healthy();
+        agent
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if http_get(self.addr, "/healthz").is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "nta exited early with {status}: {}",
+                    stderr_of(&mut self.child)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nta did not become healthy within 15 s");
+    }
+
+    fn signal(&mut self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "nta did not exit within 10 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+fn xdp_attached(iface: &str) -> bool {
+    let out = run("ip", &["-d", "link", "show", "dev", iface]).unwrap_or_else(|e| panic!("{e}"));
+    out.contains("xdp")
+}
+
+/// Scrapes until `done` holds or 10 s pass; returns the last scrape.
+fn scrape_until(addr: SocketAddr, done: impl Fn(&Samples) -> bool) -> Samples {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = scrape(addr).unwrap_or_else(|e| panic!("scraping: {e}"));
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn counts_a_known_mix_exactly() {
+    if !privileged("counts_a_known_mix_exactly") {
+        return;
+    }
+    let ns = NetNs::new("ntae").unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, "ntae").unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--sample-rate",
+        "1",
+        "--control-sample-rate",
+        "1",
+    ]);
+    let i = veth.outer.as_str();
+
+    let mix = protocol_mix();
+    let repeat = 50usize;
+    let frames: Vec<Vec<u8>> = mix.iter().map(|m| m.frame.clone()).collect();
+    let sent = send_frames(&ns, &veth.inner, &frames, repeat).unwrap_or_else(|e| panic!("{e}"));
+    let total = (mix.len() * repeat) as f64;
+    assert_eq!(sent as f64, total);
+
+    let s = scrape_until(agent.addr, |s| {
+        s.sum("nta_packets_total", &[("interface", i)]) >= total
+            && s.sum("nta_samples_total", &[("interface", i)]) >= total
+    });
+    let r = repeat as f64;
+    let per = |f: &dyn Fn(&nta_lab::mix::MixEntry) -> bool| {
+        mix.iter().filter(|m| f(m)).count() as f64 * r
+    };
+    for class in [
+        "tcp",
+        "udp",
+        "icmp",
+        "icmpv6",
+        "sctp",
+        "gre",
+        "other_ip",
+        "fragment",
+        "arp",
+        "non_ip",
+        "malformed",
+    ] {
+        let want = per(&|m| m.class == class);
+        let bytes: f64 = mix
+            .iter()
+            .filter(|m| m.class == class)
+            .map(|m| m.frame.len() as f64 * r)
+            .sum();
+        assert_eq!(
+            s.get(
+                "nta_packets_total",
+                &[("interface", i), ("protocol", class)]
+            ),
+            Some(want),
+            "packets {class}"
+        );
+        assert_eq!(
+            s.get("nta_bytes_total", &[("interface", i), ("protocol", class)]),
+            Some(bytes),
+            "bytes {class}"
+        );
+    }
+    for v in [4u8, 6] {
+        let want = per(&|m| m.ip_version == v);
+        assert_eq!(
+            s.get(
+                "nta_ip_packets_total",
+                &[("interface", i), ("version", &v.to_string())]
+            ),
+            Some(want),
+            "ip v{v}"
+        );
+    }
+    assert_eq!(
+        s.get("nta_vlan_packets_total", &[("interface", i)]),
+        Some(per(&|m| m.vlan))
+    );
+    for flag in ["syn", "synack", "fin", "rst"] {
+        let want = per(&|m| m.tcp_flag == Some(flag));
+        assert_eq!(
+            s.get("nta_tcp_flags_total", &[("interface", i), ("flag", flag)]),
+            Some(want),
+            "flag {flag}"
+        );
+    }
+    assert_eq!(
+        s.sum("nta_parse_errors_total", &[("interface", i)]),
+        per(&|m| m.parse_error.is_some())
+    );
+    for m in mix.iter().filter_map(|m| m.parse_error) {
+        assert_eq!(
+            s.get("nta_parse_errors_total", &[("interface", i), ("reason", m)]),
+            Some(r),
+            "reason {m}"
+        );
+    }
+    assert_eq!(
+        s.get("nta_samples_total", &[("interface", i)]),
+        Some(total),
+        "every frame sampled at 1-in-1"
+    );
+    for stage in ["ringbuf", "queue", "decode"] {
+        assert_eq!(
+            s.get(
+                "nta_samples_dropped_total",
+                &[("interface", i), ("stage", stage)]
+            ),
+            Some(0.0),
+            "drops at {stage}"
+        );
+    }
+    assert_eq!(
+        s.get("nta_xdp_attached", &[("interface", i), ("mode", "native")]),
+        Some(1.0)
+    );
+    assert_eq!(s.sum("nta_build_info", &[]), 1.0);
+
+    assert!(xdp_attached(i), "XDP should be attached while nta runs");
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit();
+    assert!(
+        status.success(),
+        "nta exited with {status}: {}",
+        stderr_of(&mut agent.child)
+    );
+    assert!(!xdp_attached(i), "SIGTERM must detach XDP");
+}
+
+#[test]
+fn killed_agent_leaves_nothing_attached() {
+    if !privileged("killed_agent_leaves_nothing_attached") {
+        return;
+    }
+    let ns = NetNs::new("ntak").unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, "ntak").unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&["--iface", &veth.outer, "--xdp-mode", "skb"]);
+    let s = scrape(agent.addr).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.get(
+            "nta_xdp_attached",
+            &[("interface", &veth.outer), ("mode", "skb")]
+        ),
+        Some(1.0)
+    );
+    assert!(xdp_attached(&veth.outer));
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit();
+    // The bpf_link dies with the process's file descriptors.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&veth.outer) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !xdp_attached(&veth.outer),
+        "a SIGKILLed nta must leave no XDP program attached"
+    );
+}
+
+fn run_nta_expecting_error(args: &[&str]) -> String {
+    let out = Command::new(NTA)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success(), "nta {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn clear_errors_for_missing_interface_and_busy_port() {
+    if !privileged("clear_errors_for_missing_interface_and_busy_port") {
+        return;
+    }
+    let err = run_nta_expecting_error(&["run", "--iface", "nta-nope0", "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("interface \"nta-nope0\" does not exist"),
+        "{err}"
+    );
+
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = busy
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+    let err = run_nta_expecting_error(&["run", "--iface", "lo", "--listen", &addr]);
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn native_mode_on_loopback_is_refused_clearly() {
+    if !privileged("native_mode_on_loopback_is_refused_clearly") {
+        return;
+    }
+    let err = run_nta_expecting_error(&[
+        "run",
+        "--iface",
+        "lo",
+        "--xdp-mode",
+        "native",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        err.contains("native XDP is not supported by the driver of lo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_capabilities_are_named() {
+    if !privileged("missing_capabilities_are_named") {
+        return;
+    }
+    // Drop every capability but CAP_NET_ADMIN with setpriv (util-linux).
+    let out = Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all,+net_admin",
+            "--",
+            NTA,
+            "run",
+            "--iface",
+            "lo",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && !err.contains("CAP_NET_ADMIN ("),
+        "{err}"
+    );
+}
