@@ -19,7 +19,7 @@ const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 16);
 
 pub const DEFAULT_DATA_RATE: u32 = 64;
 pub const DEFAULT_CONTROL_RATE: u32 = 1;
-pub const DEFAULT_WAKEUP_BATCH: u32 = 256;
+pub const DEFAULT_WAKEUP_BATCH: u32 = 1024;
 
 impl Default for SamplerConfig {
     fn default() -> Self {

@@ -58,6 +58,11 @@ pub struct Parsed {
     pub vlan_id: u16,
     /// Offset of the IP header (valid when `ip_version != 0`).
     pub l3_offset: u16,
+    /// Where the IP datagram ends by its own length field (IPv4 total
+    /// length, IPv6 40 + payload length); 0 when unknown. Lets the XDP
+    /// program skip asking for the full frame length when the datagram
+    /// visibly fits in the first buffer.
+    pub ip_end: u32,
     /// IP protocol after extension headers, 0 when not IP.
     pub l4_proto: u8,
     pub ttl: u8,
@@ -78,6 +83,7 @@ impl Parsed {
             vlan_depth: 0,
             vlan_id: 0,
             l3_offset: 0,
+            ip_end: 0,
             l4_proto: 0,
             ttl: 0,
             tcp_flags: 0,
@@ -183,6 +189,7 @@ fn parse_ipv4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
     }
     p.ip_version = 4;
     p.l3_offset = off as u16;
+    p.ip_end = (off + total_len) as u32;
     p.ttl = h[8];
     p.l4_proto = h[9];
     let frag = be16([h[6], h[7]]);
@@ -218,6 +225,13 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
     }
     p.ip_version = 6;
     p.l3_offset = off as u16;
+    let payload_len = be16([h[4], h[5]]) as usize;
+    // Payload length 0 means a jumbogram (or a sender's bug): unknown end.
+    p.ip_end = if payload_len == 0 {
+        0
+    } else {
+        (off + IPV6_HLEN + payload_len) as u32
+    };
     p.ttl = h[7];
     let mut next = h[6];
     let mut off = off + IPV6_HLEN;

@@ -30,8 +30,12 @@ pub fn observe(ctx: &XdpContext) {
     let frame = XdpFrame::new(ctx);
     let parsed = parse::parse(&frame);
     let linear = frame.linear_len() as u64;
-    // SAFETY: the helper only reads the xdp_md the kernel handed us.
-    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let frame_len = if may_have_fragments(&parsed, linear) {
+        // SAFETY: the helper only reads the xdp_md the kernel handed us.
+        unsafe { bpf_xdp_get_buff_len(ctx.ctx) }
+    } else {
+        linear
+    };
     count(&mut state.counters, &parsed, frame_len);
 
     let config = CONFIG.get(0).copied().unwrap_or_default();
@@ -47,6 +51,21 @@ pub fn observe(ctx: &XdpContext) {
             multi_buffer,
             &config,
         );
+    }
+}
+
+/// Whether the frame may continue past its first buffer (XDP multi-buffer),
+/// so its length must come from `bpf_xdp_get_buff_len`. The helper costs
+/// about as much as parsing, so it is skipped when the IP datagram's own
+/// length shows it ends inside the first buffer, and for short non-IP
+/// frames: drivers fill the first buffer (at least 1 KiB) before adding
+/// fragments.
+#[inline(always)]
+fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
+    if p.ip_end != 0 {
+        u64::from(p.ip_end) > linear
+    } else {
+        linear >= 1024
     }
 }
 

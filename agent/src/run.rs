@@ -27,7 +27,10 @@ pub enum RunError {
     #[error(transparent)]
     Iface(#[from] iface::IfaceError),
     #[error("interface {iface}")]
-    Sensor { iface: String, source: SensorError },
+    Sensor {
+        iface: String,
+        source: Box<SensorError>,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -61,7 +64,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     for name in &ifaces {
         let err = |source| RunError::Sensor {
             iface: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let (mut sensor, maps) = Sensor::load(config).map_err(err)?;
         let mode = sensor.attach(name, args.xdp_mode).map_err(err)?;

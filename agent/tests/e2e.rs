@@ -135,7 +135,8 @@ fn counts_a_known_mix_exactly() {
     let mix = protocol_mix();
     let repeat = 50usize;
     let frames: Vec<Vec<u8>> = mix.iter().map(|m| m.frame.clone()).collect();
-    let sent = send_frames(&ns, &veth.inner, &frames, repeat).unwrap_or_else(|e| panic!("{e}"));
+    let sent =
+        send_frames(ns.name(), &veth.inner, &frames, repeat).unwrap_or_else(|e| panic!("{e}"));
     let total = (mix.len() * repeat) as f64;
     assert_eq!(sent as f64, total);
 

@@ -285,6 +285,46 @@ fn jumbo_multi_buffer_frame_counts_every_byte() {
 }
 
 #[test]
+fn jumbo_non_ip_frame_counts_every_byte() {
+    if !privileged("jumbo_non_ip_frame_counts_every_byte") {
+        return;
+    }
+    // No IP length to go by: the program must ask for the full length.
+    let frame = FrameSpec::raw(0x88b5, vec![0x5a; 9000 - 14]).build();
+    let mut h = Harness::new(config(1, 1));
+    assert_eq!(h.run(&frame, 1), XDP_PASS);
+    let c = h.counters();
+    assert_eq!(c.packets[ProtocolClass::NonIp as usize], 1);
+    assert_eq!(c.bytes[ProtocolClass::NonIp as usize], 9000);
+    let r = h.records();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].frame_len, 9000);
+    assert_ne!(r[0].flags & record_flags::MULTI_BUFFER, 0);
+}
+
+#[test]
+fn ipv4_datagram_longer_than_the_frame_is_counted_by_frame_length() {
+    if !privileged("ipv4_datagram_longer_than_the_frame_is_counted_by_frame_length") {
+        return;
+    }
+    // A total length that claims more than arrived (a truncating tap): the
+    // frame's real length is what is counted.
+    let mut frame = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 })
+        .with_payload(100)
+        .build();
+    frame[16..18].copy_from_slice(&1400u16.to_be_bytes());
+    let mut h = Harness::new(config(1, 1));
+    h.run(&frame, 1);
+    assert_eq!(
+        h.counters().bytes[ProtocolClass::Udp as usize],
+        frame.len() as u64
+    );
+    let r = h.records();
+    assert_eq!(r[0].frame_len as usize, frame.len());
+    assert_eq!(r[0].flags & record_flags::MULTI_BUFFER, 0);
+}
+
+#[test]
 fn data_packets_are_sampled_one_in_n() {
     if !privileged("data_packets_are_sampled_one_in_n") {
         return;

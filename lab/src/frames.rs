@@ -332,7 +332,7 @@ fn checksum(bytes: &[u8]) -> u16 {
 
 fn ipv4_header(h: &Ipv4, proto: u8, payload: usize) -> Vec<u8> {
     let mut options = h.options.clone();
-    while options.len() % 4 != 0 {
+    while !options.len().is_multiple_of(4) {
         options.push(0); // End of Options List padding
     }
     let hlen = 20 + options.len();

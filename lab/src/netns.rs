@@ -46,6 +46,11 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Where iproute2 keeps the handle of a named namespace.
+pub fn netns_path(name: &str) -> String {
+    format!("/var/run/netns/{name}")
+}
+
 /// A network namespace, deleted (with its interfaces) on drop.
 #[derive(Debug)]
 pub struct NetNs {
@@ -74,7 +79,7 @@ impl NetNs {
 
     /// Path of the namespace handle, for `setns`.
     pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
+        netns_path(&self.name)
     }
 }
 

@@ -4,18 +4,18 @@
 
 use std::{ffi::CString, fs::File, os::fd::AsRawFd, thread, time::Duration};
 
-use crate::netns::{LabError, NetNs};
+use crate::netns::{LabError, netns_path};
 
-/// Sends each frame `repeat` times, in order, from `iface` in `ns`.
-/// Returns the number of frames sent.
+/// Sends each frame `repeat` times, in order, from `iface` in the
+/// namespace named `ns`. Returns the number of frames sent.
 pub fn send_frames(
-    ns: &NetNs,
+    ns: &str,
     iface: &str,
     frames: &[Vec<u8>],
     repeat: usize,
 ) -> Result<u64, LabError> {
-    let path = ns.path();
-    let name = ns.name().to_string();
+    let path = netns_path(ns);
+    let name = ns.to_string();
     let iface = iface.to_string();
     let frames = frames.to_vec();
     let handle = thread::spawn(move || -> Result<u64, LabError> {
@@ -38,15 +38,15 @@ pub fn send_frames(
 /// Sends frames at roughly `pps` for at most `duration`, cycling through
 /// them; bounded by both time and `max_frames`.
 pub fn send_paced(
-    ns: &NetNs,
+    ns: &str,
     iface: &str,
     frames: &[Vec<u8>],
     pps: u32,
     duration: Duration,
     max_frames: u64,
 ) -> Result<u64, LabError> {
-    let path = ns.path();
-    let name = ns.name().to_string();
+    let path = netns_path(ns);
+    let name = ns.to_string();
     let iface = iface.to_string();
     let frames = frames.to_vec();
     let handle = thread::spawn(move || -> Result<u64, LabError> {

@@ -1,1 +1,63 @@
-fn main() {}
+//! Developer and CI tasks: `cargo xtask <command>`.
+//!
+//! Every command first makes sure the toolchain is in place (`setup`), so
+//! a fresh machine needs no manual step.
+
+mod bench;
+mod demo;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "nta developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (idempotent, fast when done):
+    /// nightly rust-src, bpf-linker against nightly's LLVM, apt packages.
+    Setup,
+    /// Build the release `nta` binary (XDP program included).
+    Build,
+    /// Format check, clippy, and every test, the privileged kernel and
+    /// network tests included (run as root; under CI=true they must run).
+    Test,
+    /// Run nta on a lab namespace with generated traffic and show a live
+    /// per-protocol table, for a bounded time.
+    Demo(demo::DemoArgs),
+    /// Measure nta against baselines in the same run and rewrite
+    /// BENCHMARKS.md.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    util::cd_workspace_root()?;
+    setup::ensure()?;
+    match cli.command {
+        Command::Setup => Ok(()),
+        Command::Build => util::cargo(&["build", "--release", "-p", "nta"]),
+        Command::Test => test(),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn test() -> anyhow::Result<()> {
+    util::cargo(&["fmt", "--all", "--check"])?;
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    util::cargo_nightly_clippy_ebpf()?;
+    util::cargo(&["test", "--workspace", "--no-fail-fast"])
+}

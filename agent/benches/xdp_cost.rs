@@ -1,0 +1,196 @@
+//! XDP program cost: ns per packet of the nta program against an empty
+//! `XDP_PASS` program, measured in the same run through BPF_PROG_TEST_RUN.
+//!
+//! Two figures per frame: the ratio of the kernel's `duration` (ns per run,
+//! 1 ns steps) and the difference of BPF_ENABLE_STATS run time / run count
+//! (sub-ns; the stats bookkeeping itself inflates both programs alike, so
+//! only the difference is meaningful). Rounds alternate the programs; the
+//! table reports median and min-max over the rounds. Two samplings: the
+//! defaults, and control packets at the data rate, which separates the cost
+//! of parsing and counting from the cost of writing every SYN to the ring.
+//!
+//! Run by `cargo xtask bench` (root needed). Writes target/bench/xdp_cost.md.
+
+use std::{
+    fs,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use agent_common::config::SamplerConfig;
+use aya::{
+    EbpfLoader,
+    maps::{MapData, RingBuf},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use nta::{objects, sensor::Sensor};
+use nta_lab::{
+    cases::{SYN, protocol_cases},
+    frames::{FrameSpec, L4, pad_to_min},
+};
+
+const REPEAT: u32 = 1_000_000;
+
+fn rounds() -> usize {
+    std::env::var("NTA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+struct Measure {
+    duration_ns: f64,
+    stats_ns: f64,
+}
+
+fn measure(prog: &Xdp, frame: &[u8]) -> Measure {
+    let info = |p: &Xdp| p.info().unwrap_or_else(|e| panic!("program info: {e}"));
+    let before = info(prog);
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: REPEAT,
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("test run: {e}"));
+    let after = info(prog);
+    let runs = after.run_count().saturating_sub(before.run_count()).max(1);
+    let time = after.run_time().saturating_sub(before.run_time());
+    Measure {
+        duration_ns: r.duration.as_nanos() as f64,
+        stats_ns: time.as_nanos() as f64 / runs as f64,
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() {
+    if !nta_lab::privileged("xdp_cost benchmark") {
+        return;
+    }
+
+    let mut baseline = EbpfLoader::new()
+        .load(objects::BASELINE_XDP)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let empty: &mut Xdp = baseline
+        .program_mut("baseline_pass")
+        .and_then(|p| p.try_into().ok())
+        .unwrap_or_else(|| panic!("baseline_pass missing"));
+    empty.load().unwrap_or_else(|e| panic!("{e}"));
+    let empty: &Xdp = baseline
+        .program("baseline_pass")
+        .and_then(|p| p.try_into().ok())
+        .unwrap_or_else(|| panic!("baseline_pass missing"));
+
+    let deep = protocol_cases()
+        .into_iter()
+        .find(|c| c.name == "qinq-ipv6-3ext-tcp-syn")
+        .map(|c| c.frame)
+        .unwrap_or_else(|| panic!("corpus lacks the QinQ frame"));
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "IPv4 TCP SYN, 64 B",
+            pad_to_min(
+                FrameSpec::ipv4(L4::Tcp {
+                    sport: 40000,
+                    dport: 80,
+                    flags: SYN,
+                })
+                .build(),
+            ),
+        ),
+        (
+            "IPv4 UDP, 128 B",
+            FrameSpec::ipv4(L4::Udp {
+                sport: 5000,
+                dport: 53,
+            })
+            .with_payload(86)
+            .build(),
+        ),
+        (
+            "IPv6 TCP SYN, 78 B",
+            FrameSpec::ipv6(L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: SYN,
+            })
+            .build(),
+        ),
+        ("QinQ IPv6 3 ext hdrs TCP SYN, 122 B", deep),
+    ];
+
+    let n = rounds();
+    let mut md = String::from(
+        "| frame | sampling (data, control) | empty XDP_PASS ns | nta ns | ratio | Δ ns (run stats) |\n|---|---|---|---|---|---|\n",
+    );
+    println!("XDP program cost, {n} rounds x {REPEAT} runs per program and frame");
+    let default = SamplerConfig::default();
+    let sparse = SamplerConfig {
+        control_rate: default.data_rate,
+        ..default
+    };
+    for config in [default, sparse] {
+        let (sensor, maps) = Sensor::load(config).unwrap_or_else(|e| panic!("{e}"));
+        let nta = sensor.program().unwrap_or_else(|e| panic!("{e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = spawn_drainer(maps.samples, stop.clone());
+        let sampling = format!("1-in-{}, 1-in-{}", config.data_rate, config.control_rate);
+        for (name, frame) in &frames {
+            let (mut e_d, mut n_d, mut ratio, mut delta) = (vec![], vec![], vec![], vec![]);
+            for _ in 0..n {
+                // Run-time stats slow every run down, so durations are
+                // taken with them off and the stats delta in a second pass.
+                let e = measure(empty, frame);
+                let t = measure(nta, frame);
+                e_d.push(e.duration_ns);
+                n_d.push(t.duration_ns);
+                ratio.push(t.duration_ns / e.duration_ns.max(1.0));
+                let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                    .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS: {e}"));
+                let e = measure(empty, frame);
+                let t = measure(nta, frame);
+                delta.push(t.stats_ns - e.stats_ns);
+            }
+            let (em, ..) = stats(e_d);
+            let (nm, ..) = stats(n_d);
+            let (rm, rmin, rmax) = stats(ratio);
+            let (dm, dmin, dmax) = stats(delta);
+            let row = format!(
+                "| {name} | {sampling} | {em:.0} | {nm:.0} | {rm:.2} ({rmin:.2}-{rmax:.2}) | {dm:.1} ({dmin:.1}-{dmax:.1}) |\n"
+            );
+            print!("{row}");
+            md.push_str(&row);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = drainer.join();
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(dir.join("xdp_cost.md"), md).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Drains the ring buffer like the agent does, so sampled frames pay the
+/// real submit cost rather than a cheap full-ring failure.
+fn spawn_drainer(mut ring: RingBuf<MapData>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let mut n = 0;
+            while ring.next().is_some() {
+                n += 1;
+            }
+            if n == 0 {
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
+    })
+}

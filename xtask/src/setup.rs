@@ -1,0 +1,213 @@
+//! Installs the toolchain pieces and system packages nta needs, checking
+//! first so a second run takes a fraction of a second.
+//!
+//! - `rust-src` for the `nightly` toolchain (aya-build compiles `core` for
+//!   the bpf target).
+//! - `bpf-linker`, built from crates.io against nightly's own libLLVM: the
+//!   linker must use the same LLVM as the rustc that emits the bitcode. A
+//!   prefix directory under `$CARGO_HOME` holds two symlinks to the real
+//!   shared object (`libLLVM.so` and its SONAME); the binary's rpath points
+//!   there, so it runs outside `rustup run` too. A stamp file records the
+//!   nightly it was built for, so a new nightly triggers a rebuild.
+//! - apt packages the tests and benchmarks use.
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+
+use crate::util::{is_root, output, run};
+
+/// Debian packages the tests, demo and benchmarks call.
+pub const APT_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip: namespaces and veth pairs"),
+    (
+        "procps",
+        "sysctl: disable IPv6 autoconfiguration on lab links",
+    ),
+    ("util-linux", "setpriv: run nta with reduced capabilities"),
+    ("bpftool", "inspect loaded programs when a test fails"),
+];
+
+pub fn ensure() -> anyhow::Result<()> {
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    ensure_apt_packages()?;
+    Ok(())
+}
+
+fn nightly_verbose_version() -> anyhow::Result<String> {
+    output(Command::new("rustc").arg("+nightly").arg("-vV")).map_err(|e| {
+        anyhow!("the `nightly` Rust toolchain is needed to build the XDP program but is not usable: {e:#}\nInstall it with `rustup toolchain install nightly --profile minimal`")
+    })
+}
+
+fn ensure_rust_src() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("==> installing rust-src for the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+        .context(
+            "`rustup component add rust-src --toolchain nightly` failed; run it by hand and retry",
+        )
+}
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+/// The real libLLVM shared object of a sysroot: the `libLLVM-NN-*.so` next
+/// to it is only a linker script, so pick the large `libLLVM.so.*` file.
+fn real_libllvm(sysroot: &Path) -> anyhow::Result<PathBuf> {
+    let lib = sysroot.join("lib");
+    let mut candidates: Vec<PathBuf> = fs::read_dir(&lib)
+        .with_context(|| format!("listing {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+                && fs::metadata(p).map(|m| m.len() > 1 << 20).unwrap_or(false)
+        })
+        .collect();
+    candidates.sort();
+    candidates.pop().ok_or_else(|| {
+        anyhow!(
+            "no libLLVM.so.* shared object in {}: is the nightly toolchain complete?",
+            lib.display()
+        )
+    })
+}
+
+fn llvm_major(verbose_version: &str) -> anyhow::Result<String> {
+    verbose_version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("`rustc +nightly -vV` does not report an LLVM version"))
+}
+
+fn bpf_linker_runs() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let vv = nightly_verbose_version()?;
+    let prefix = cargo_home().join("nta-llvm-prefix");
+    let stamp = prefix.join("built-for-rustc.txt");
+    let built_for = fs::read_to_string(&stamp).unwrap_or_default();
+    if built_for == vv && bpf_linker_runs() {
+        return Ok(());
+    }
+    let major = llvm_major(&vv)?;
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let real = real_libllvm(Path::new(sysroot.trim()))?;
+    let soname = real
+        .file_name()
+        .ok_or_else(|| anyhow!("libLLVM path has no file name"))?
+        .to_owned();
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    for name in [std::ffi::OsString::from("libLLVM.so"), soname] {
+        let link = lib.join(&name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    eprintln!(
+        "==> building bpf-linker against nightly's LLVM {major} ({}); about a minute",
+        real.display()
+    );
+    let status = Command::new("cargo")
+        .args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--force",
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(format!("llvm-{major}"))
+        .env("LLVM_PREFIX", &prefix)
+        .status()
+        .context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!(
+            "building bpf-linker failed. By hand: LLVM_PREFIX={} cargo +nightly install bpf-linker --no-default-features --features llvm-{major}",
+            prefix.display()
+        );
+    }
+    if !bpf_linker_runs() {
+        bail!(
+            "bpf-linker was installed but does not run; is {} on PATH?",
+            cargo_home().join("bin").display()
+        );
+    }
+    fs::write(&stamp, vv).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(())
+}
+
+fn apt_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn ensure_apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !apt_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    if !is_root() {
+        bail!(
+            "missing packages: {}. Install them as root: {cmd}",
+            missing.join(", ")
+        );
+    }
+    eprintln!("==> installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| format!("installing packages failed; by hand: {cmd}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_llvm_major() {
+        let vv = "rustc 1.97.0-nightly\nbinary: rustc\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(vv).ok().as_deref(), Some("22"));
+        assert!(llvm_major("rustc 1.0\n").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! Small process helpers shared by the tasks.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+/// The workspace root (xtask's manifest lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn cd_workspace_root() -> anyhow::Result<()> {
+    env::set_current_dir(workspace_root()).context("entering the workspace root")
+}
+
+/// Runs a command, inheriting stdio; fails on a non-zero exit.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("running {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("==> cargo {}", args.join(" "));
+    run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+}
+
+/// Clippy on the XDP program itself, for the bpf target (the host build of
+/// agent-ebpf compiles the program's modules out).
+pub fn cargo_nightly_clippy_ebpf() -> anyhow::Result<()> {
+    eprintln!("==> cargo +nightly clippy -p agent-ebpf (bpf target)");
+    run(Command::new("rustup").args([
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "-p",
+        "agent-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--release",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+pub fn is_root() -> bool {
+    nta_lab::netns::is_root()
+}
