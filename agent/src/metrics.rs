@@ -108,25 +108,7 @@ impl Families {
         })
     }
 
-    /// Clears every series; `fill` sets them again from the current values.
-    fn reset(&self) {
-        for v in [
-            &self.packets,
-            &self.bytes,
-            &self.ip_packets,
-            &self.vlan_packets,
-            &self.tcp_flags,
-            &self.parse_errors,
-            &self.samples,
-            &self.samples_dropped,
-            &self.counter_read_errors,
-        ] {
-            v.reset();
-        }
-        self.xdp_attached.reset();
-    }
-
-    fn all(&self) -> [&dyn Collector; 10] {
+    fn counters(&self) -> [&IntCounterVec; 9] {
         [
             &self.packets,
             &self.bytes,
@@ -137,8 +119,20 @@ impl Families {
             &self.samples,
             &self.samples_dropped,
             &self.counter_read_errors,
-            &self.xdp_attached,
         ]
+    }
+
+    /// Clears every series; `fill` sets them again from the current values.
+    fn reset(&self) {
+        self.counters().into_iter().for_each(IntCounterVec::reset);
+        self.xdp_attached.reset();
+    }
+
+    fn all(&self) -> impl Iterator<Item = &dyn Collector> {
+        self.counters()
+            .into_iter()
+            .map(|c| c as &dyn Collector)
+            .chain(std::iter::once(&self.xdp_attached as &dyn Collector))
     }
 }
 
@@ -223,11 +217,7 @@ impl SensorCollector {
 
 impl Collector for SensorCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.families
-            .all()
-            .into_iter()
-            .flat_map(|c| c.desc())
-            .collect()
+        self.families.all().flat_map(|c| c.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -236,11 +226,7 @@ impl Collector for SensorCollector {
             Err(poisoned) => poisoned.into_inner(),
         };
         self.fill(&mut errors);
-        self.families
-            .all()
-            .into_iter()
-            .flat_map(|c| c.collect())
-            .collect()
+        self.families.all().flat_map(|c| c.collect()).collect()
     }
 }
 

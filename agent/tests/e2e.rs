@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agent_common::class::ProtocolClass;
 use nta_lab::{
     NetNs, VethPair,
     mix::protocol_mix,
@@ -148,19 +149,7 @@ fn counts_a_known_mix_exactly() {
     let per = |f: &dyn Fn(&nta_lab::mix::MixEntry) -> bool| {
         mix.iter().filter(|m| f(m)).count() as f64 * r
     };
-    for class in [
-        "tcp",
-        "udp",
-        "icmp",
-        "icmpv6",
-        "sctp",
-        "gre",
-        "other_ip",
-        "fragment",
-        "arp",
-        "non_ip",
-        "malformed",
-    ] {
+    for class in ProtocolClass::ALL.map(ProtocolClass::label) {
         let want = per(&|m| m.class == class);
         let bytes: f64 = mix
             .iter()

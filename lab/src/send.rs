@@ -6,6 +6,24 @@ use std::{ffi::CString, fs::File, os::fd::AsRawFd, thread, time::Duration};
 
 use crate::netns::{LabError, netns_path};
 
+/// Runs `work` with a packet socket on `iface`, on a thread that has
+/// joined the namespace named `ns`.
+fn with_socket_in_netns(
+    ns: &str,
+    iface: &str,
+    work: impl FnOnce(&PacketSocket) -> Result<u64, LabError> + Send + 'static,
+) -> Result<u64, LabError> {
+    let path = netns_path(ns);
+    let name = ns.to_string();
+    let iface = iface.to_string();
+    thread::spawn(move || {
+        enter_netns(&path, &name)?;
+        work(&PacketSocket::open(&iface)?)
+    })
+    .join()
+    .map_err(|_| LabError::Other("sender thread panicked".into()))?
+}
+
 /// Sends each frame `repeat` times, in order, from `iface` in the
 /// namespace named `ns`. Returns the number of frames sent.
 pub fn send_frames(
@@ -14,13 +32,8 @@ pub fn send_frames(
     frames: &[Vec<u8>],
     repeat: usize,
 ) -> Result<u64, LabError> {
-    let path = netns_path(ns);
-    let name = ns.to_string();
-    let iface = iface.to_string();
     let frames = frames.to_vec();
-    let handle = thread::spawn(move || -> Result<u64, LabError> {
-        enter_netns(&path, &name)?;
-        let sock = PacketSocket::open(&iface)?;
+    with_socket_in_netns(ns, iface, move |sock| {
         let mut sent = 0u64;
         for _ in 0..repeat {
             for f in &frames {
@@ -29,10 +42,7 @@ pub fn send_frames(
             }
         }
         Ok(sent)
-    });
-    handle
-        .join()
-        .map_err(|_| LabError::Other("sender thread panicked".into()))?
+    })
 }
 
 /// Sends frames at roughly `pps` for at most `duration`, cycling through
@@ -45,13 +55,8 @@ pub fn send_paced(
     duration: Duration,
     max_frames: u64,
 ) -> Result<u64, LabError> {
-    let path = netns_path(ns);
-    let name = ns.to_string();
-    let iface = iface.to_string();
     let frames = frames.to_vec();
-    let handle = thread::spawn(move || -> Result<u64, LabError> {
-        enter_netns(&path, &name)?;
-        let sock = PacketSocket::open(&iface)?;
+    with_socket_in_netns(ns, iface, move |sock| {
         let start = std::time::Instant::now();
         let mut sent = 0u64;
         let interval = Duration::from_secs_f64(1.0 / f64::from(pps.max(1)));
@@ -65,10 +70,7 @@ pub fn send_paced(
             }
         }
         Ok(sent)
-    });
-    handle
-        .join()
-        .map_err(|_| LabError::Other("sender thread panicked".into()))?
+    })
 }
 
 fn enter_netns(path: &str, name: &str) -> Result<(), LabError> {

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agent_common::class::ProtocolClass;
 use anyhow::{Context as _, bail};
 use nta_lab::{
     NetNs, VethPair,
@@ -39,20 +40,6 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: SocketAddr,
 }
-
-const CLASSES: [&str; 11] = [
-    "tcp",
-    "udp",
-    "icmp",
-    "icmpv6",
-    "sctp",
-    "gre",
-    "other_ip",
-    "fragment",
-    "arp",
-    "non_ip",
-    "malformed",
-];
 
 /// The running agent; stopped with SIGTERM (so it detaches and flushes)
 /// when dropped, killed if it lingers.
@@ -181,7 +168,7 @@ fn print_table(iface: &str, s: &Samples, prev: Option<(Duration, &Samples)>) {
         "\n{:<10} {:>12} {:>14} {:>10}",
         "protocol", "packets", "bytes", "pps"
     );
-    for class in CLASSES {
+    for class in ProtocolClass::ALL.map(ProtocolClass::label) {
         let l = [("interface", iface), ("protocol", class)];
         let p = s.get("nta_packets_total", &l).unwrap_or(0.0);
         let b = s.get("nta_bytes_total", &l).unwrap_or(0.0);
