@@ -12,7 +12,10 @@ pub struct SamplerConfig {
     /// Wake the userspace consumer after this many records per CPU; records
     /// in between are submitted without a wakeup (a wakeup costs ~10-20 µs).
     pub wakeup_batch: u32,
-    pub _pad: u32,
+    /// Non-zero on mirror (SPAN/TAP) ports: frames are copies nobody
+    /// needs, so the program drops them after counting instead of handing
+    /// them to the kernel stack. Zero (the default) passes every frame.
+    pub mirror: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 16);
@@ -27,7 +30,7 @@ impl Default for SamplerConfig {
             data_rate: DEFAULT_DATA_RATE,
             control_rate: DEFAULT_CONTROL_RATE,
             wakeup_batch: DEFAULT_WAKEUP_BATCH,
-            _pad: 0,
+            mirror: 0,
         }
     }
 }

@@ -6,9 +6,13 @@
 //! construction.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod class;
 pub mod config;
 pub mod counters;
+pub mod generator;
 pub mod parse;
 pub mod sample;
 
@@ -18,4 +22,6 @@ mod pod {
     // implicit padding (each has a compile-time size assertion).
     unsafe impl aya::Pod for crate::counters::CpuState {}
     unsafe impl aya::Pod for crate::config::SamplerConfig {}
+    unsafe impl aya::Pod for crate::generator::GenConfig {}
+    unsafe impl aya::Pod for crate::generator::GenTemplate {}
 }

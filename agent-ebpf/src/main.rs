@@ -1,5 +1,6 @@
 //! The nta XDP program: counts every frame exactly, samples headers into a
-//! ring buffer, and passes everything on. It never drops traffic.
+//! ring buffer, and passes everything on. It never drops traffic, except on
+//! interfaces the operator declared mirror ports (`nta run --mirror`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -12,14 +13,13 @@ mod sensor;
 
 #[cfg(target_arch = "bpf")]
 mod program {
-    use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+    use aya_ebpf::{macros::xdp, programs::XdpContext};
 
     /// Entry point. `frags` lets it attach to interfaces with jumbo MTUs
     /// (multi-buffer frames); byte counts cover the whole frame.
     #[xdp(frags)]
     pub fn nta(ctx: XdpContext) -> u32 {
-        crate::sensor::observe(&ctx);
-        xdp_action::XDP_PASS
+        crate::sensor::observe(&ctx)
     }
 
     #[panic_handler]

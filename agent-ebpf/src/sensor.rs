@@ -8,7 +8,7 @@ use agent_common::{
     sample::{RECORD_VERSION, SampleRecord, record_flags},
 };
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
     helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
     programs::XdpContext,
 };
@@ -18,10 +18,12 @@ use crate::{
     maps::{CONFIG, COUNTERS, SAMPLES},
 };
 
+/// Counts and samples one frame; returns the verdict (XDP_PASS unless the
+/// interface is a mirror port, see [`SamplerConfig::mirror`]).
 #[inline(always)]
-pub fn observe(ctx: &XdpContext) {
+pub fn observe(ctx: &XdpContext) -> u32 {
     let Some(state) = COUNTERS.get_ptr_mut(0) else {
-        return;
+        return xdp_action::XDP_PASS;
     };
     // SAFETY: per-CPU map value; XDP runs with preemption disabled, so no
     // other program touches this CPU's entry concurrently.
@@ -51,6 +53,11 @@ pub fn observe(ctx: &XdpContext) {
             multi_buffer,
             &config,
         );
+    }
+    if config.mirror != 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
     }
 }
 

@@ -44,6 +44,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = agent_common::config::DEFAULT_DATA_RATE, value_name = "N")]
     pub sample_rate: u32,
 
+    /// The interfaces receive mirrored traffic only (SPAN port, TAP): drop
+    /// every frame after counting and sampling, so the kernel stack spends
+    /// nothing on copies nobody needs. Never use it on an interface that
+    /// carries the server's own traffic.
+    #[arg(long)]
+    pub mirror: bool,
+
     /// Sample 1 in M control packets (TCP SYN/FIN/RST, ICMP, ICMPv6; 0
     /// disables).
     #[arg(long, default_value_t = agent_common::config::DEFAULT_CONTROL_RATE, value_name = "M")]

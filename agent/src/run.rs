@@ -53,6 +53,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let config = SamplerConfig {
         data_rate: args.sample_rate,
         control_rate: args.control_sample_rate,
+        mirror: u32::from(args.mirror),
         ..SamplerConfig::default()
     };
 
@@ -68,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         };
         let (mut sensor, maps) = Sensor::load(config).map_err(err)?;
         let mode = sensor.attach(name, args.xdp_mode).map_err(err)?;
-        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, "XDP sensor attached");
+        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = args.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
         tasks.spawn(events::consume_ring(
             maps.samples,

@@ -21,6 +21,7 @@ use nta_lab::{
     privileged,
 };
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
 struct Harness {
@@ -434,6 +435,25 @@ fn zero_rate_disables_sampling_and_rates_change_at_run_time() {
     assert_eq!(r.len(), 10);
     assert!(r.iter().all(|r| r.sample_rate == 2));
     assert_eq!(h.counters().packets[ProtocolClass::Udp as usize], 40);
+}
+
+#[test]
+fn mirror_ports_drop_after_counting() {
+    if !privileged("mirror_ports_drop_after_counting") {
+        return;
+    }
+    let udp = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 }).build();
+    let mut h = Harness::new(SamplerConfig {
+        mirror: 1,
+        ..config(1, 1)
+    });
+    assert_eq!(h.run(&udp, 4), XDP_DROP);
+    assert_eq!(h.counters().packets[ProtocolClass::Udp as usize], 4);
+    assert_eq!(h.records().len(), 4);
+    h.sensor
+        .set_sampling(config(1, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.run(&udp, 1), XDP_PASS, "mirror off again: pass");
 }
 
 #[test]

@@ -51,6 +51,37 @@ pub fn netns_path(name: &str) -> String {
     format!("/var/run/netns/{name}")
 }
 
+/// Runs `f` on a thread that has joined the namespace named `ns` and
+/// returns its result. Namespaces are per thread, so the caller stays where
+/// it is; sockets, devices looked up by name or index, and BPF test runs
+/// inside `f` all see the namespace.
+pub fn run_in_netns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> Result<R, LabError> {
+    let path = netns_path(ns);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter_netns(&path, ns)?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| LabError::Other(format!("thread in namespace {ns} panicked")))?
+    })
+}
+
+fn enter_netns(path: &str, name: &str) -> Result<(), LabError> {
+    let err = |source| LabError::Setns {
+        name: name.to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    // SAFETY: valid namespace fd; affects only the calling thread.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// A network namespace, deleted (with its interfaces) on drop.
 #[derive(Debug)]
 pub struct NetNs {
@@ -89,14 +120,17 @@ impl Drop for NetNs {
     }
 }
 
-/// A veth pair with one end (`inner`) moved into a namespace and the other
-/// (`outer`) left in the caller's namespace. IPv6 is disabled on both ends
-/// so the kernel sends nothing of its own (DAD, router solicitations) and
-/// tests see only the frames they send. Deleted on drop.
+/// A veth pair with one end (`inner`) in a namespace and the other
+/// (`outer`) in the caller's namespace, or in a second namespace
+/// ([`VethPair::between`]). IPv6 is disabled on both ends so the kernel
+/// sends nothing of its own (DAD, router solicitations) and tests see only
+/// the frames they send. Deleted on drop.
 #[derive(Debug)]
 pub struct VethPair {
     pub outer: String,
     pub inner: String,
+    /// The namespace holding `outer`, when it is not the caller's.
+    outer_ns: Option<String>,
 }
 
 impl VethPair {
@@ -118,7 +152,11 @@ impl VethPair {
                 ns.name(),
             ],
         )?;
-        let pair = VethPair { outer, inner };
+        let pair = VethPair {
+            outer,
+            inner,
+            outer_ns: None,
+        };
         run(
             "sysctl",
             &[
@@ -126,24 +164,115 @@ impl VethPair {
                 &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.outer),
             ],
         )?;
+        run("ip", &["link", "set", &pair.outer, "up"])?;
+        pair.inner_up(ns)?;
+        Ok(pair)
+    }
+
+    /// A pair with `outer` in `a` and `inner` in `b`; neither end stays in
+    /// the caller's namespace.
+    pub fn between(a: &NetNs, b: &NetNs, prefix: &str) -> Result<VethPair, LabError> {
+        let outer = unique_name(prefix);
+        let inner = format!("{outer}p");
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &outer,
+                "netns",
+                a.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+                "netns",
+                b.name(),
+            ],
+        )?;
+        let pair = VethPair {
+            outer,
+            inner,
+            outer_ns: Some(a.name().to_string()),
+        };
+        a.exec(
+            "sysctl",
+            &[
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.outer),
+            ],
+        )?;
+        a.exec("ip", &["link", "set", &pair.outer, "up"])?;
+        pair.inner_up(b)?;
+        Ok(pair)
+    }
+
+    fn inner_up(&self, ns: &NetNs) -> Result<(), LabError> {
         ns.exec(
             "sysctl",
             &[
                 "-qw",
-                &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.inner),
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", self.inner),
             ],
         )?;
-        run("ip", &["link", "set", &pair.outer, "up"])?;
-        ns.exec("ip", &["link", "set", &pair.inner, "up"])?;
-        Ok(pair)
+        ns.exec("ip", &["link", "set", &self.inner, "up"])?;
+        Ok(())
     }
 }
 
 impl Drop for VethPair {
     fn drop(&mut self) {
-        // Deleting one end removes both; the namespace may already be gone.
-        let _ = run("ip", &["link", "del", &self.outer]);
+        // Deleting one end removes both; a namespace may already be gone.
+        let _ = match &self.outer_ns {
+            None => run("ip", &["link", "del", &self.outer]),
+            Some(ns) => run("ip", &["-n", ns, "link", "del", &self.outer]),
+        };
     }
+}
+
+/// Packet counters of an interface in a namespace, from `ip -s link`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
+}
+
+impl LinkStats {
+    /// Reads `ip -s -o link show dev IFACE` (one-line output) in `ns`.
+    pub fn read(ns: &NetNs, iface: &str) -> Result<LinkStats, LabError> {
+        let out = ns.exec("ip", &["-s", "-o", "link", "show", "dev", iface])?;
+        parse_link_stats(&out)
+            .ok_or_else(|| LabError::Other(format!("cannot read counters of {iface}: {out}")))
+    }
+}
+
+/// Parses the one-line `ip -s -o link` format: after `RX:` and `TX:`
+/// headers come `bytes packets errors dropped ...` rows.
+fn parse_link_stats(out: &str) -> Option<LinkStats> {
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    let row_after = |tag: &str| -> Option<(u64, u64)> {
+        let at = fields.iter().position(|f| f.starts_with(tag))?;
+        // Header words follow the tag up to the line break marker `\`.
+        let nums: Vec<u64> = fields[at..]
+            .iter()
+            .skip_while(|f| **f != "\\")
+            .skip(1)
+            .take(4)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        Some((*nums.get(1)?, *nums.get(3)?))
+    };
+    let (rx_packets, rx_dropped) = row_after("RX:")?;
+    let (tx_packets, tx_dropped) = row_after("TX:")?;
+    Some(LinkStats {
+        rx_packets,
+        rx_dropped,
+        tx_packets,
+        tx_dropped,
+    })
 }
 
 /// True when this process can create namespaces and load BPF (root).
@@ -164,4 +293,23 @@ pub fn privileged(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: needs root (BPF, network namespaces)");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_one_line_link_stats() {
+        let out = "7: v1@if6: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 8e:1e:5d:4e:3a:01 brd ff:ff:ff:ff:ff:ff link-netns n1\\    RX:  bytes packets errors dropped  missed   mcast           \\        6000     100      0       3       0       0 \\    TX:  bytes packets errors dropped carrier collsns           \\         120       2      0       1       0       0 \n";
+        assert_eq!(
+            parse_link_stats(out),
+            Some(LinkStats {
+                rx_packets: 100,
+                rx_dropped: 3,
+                tx_packets: 2,
+                tx_dropped: 1
+            })
+        );
+    }
 }

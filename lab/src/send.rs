@@ -2,26 +2,17 @@
 //! AF_PACKET socket, from a thread that joins the namespace (setns applies
 //! to the calling thread only, so the test process stays where it is).
 
-use std::{ffi::CString, fs::File, os::fd::AsRawFd, thread, time::Duration};
+use std::{ffi::CString, thread, time::Duration};
 
-use crate::netns::{LabError, netns_path};
+use crate::netns::{LabError, run_in_netns};
 
-/// Runs `work` with a packet socket on `iface`, on a thread that has
-/// joined the namespace named `ns`.
+/// Runs `work` with a packet socket on `iface` inside the namespace `ns`.
 fn with_socket_in_netns(
     ns: &str,
     iface: &str,
-    work: impl FnOnce(&PacketSocket) -> Result<u64, LabError> + Send + 'static,
+    work: impl FnOnce(&PacketSocket) -> Result<u64, LabError> + Send,
 ) -> Result<u64, LabError> {
-    let path = netns_path(ns);
-    let name = ns.to_string();
-    let iface = iface.to_string();
-    thread::spawn(move || {
-        enter_netns(&path, &name)?;
-        work(&PacketSocket::open(&iface)?)
-    })
-    .join()
-    .map_err(|_| LabError::Other("sender thread panicked".into()))?
+    run_in_netns(ns, || work(&PacketSocket::open(iface)?))?
 }
 
 /// Sends each frame `repeat` times, in order, from `iface` in the
@@ -71,20 +62,6 @@ pub fn send_paced(
         }
         Ok(sent)
     })
-}
-
-fn enter_netns(path: &str, name: &str) -> Result<(), LabError> {
-    let err = |source| LabError::Setns {
-        name: name.to_string(),
-        source,
-    };
-    let file = File::open(path).map_err(err)?;
-    // SAFETY: valid namespace fd; affects only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// A raw AF_PACKET socket bound to one interface. Hand-written: std has no

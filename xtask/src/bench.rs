@@ -1,34 +1,124 @@
-//! `cargo xtask bench`: runs the benchmarks and rewrites BENCHMARKS.md.
-//! Every figure is a ratio or difference against a baseline measured in
-//! the same run, because absolute numbers drift on shared machines.
+//! `cargo xtask bench`: runs every benchmark stage and rewrites
+//! BENCHMARKS.md. Each figure is a ratio or difference against a baseline
+//! measured in the same run, because absolute numbers drift on shared
+//! machines. A stage that fails is reported as not measured and the
+//! command exits non-zero: no number is printed that was not measured.
 
-use std::{fs, process::Command};
+use std::{fs, process::Command, time::Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{cargo, is_root, output, workspace_root};
+use crate::util::{cargo, is_root, output, run as run_command, workspace_root};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Rounds per measurement (median and min-max are reported).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 5)]
     rounds: u32,
+}
+
+struct Stage {
+    title: &'static str,
+    command: String,
+    intro: &'static str,
+    result: anyhow::Result<String>,
+}
+
+fn nta_bench(args: &[&str]) -> anyhow::Result<()> {
+    let bin = workspace_root().join("target/release/nta-bench");
+    // Its own session and a higher priority, as BENCH-METHOD.md advises.
+    run_command(
+        Command::new("setsid")
+            .arg("--wait")
+            .arg("nice")
+            .arg("-n")
+            .arg("-5")
+            .arg(&bin)
+            .args(args),
+    )
+}
+
+fn section(name: &str) -> anyhow::Result<String> {
+    let path = workspace_root().join(format!("target/bench/{name}.md"));
+    fs::read_to_string(&path).with_context(|| format!("{} missing", path.display()))
+}
+
+/// Records/s from criterion's estimate of the pipeline benchmark.
+fn pipeline_figure() -> anyhow::Result<String> {
+    let path = workspace_root()
+        .join("target/criterion/pipeline/decode_and_enqueue_batch/new/estimates.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("{} missing", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    let ns = |k: &str| {
+        json[k]["point_estimate"]
+            .as_f64()
+            .with_context(|| format!("no {k} in estimates"))
+    };
+    let ci = |b: &str| {
+        json["median"]["confidence_interval"][b]
+            .as_f64()
+            .context("no confidence interval")
+    };
+    let per_batch = 1024.0;
+    let rate = |ns: f64| per_batch / ns * 1e9 / 1e6;
+    Ok(format!(
+        "| figure | value |\n|---|---|\n| decode and enqueue, M records/s (median, 95% CI) | {:.1} ({:.1}-{:.1}) |\n| ns per record (mean) | {:.2} |\n",
+        rate(ns("median")?),
+        rate(ci("upper_bound")?),
+        rate(ci("lower_bound")?),
+        ns("mean")? / per_batch,
+    ))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the benchmarks load XDP programs: run them as root");
+        bail!("the benchmarks load XDP programs and build lab namespaces: run them as root");
     }
     if args.rounds < 5 {
         bail!("use at least 5 rounds so the median means something");
     }
+    let started = Instant::now();
+    cargo(&["build", "--release", "-p", "nta", "-p", "nta-bench"])?;
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    // SAFETY: setenv before any thread is spawned by this process.
-    unsafe { std::env::set_var("NTA_BENCH_ROUNDS", args.rounds.to_string()) };
-    cargo(&["bench", "-p", "nta", "--bench", "xdp_cost"])?;
-    let root = workspace_root();
-    let xdp_cost = fs::read_to_string(root.join("target/bench/xdp_cost.md"))
-        .context("the xdp_cost benchmark wrote no results")?;
+    let rounds = args.rounds.to_string();
+    let _ = fs::remove_dir_all(workspace_root().join("target/bench"));
+
+    let mut stages = vec![
+        Stage {
+            title: "1. XDP program cost (BPF_PROG_TEST_RUN)",
+            command: format!("nta-bench xdp-cost --rounds {rounds}"),
+            intro: "nta's XDP program against an empty `XDP_PASS` program, alternating, 1e6 runs per measurement. \
+                    `ratio` divides the kernel-reported ns per run (1 ns steps); `Δ ns` subtracts BPF_ENABLE_STATS run time \
+                    per run (sub-ns; a separate pass, because the stats themselves slow every run). A thread drains the \
+                    ring buffer meanwhile, as the agent does. With the default control sampling (1-in-1) every TCP SYN is \
+                    written to the ring buffer; the second sampling separates parsing and counting from that write.",
+            result: nta_bench(&["xdp-cost", "--rounds", &rounds]).and_then(|_| section("xdp_cost")),
+        },
+        Stage {
+            title: "2. Live counting capacity",
+            command: format!("nta-bench live --rounds {rounds}"),
+            intro: "The generator (XDP_TX live frames, 64-byte UDP, line rate, CPU 0) sends over a lab veth pair into a \
+                    bare XDP_PASS program and into `nta run` at sample rates 64 (default), 1 and 1024, alternating per \
+                    round, 2 s each. Received = the receiving veth's rx counter; counted = nta_packets_total. Drops are \
+                    nta_samples_dropped_total, summed over the rounds.",
+            result: nta_bench(&["live", "--rounds", &rounds]).and_then(|_| section("live")),
+        },
+        Stage {
+            title: "3. Userspace pipeline",
+            command: "cargo bench -p nta --bench pipeline".into(),
+            intro: "Criterion, one core: decode 1024 ring-buffer records (kernel byte layout, mixed protocols) and enqueue \
+                    them as one batch, with `events::decode_into` and `events::enqueue` as `nta run` uses them. The live \
+                    figure is the samples/s row at 1-in-1 in table 2 (no drops means the agent kept up).",
+            result: cargo(&["bench", "-p", "nta", "--bench", "pipeline"])
+                .and_then(|_| pipeline_figure()),
+        },
+        Stage {
+            title: "4-5. Against tcpdump: lossless rate and CPU",
+            command: format!("nta-bench compare --rounds {rounds}"),
+            intro: "",
+            result: nta_bench(&["compare", "--rounds", &rounds]).and_then(|_| section("compare")),
+        },
+    ];
 
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -44,18 +134,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .unwrap_or(0);
     let kernel = output(Command::new("uname").arg("-r")).unwrap_or_default();
     let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
-    let doc = format!(
+    let mut doc = format!(
         "# nta benchmarks\n\n\
-         Written by `cargo xtask bench` (as root); rerun it to refresh this file.\n\n\
-         - date: {date}\n- machine: {cores} x {cpu}, kernel {kernel}\n- load average before the run: {load}\n- rounds per figure: {rounds} (median, min-max in parentheses)\n\n\
-         ## XDP program cost (BPF_PROG_TEST_RUN)\n\n\
-         Command: `cargo bench -p nta --bench xdp_cost` (via `cargo xtask bench`).\n\n\
-         nta's XDP program against an empty `XDP_PASS` program, alternating, {repeat} runs per measurement. \
-         `ratio` divides the kernel-reported ns per run (1 ns steps); `Δ ns` subtracts BPF_ENABLE_STATS run time per run \
-         (sub-ns; measured in a separate pass because the stats themselves slow every run). \
-         A thread drains the ring buffer meanwhile, as the agent does. With the default control sampling (1-in-1) every \
-         TCP SYN is written to the ring buffer; the second sampling row separates parsing and counting from that write.\n\n\
-         {xdp_cost}\n",
+         Written by `cargo xtask bench --rounds {rounds}` (as root, {secs:.0} s for every stage); rerun it to refresh this file. \
+         `nta-bench` is `target/release/nta-bench`; xtask runs it in its own session at nice -5.\n\n\
+         - date: {date}\n- machine: {cores} x {cpu}, kernel {kernel}\n- load average before the run: {load}\n\
+         - every figure: median of {rounds} rounds, min-max in parentheses\n",
         date = date.trim(),
         kernel = kernel.trim(),
         load = load_before
@@ -63,10 +147,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .take(3)
             .collect::<Vec<_>>()
             .join(" "),
-        rounds = args.rounds,
-        repeat = "1e6",
+        secs = started.elapsed().as_secs_f64(),
     );
-    fs::write(root.join("BENCHMARKS.md"), doc).context("writing BENCHMARKS.md")?;
-    println!("wrote BENCHMARKS.md");
+    let mut failed = Vec::new();
+    for stage in &mut stages {
+        doc.push_str(&format!(
+            "\n## {}\n\nCommand: `{}`\n\n",
+            stage.title, stage.command
+        ));
+        if !stage.intro.is_empty() {
+            doc.push_str(stage.intro);
+            doc.push_str("\n\n");
+        }
+        match &stage.result {
+            Ok(md) => doc.push_str(md),
+            Err(e) => {
+                doc.push_str(&format!("**Not measured**: {e:#}\n"));
+                failed.push(stage.title);
+            }
+        }
+    }
+    fs::write(workspace_root().join("BENCHMARKS.md"), &doc).context("writing BENCHMARKS.md")?;
+    println!("{doc}");
+    if !failed.is_empty() {
+        bail!("stages not measured: {}", failed.join(", "));
+    }
     Ok(())
 }

@@ -9,10 +9,9 @@
 //! defaults, and control packets at the data rate, which separates the cost
 //! of parsing and counting from the cost of writing every SYN to the ring.
 //!
-//! Run by `cargo xtask bench` (root needed). Writes target/bench/xdp_cost.md.
+//! Run by `cargo xtask bench` (root needed).
 
 use std::{
-    fs,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use crate::report::stats;
 use agent_common::config::SamplerConfig;
 use aya::{
     EbpfLoader,
@@ -34,13 +34,6 @@ use nta_lab::{
 };
 
 const REPEAT: u32 = 1_000_000;
-
-fn rounds() -> usize {
-    std::env::var("NTA_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(7)
-}
 
 struct Measure {
     duration_ns: f64,
@@ -68,16 +61,8 @@ fn measure(prog: &Xdp, frame: &[u8]) -> Measure {
     }
 }
 
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-fn main() {
-    if !nta_lab::privileged("xdp_cost benchmark") {
-        return;
-    }
-
+/// Returns the markdown table.
+pub fn run(n: usize) -> String {
     let mut baseline = EbpfLoader::new()
         .load(objects::BASELINE_XDP)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -129,7 +114,6 @@ fn main() {
         ("QinQ IPv6 3 ext hdrs TCP SYN, 122 B", deep),
     ];
 
-    let n = rounds();
     let mut md = String::from(
         "| frame | sampling (data, control) | empty XDP_PASS ns | nta ns | ratio | Δ ns (run stats) |\n|---|---|---|---|---|---|\n",
     );
@@ -174,9 +158,7 @@ fn main() {
         stop.store(true, Ordering::Relaxed);
         let _ = drainer.join();
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    fs::write(dir.join("xdp_cost.md"), md).unwrap_or_else(|e| panic!("{e}"));
+    md
 }
 
 /// Drains the ring buffer like the agent does, so sampled frames pay the

@@ -1,0 +1,9 @@
+//! nta's benchmarks and lab traffic generator, as a library for the
+//! `nta-bench` binary and for the generator's smoke test.
+
+pub mod compare;
+pub mod generator;
+pub mod live;
+pub mod mixes;
+pub mod report;
+pub mod xdp_cost;
