@@ -364,7 +364,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
          | tool | lossless Mpps | ratio to tcpdump |\n|---|---|---|\n\
          | tcpdump -w /dev/shm/… -B 262144 | {t:.2} | 1 |\n\
          | nta run (count every frame, pass it on) | {n:.2} | {nr} |\n\
-         | nta run --mirror (count every frame, then drop: SPAN/TAP ports) | {m:.2} | {mr} |\n\n\
+         | nta run --mirror (count every frame, then drop: SPAN/TAP ports) | {m:.2} | {mr} |\n\
+         | bare XDP_DROP, no counting (upper bound for any XDP sensor here) | {dc:.2} | {dr} |\n\n\
          CPU seconds per million packets at {rate:.2} Mpps offered, {rounds} rounds. Process: the tool's own process \
          (user + system). Machine: every CPU's busy time, kernel receive path and generator included; the generator's \
          share is the same for every tool, so the differences are the tools' cost.\n\n\
@@ -377,6 +378,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         nr = ratio(nta),
         m = mpps(mirror),
         mr = ratio(mirror),
+        dr = ratio(drop_ceiling),
         rate = args.cpu_rate_mpps,
         rounds = args.rounds,
     );

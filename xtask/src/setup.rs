@@ -30,6 +30,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("util-linux", "setpriv: run nta with reduced capabilities"),
     ("bpftool", "inspect loaded programs when a test fails"),
+    ("tcpdump", "the benchmark compares nta with it"),
 ];
 
 pub fn ensure() -> anyhow::Result<()> {
