@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod events;
+pub mod flow;
 pub mod iface;
 pub mod metrics;
 pub mod objects;

@@ -1,0 +1,10 @@
+//! Flows from samples: a bounded flow table with NetFlow/IPFIX-style expiry.
+//!
+//! Pure Rust with an injected clock (the records' own timestamps), so the
+//! live agent and offline analysis share it and tests control time.
+
+mod key;
+mod table;
+
+pub use key::FlowKey;
+pub use table::{ExpireReason, ExpiredFlow, FlowConfig, FlowStats, FlowTable};
