@@ -51,6 +51,32 @@ pub struct RunArgs {
     #[arg(long)]
     pub mirror: bool,
 
+    /// Write expired flows to FILE: JSON lines (Elastic Common Schema) for
+    /// .jsonl/.ndjson/.json, CSV with a header row for .csv. Repeatable.
+    #[arg(long = "flows", value_name = "FILE")]
+    pub flow_files: Vec<std::path::PathBuf>,
+
+    /// Rotate a flow file before it grows past this many bytes.
+    #[arg(long, default_value_t = 100 << 20, value_name = "BYTES")]
+    pub flows_max_bytes: u64,
+
+    /// Rotated flow files to keep (FILE.1 … FILE.N).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub flows_keep: u32,
+
+    /// A flow with no packet for this long is exported and removed.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flow_idle_timeout: std::time::Duration,
+
+    /// A flow lasting this long is exported periodically (it stays).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flow_active_timeout: std::time::Duration,
+
+    /// Most flows held at once; beyond it the least recently seen is
+    /// exported and evicted (nta_flows_expired_total{reason="evicted"}).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub flow_capacity: u64,
+
     /// Sample 1 in M control packets (TCP SYN/FIN/RST, ICMP, ICMPv6; 0
     /// disables).
     #[arg(long, default_value_t = agent_common::config::DEFAULT_CONTROL_RATE, value_name = "M")]

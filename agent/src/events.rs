@@ -145,14 +145,6 @@ pub async fn consume_ring(
     }
 }
 
-/// The downstream end of the queue until flows and detectors take it over:
-/// counts what arrives per interface so the demo can show it.
-pub async fn count_samples(mut rx: mpsc::Receiver<SampleBatch>, processed: Arc<AtomicU64>) {
-    while let Some(batch) = rx.recv().await {
-        processed.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod events;
+pub mod export;
 pub mod flow;
+pub mod flows;
 pub mod iface;
 pub mod metrics;
 pub mod objects;

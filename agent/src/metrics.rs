@@ -256,6 +256,11 @@ impl Metrics {
         Ok(Metrics { registry })
     }
 
+    /// The registry, for other stages to register their metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> Result<String, MetricsError> {
         let mut buf = Vec::new();

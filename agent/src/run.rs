@@ -1,7 +1,7 @@
 //! `nta run`: attach to interfaces, consume samples, serve metrics, and
 //! detach cleanly on SIGINT/SIGTERM.
 
-use std::sync::{Arc, atomic::AtomicU64};
+use std::{collections::HashMap, sync::Arc};
 
 use agent_common::config::SamplerConfig;
 use tokio::{
@@ -13,6 +13,9 @@ use tokio::{
 use crate::{
     cli::RunArgs,
     events::{self, PipelineStats},
+    export::{self, ExportError, RotationConfig, WallClock},
+    flow::FlowConfig,
+    flows::{self, FlowMetrics, FlowStage},
     iface,
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
     privileges,
@@ -39,6 +42,10 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("the same interface is given twice: {0}")]
     DuplicateIface(String),
+    #[error("flow output")]
+    FlowOutput(#[from] ExportError),
+    #[error("registering flow metrics")]
+    FlowMetrics(#[source] prometheus::Error),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -49,6 +56,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             return Err(RunError::Privileges(privileges::describe_missing(&missing)));
         }
     }
+    // Open outputs before touching the kernel, so a bad path fails fast.
+    let rotation = RotationConfig {
+        max_bytes: args.flows_max_bytes,
+        keep: args.flows_keep,
+    };
+    let exporters = args
+        .flow_files
+        .iter()
+        .map(|p| export::open_flow_file(p, rotation))
+        .collect::<Result<Vec<_>, _>>()?;
     let listener = server::bind(args.listen).await?;
     let config = SamplerConfig {
         data_rate: args.sample_rate,
@@ -62,7 +79,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut tasks = JoinSet::new();
     let mut sensors = Vec::new();
     let mut sources = Vec::new();
+    let mut names = HashMap::new();
     for name in &ifaces {
+        names.insert(iface::ifindex(name)?, name.clone());
         let err = |source| RunError::Sensor {
             iface: name.clone(),
             source: Box::new(source),
@@ -87,10 +106,20 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         sensors.push(sensor);
     }
     drop(tx);
-    let processed = Arc::new(AtomicU64::new(0));
-    let sink = tokio::spawn(events::count_samples(rx, processed));
 
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
+    let stage = FlowStage {
+        config: FlowConfig {
+            idle_timeout_ns: args.flow_idle_timeout.as_nanos() as u64,
+            active_timeout_ns: args.flow_active_timeout.as_nanos() as u64,
+            capacity: args.flow_capacity as usize,
+        },
+        exporters,
+        clock: WallClock::monotonic(),
+        interfaces: names,
+        metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
+    };
+    let sink = tokio::spawn(flows::run(rx, stage, export::monotonic_now_ns));
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: args.listen,
         source,

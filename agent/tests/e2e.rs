@@ -342,3 +342,186 @@ fn missing_capabilities_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn flows_are_written_as_ecs_json_lines_and_csv() {
+    if !privileged("flows_are_written_as_ecs_json_lines_and_csv") {
+        return;
+    }
+    use nta_lab::frames::{FrameSpec, L4, pad_to_min};
+    let dir = std::env::temp_dir().join(format!("nta-e2e-flows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let jsonl = dir.join("flows.jsonl");
+    let csv = dir.join("flows.csv");
+
+    let ns = NetNs::new("ntaf").unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, "ntaf").unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--sample-rate",
+        "1",
+        "--flows",
+        jsonl.to_str().unwrap_or_default(),
+        "--flows",
+        csv.to_str().unwrap_or_default(),
+    ]);
+
+    // Three TCP connections of 10 segments ending with FIN, one UDP flow of
+    // 5 datagrams, 4 ICMP echo requests, and ARP (no flow).
+    let mut frames = Vec::new();
+    for sport in [40001u16, 40002, 40003] {
+        for i in 0..10 {
+            let flags = if i == 9 { 0x11 } else { 0x10 };
+            frames.push(pad_to_min(
+                FrameSpec::ipv4(L4::Tcp {
+                    sport,
+                    dport: 443,
+                    flags,
+                })
+                .build(),
+            ));
+        }
+    }
+    for _ in 0..5 {
+        frames.push(
+            FrameSpec::ipv4(L4::Udp {
+                sport: 5353,
+                dport: 53,
+            })
+            .with_payload(100)
+            .build(),
+        );
+    }
+    for _ in 0..4 {
+        frames.push(pad_to_min(
+            FrameSpec::ipv4(L4::Icmp { kind: 8, code: 0 }).build(),
+        ));
+    }
+    frames.push(pad_to_min(FrameSpec::arp().build()));
+    send_frames(ns.name(), &veth.inner, &frames, 1).unwrap_or_else(|e| panic!("{e}"));
+    let s = scrape_until(agent.addr, |s| {
+        s.sum("nta_flows_expired_total", &[("reason", "end")]) >= 3.0
+    });
+    assert_eq!(
+        s.get("nta_flows_expired_total", &[("reason", "end")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        s.get("nta_flows_active", &[]),
+        Some(2.0),
+        "UDP and ICMP still active"
+    );
+    assert_eq!(s.get("nta_flows_created_total", &[]), Some(5.0));
+
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+
+    let text = std::fs::read_to_string(&jsonl).unwrap_or_else(|e| panic!("{e}"));
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect();
+    assert_eq!(docs.len(), 5, "{text}");
+    let tcp: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["network"]["transport"] == "tcp")
+        .collect();
+    assert_eq!(tcp.len(), 3);
+    for d in &tcp {
+        assert_eq!(d["event"]["reason"], "end");
+        assert_eq!(d["network"]["packets"], 10);
+        assert_eq!(d["network"]["bytes"], 600);
+        assert_eq!(d["source"]["ip"], "198.18.0.1");
+        assert_eq!(d["destination"]["ip"], "198.18.0.2");
+        assert_eq!(d["destination"]["port"], 443);
+        assert_eq!(d["network"]["type"], "ipv4");
+        assert_eq!(d["network"]["iana_number"], "6");
+        assert_eq!(d["nta"]["flow"]["tcp_flags"], "FA");
+        assert_eq!(d["nta"]["flow"]["sampling_rate"], 1);
+        assert_eq!(
+            d["observer"]["ingress"]["interface"]["name"],
+            veth.outer.as_str()
+        );
+        assert!(
+            d["network"]["community_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("1:"))
+        );
+        assert!(
+            d["event"]["start"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("20") && t.ends_with('Z'))
+        );
+    }
+    let ports: std::collections::BTreeSet<i64> = tcp
+        .iter()
+        .filter_map(|d| d["source"]["port"].as_i64())
+        .collect();
+    assert_eq!(ports, [40001, 40002, 40003].into_iter().collect());
+    let udp = docs
+        .iter()
+        .find(|d| d["network"]["transport"] == "udp")
+        .unwrap_or_else(|| panic!("no UDP flow"));
+    assert_eq!(udp["network"]["packets"], 5);
+    assert_eq!(udp["network"]["bytes"], 5 * 142);
+    assert_eq!(udp["event"]["reason"], "shutdown");
+    assert_eq!(udp["source"]["port"], 5353);
+    let icmp = docs
+        .iter()
+        .find(|d| d["network"]["transport"] == "icmp")
+        .unwrap_or_else(|| panic!("no ICMP flow"));
+    assert_eq!(icmp["network"]["packets"], 4);
+    assert_eq!(icmp["nta"]["icmp"]["type"], 8);
+    assert!(icmp["source"].get("port").is_none(), "ICMP has no ports");
+
+    let csv_text = std::fs::read_to_string(&csv).unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = csv_text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "start,end,duration_ms,interface,vlan,ip_version,protocol,src_ip,src_port,dst_ip,dst_port,packets,bytes,sampled_packets,sampled_bytes,sampling_rate,tcp_flags,min_ttl,max_ttl,end_reason,biflow,community_id"
+        )
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.contains(",tcp,198.18.0.1,4000")
+                && r.contains(",443,10,600,10,600,1,FA,64,64,end,"))
+            .count(),
+        3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_flow_file_is_refused_before_attaching() {
+    if !privileged("bad_flow_file_is_refused_before_attaching") {
+        return;
+    }
+    let err = run_nta_expecting_error(&[
+        "run",
+        "--iface",
+        "lo",
+        "--listen",
+        "127.0.0.1:0",
+        "--flows",
+        "/tmp/flows.txt",
+    ]);
+    assert!(err.contains("unknown flow file type"), "{err}");
+    let err = run_nta_expecting_error(&[
+        "run",
+        "--iface",
+        "lo",
+        "--listen",
+        "127.0.0.1:0",
+        "--flows",
+        "/nonexistent-dir/f.jsonl",
+    ]);
+    assert!(
+        err.contains("/nonexistent-dir/f.jsonl") && err.contains("No such file"),
+        "{err}"
+    );
+}

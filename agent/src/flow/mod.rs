@@ -7,4 +7,4 @@ mod key;
 mod table;
 
 pub use key::FlowKey;
-pub use table::{ExpireReason, ExpiredFlow, FlowConfig, FlowStats, FlowTable};
+pub use table::{ExpireReason, ExpiredFlow, FlowConfig, FlowStats, FlowTable, TableCounters};

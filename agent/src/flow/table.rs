@@ -166,7 +166,7 @@ const CHUNK: usize = 4096;
 
 impl Slab {
     fn push(&mut self, e: Entry) -> u32 {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(chunk) = self.chunks.last_mut() {

@@ -1,0 +1,51 @@
+//! Flow exporters: JSON lines (Elastic Common Schema) and CSV files with
+//! size rotation. Each writes whole records; a failing destination counts
+//! its errors and never blocks the flow pipeline.
+
+mod csv_file;
+mod jsonl;
+mod record;
+mod rotate;
+
+pub use csv_file::CsvExporter;
+pub use jsonl::JsonlExporter;
+pub use record::{FlowRecord, WallClock, monotonic_now_ns};
+pub use rotate::{RotatingFile, RotationConfig};
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding a flow as CSV")]
+    Csv(#[from] csv::Error),
+    #[error(
+        "{0}: unknown flow file type; name it .jsonl (or .ndjson, .json) for JSON lines or .csv for CSV"
+    )]
+    UnknownFormat(PathBuf),
+}
+
+/// Something that takes expired flows.
+pub trait FlowExporter: Send {
+    /// A short name for metrics (`jsonl`, `csv`, `ipfix`).
+    fn kind(&self) -> &'static str;
+    fn export(&mut self, flows: &[FlowRecord]) -> Result<(), ExportError>;
+    fn flush(&mut self) -> Result<(), ExportError>;
+}
+
+/// Opens the exporter a `--flows FILE` asks for, by file extension.
+pub fn open_flow_file(
+    path: &Path,
+    rotation: RotationConfig,
+) -> Result<Box<dyn FlowExporter>, ExportError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "ndjson" | "json") => Ok(Box::new(JsonlExporter::open(path, rotation)?)),
+        Some("csv") => Ok(Box::new(CsvExporter::open(path, rotation)?)),
+        _ => Err(ExportError::UnknownFormat(path.to_path_buf())),
+    }
+}

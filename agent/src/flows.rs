@@ -1,0 +1,229 @@
+//! The flow stage of `nta run`: samples from the queue go into the flow
+//! table; expired flows go to the exporters on their own thread through a
+//! bounded channel, so a slow or failing destination never stalls the
+//! table (overflow is counted as dropped).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, mpsc as std_mpsc},
+    thread,
+    time::Duration,
+};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::mpsc;
+
+use crate::{
+    events::SampleBatch,
+    export::{FlowExporter, FlowRecord, WallClock},
+    flow::{ExpireReason, ExpiredFlow, FlowConfig, FlowTable},
+};
+
+/// How often idle flows are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Batches of flow records waiting for the exporters.
+const EXPORT_QUEUE: usize = 1024;
+
+/// Flow metrics, updated per batch and per sweep (never per packet).
+#[derive(Clone)]
+pub struct FlowMetrics {
+    active: IntGauge,
+    created: IntCounter,
+    expired: IntCounterVec,
+    exported: IntCounterVec,
+    export_errors: IntCounterVec,
+    export_dropped: IntCounter,
+}
+
+impl FlowMetrics {
+    pub fn register(registry: &Registry) -> Result<FlowMetrics, prometheus::Error> {
+        let m = FlowMetrics {
+            active: IntGauge::new("nta_flows_active", "Flows in the flow table.")?,
+            created: IntCounter::new(
+                "nta_flows_created_total",
+                "Flows created in the flow table.",
+            )?,
+            expired: IntCounterVec::new(
+                Opts::new(
+                    "nta_flows_expired_total",
+                    "Flow records ended, by reason: idle, active (periodic export of a long flow), end (TCP FIN/RST), evicted (table full), shutdown.",
+                ),
+                &["reason"],
+            )?,
+            exported: IntCounterVec::new(
+                Opts::new(
+                    "nta_flows_exported_total",
+                    "Flow records written, by exporter.",
+                ),
+                &["exporter"],
+            )?,
+            export_errors: IntCounterVec::new(
+                Opts::new(
+                    "nta_flow_export_errors_total",
+                    "Flow records an exporter failed to write.",
+                ),
+                &["exporter"],
+            )?,
+            export_dropped: IntCounter::new(
+                "nta_flow_export_dropped_total",
+                "Flow records dropped because the exporters fell behind.",
+            )?,
+        };
+        registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.created.clone()))?;
+        registry.register(Box::new(m.expired.clone()))?;
+        registry.register(Box::new(m.exported.clone()))?;
+        registry.register(Box::new(m.export_errors.clone()))?;
+        registry.register(Box::new(m.export_dropped.clone()))?;
+        for r in ExpireReason::ALL {
+            m.expired.with_label_values(&[r.label()]);
+        }
+        Ok(m)
+    }
+
+    fn observe_table(&self, table: &FlowTable, last: &mut crate::flow::TableCounters) {
+        let c = table.counters();
+        self.active.set(table.len() as i64);
+        self.created.inc_by(c.created - last.created);
+        for r in ExpireReason::ALL {
+            let i = r as usize;
+            self.expired
+                .with_label_values(&[r.label()])
+                .inc_by(c.expired[i] - last.expired[i]);
+        }
+        *last = c;
+    }
+}
+
+/// The flow stage's inputs.
+pub struct FlowStage {
+    pub config: FlowConfig,
+    pub exporters: Vec<Box<dyn FlowExporter>>,
+    pub clock: WallClock,
+    /// Interface names by ifindex, for the records.
+    pub interfaces: HashMap<u32, String>,
+    pub metrics: FlowMetrics,
+}
+
+/// Runs the exporters on a thread until the channel closes, then flushes.
+fn spawn_exporters(
+    mut exporters: Vec<Box<dyn FlowExporter>>,
+    metrics: FlowMetrics,
+) -> (
+    std_mpsc::SyncSender<Vec<FlowRecord>>,
+    thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std_mpsc::sync_channel::<Vec<FlowRecord>>(EXPORT_QUEUE);
+    let handle = thread::spawn(move || {
+        let mut failing = vec![false; exporters.len()];
+        let mut write = |exporters: &mut Vec<Box<dyn FlowExporter>>,
+                         batch: Option<&[FlowRecord]>| {
+            for (e, failing) in exporters.iter_mut().zip(failing.iter_mut()) {
+                let kind = e.kind();
+                let result = match batch {
+                    Some(b) => e.export(b),
+                    None => e.flush(),
+                };
+                let n = batch.map_or(0, |b| b.len() as u64);
+                match result {
+                    Ok(()) => {
+                        metrics.exported.with_label_values(&[kind]).inc_by(n);
+                        if *failing {
+                            tracing::info!(exporter = kind, "flow export works again");
+                            *failing = false;
+                        }
+                    }
+                    Err(err) => {
+                        metrics
+                            .export_errors
+                            .with_label_values(&[kind])
+                            .inc_by(n.max(1));
+                        // Log the first failure of a run of failures only.
+                        if !*failing {
+                            tracing::error!(exporter = kind, error = %format!("{err:#}"), "flow export failed; counting errors until it recovers");
+                            *failing = true;
+                        }
+                    }
+                }
+            }
+        };
+        while let Ok(batch) = rx.recv() {
+            write(&mut exporters, Some(&batch));
+        }
+        write(&mut exporters, None);
+    });
+    (tx, handle)
+}
+
+fn to_records(
+    flows: &[ExpiredFlow],
+    clock: WallClock,
+    interfaces: &HashMap<u32, String>,
+) -> Vec<FlowRecord> {
+    flows
+        .iter()
+        .map(|f| {
+            let name = interfaces.get(&f.stats.ifindex).map_or("", String::as_str);
+            FlowRecord::new(f, clock, name)
+        })
+        .collect()
+}
+
+/// Consumes sample batches until the queue closes, then expires every
+/// flow and waits for the exporters to write and flush.
+pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: impl Fn() -> u64) {
+    let FlowStage {
+        config,
+        exporters,
+        clock,
+        interfaces,
+        metrics,
+    } = stage;
+    let interfaces = Arc::new(interfaces);
+    let mut table = FlowTable::new(config);
+    let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());
+    let mut expired = Vec::new();
+    let mut last = crate::flow::TableCounters::default();
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let send = |expired: &mut Vec<ExpiredFlow>| {
+        if expired.is_empty() {
+            return;
+        }
+        let records = to_records(expired, clock, &interfaces);
+        expired.clear();
+        if let Err(std_mpsc::TrySendError::Full(r) | std_mpsc::TrySendError::Disconnected(r)) =
+            tx.try_send(records)
+        {
+            metrics.export_dropped.inc_by(r.len() as u64);
+        }
+    };
+    loop {
+        tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(batch) => {
+                    for r in &batch.records {
+                        table.update(r, &mut expired);
+                    }
+                    send(&mut expired);
+                    metrics.observe_table(&table, &mut last);
+                }
+                None => break,
+            },
+            _ = sweep.tick() => {
+                table.expire_idle(now_ns(), &mut expired);
+                send(&mut expired);
+                metrics.observe_table(&table, &mut last);
+            }
+        }
+    }
+    table.drain(&mut expired);
+    // At shutdown wait for room rather than drop: these are the last flows.
+    let records = to_records(&expired, clock, &interfaces);
+    if !records.is_empty() && tx.send(records).is_err() {
+        tracing::warn!("exporter thread gone; final flows not written");
+    }
+    metrics.observe_table(&table, &mut last);
+    drop(tx);
+    let _ = tokio::task::spawn_blocking(move || exporter_thread.join()).await;
+}
