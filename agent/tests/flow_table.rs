@@ -113,6 +113,32 @@ fn eviction_takes_the_least_recently_seen() {
 }
 
 #[test]
+fn eviction_order_holds_on_a_real_time_scale() {
+    // Seconds apart, so updates relink flows instead of leaving them to
+    // their second chance.
+    let mut t = table(3);
+    let mut out = Vec::new();
+    for (i, port) in [1u16, 2, 3].iter().enumerate() {
+        t.update(&rec(i as u64 * S, SRC, *port, ACK, 1, 60), &mut out);
+    }
+    t.update(&rec(10 * S, SRC, 1, ACK, 1, 60), &mut out);
+    t.update(&rec(10 * S + 1, SRC, 2, ACK, 1, 60), &mut out);
+    t.update(&rec(11 * S, SRC, 4, ACK, 1, 60), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].key.src_port, 3,
+        "3 is the only flow not seen since t=2 s"
+    );
+    t.expire_idle(10 * S + 15 * S, &mut out);
+    assert_eq!(
+        out.len(),
+        2,
+        "flow 1 (last seen 10 s) is idle at 25 s; 2 and 4 are not"
+    );
+    assert_eq!(out[1].key.src_port, 1);
+}
+
+#[test]
 fn estimates_scale_each_sample_by_its_own_rate() {
     let mut t = table(10);
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! them and writes BENCHMARKS.md; each stage prints a markdown section or
 //! fails the whole run: no number is printed that was not measured.
 
-use nta_bench::{compare, generator, live, mixes, report, xdp_cost};
+use nta_bench::{compare, flows, generator, live, mixes, report, xdp_cost};
 
 use std::{path::PathBuf, time::Duration};
 
@@ -34,6 +34,8 @@ enum Command {
     Live(live::LiveArgs),
     /// nta against tcpdump: highest lossless rate and CPU per packet.
     Compare(compare::CompareArgs),
+    /// Flow table updates/s, bytes per flow, exporter flows/s.
+    Flows(flows::FlowArgs),
 }
 
 #[derive(clap::Args)]
@@ -93,6 +95,10 @@ fn main() -> anyhow::Result<()> {
         Command::XdpCost { rounds } => {
             let md = xdp_cost::run(rounds);
             write_section("xdp_cost", &md)?;
+        }
+        Command::Flows(a) => {
+            let md = flows::run(&a)?;
+            write_section("flows", &md)?;
         }
         Command::Compare(a) => {
             let md = compare::run(&a)?;

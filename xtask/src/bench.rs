@@ -113,6 +113,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .and_then(|_| pipeline_figure()),
         },
         Stage {
+            title: "Flow table and flow export",
+            command: format!("nta-bench flows --rounds {rounds}"),
+            intro: "One core, the flow table and exporters of `nta run`. The update stream hits existing flows at random, \
+                    with timestamps 200 ns apart so flows age and are relinked as they would be live. Bytes per flow \
+                    counts the allocated index and entries. Targets: >= 5 M updates/s at 100k flows, >= 2 M/s at 1M, \
+                    <= 256 bytes per flow.",
+            result: nta_bench(&["flows", "--rounds", &rounds]).and_then(|_| section("flows")),
+        },
+        Stage {
             title: "4-5. Against tcpdump: lossless rate and CPU",
             command: format!("nta-bench compare --rounds {rounds}"),
             intro: "",

@@ -2,8 +2,8 @@
 //! and least-recently-seen eviction, all O(1) per packet.
 //!
 //! Entries live in a slab threaded on an intrusive doubly linked list in
-//! last-seen order, so the idle sweep and the eviction both start at the
-//! head. Hand-written because no maintained crate offers an LRU map with
+//! last-seen order (to within [`RELINK_NS`]), so the idle sweep and the
+//! eviction both start at the head. Hand-written because no maintained crate offers an LRU map with
 //! a fixed memory cost per entry, in-place updates and iteration from the
 //! cold end with early exit (the `lru` crate allocates per node and cannot
 //! stop a scan at the first warm entry).
@@ -141,9 +141,20 @@ const NIL: u32 = u32::MAX;
 struct Entry {
     key: FlowKey,
     stats: FlowStats,
+    /// `stats.last_ns` when the entry was last moved to the tail. A flow
+    /// touched since is `last_ns > linked_ns`; see [`RELINK_NS`].
+    linked_ns: u64,
     prev: u32,
     next: u32,
 }
+
+/// An update moves its flow to the warm end of the list only if the flow
+/// was linked there at least this long ago. Relinking touches two
+/// neighbours (two cache misses) and would dominate the cost of an update;
+/// entries left in place are given a second chance when they reach the
+/// cold end, so ordering is exact up to this resolution, far below the
+/// idle timeout.
+const RELINK_NS: u64 = 100_000_000;
 
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,9 +205,13 @@ impl std::ops::IndexMut<usize> for Slab {
     }
 }
 
+/// foldhash: several times faster than SipHash on 40-byte keys, and still
+/// seeded at random per table, so crafted traffic cannot aim at collisions.
+type Index = HashMap<FlowKey, u32, foldhash::fast::RandomState>;
+
 pub struct FlowTable {
     config: FlowConfig,
-    index: HashMap<FlowKey, u32>,
+    index: Index,
     slab: Slab,
     free: Vec<u32>,
     /// Least recently seen.
@@ -212,7 +227,7 @@ impl FlowTable {
         FlowTable {
             config: FlowConfig { capacity, ..config },
             // Grown on demand up to `capacity`; never beyond it.
-            index: HashMap::new(),
+            index: Index::default(),
             slab: Slab::default(),
             free: Vec::new(),
             head: NIL,
@@ -276,6 +291,32 @@ impl FlowTable {
         self.tail = i;
     }
 
+    fn relink(&mut self, i: u32, now_ns: u64) {
+        self.unlink(i);
+        self.push_tail(i);
+        let e = &mut self.slab[i as usize];
+        e.linked_ns = e.stats.last_ns.max(now_ns);
+    }
+
+    /// Moves entries touched since they were linked from the cold end to
+    /// the warm end (their second chance) until the head is an entry
+    /// untouched since linking: the least recently seen flow.
+    fn settle_head(&mut self) {
+        while self.head != NIL {
+            let e = &self.slab[self.head as usize];
+            if e.stats.last_ns <= e.linked_ns {
+                return;
+            }
+            let last = e.stats.last_ns;
+            self.relink(self.head, last);
+        }
+    }
+
+    fn coldest(&mut self) -> Option<u32> {
+        self.settle_head();
+        (self.head != NIL).then_some(self.head)
+    }
+
     fn remove(&mut self, i: u32, reason: ExpireReason) -> ExpiredFlow {
         self.unlink(i);
         let key = self.slab[i as usize].key;
@@ -300,17 +341,22 @@ impl FlowTable {
         };
         let i = match self.index.get(&key) {
             Some(&i) => {
-                self.unlink(i);
-                self.push_tail(i);
+                let e = &self.slab[i as usize];
+                if r.timestamp_ns.saturating_sub(e.linked_ns) >= RELINK_NS {
+                    self.relink(i, r.timestamp_ns);
+                }
                 i
             }
             None => {
-                if self.index.len() >= self.config.capacity && self.head != NIL {
-                    out.push(self.remove(self.head, ExpireReason::Evicted));
+                if self.index.len() >= self.config.capacity
+                    && let Some(coldest) = self.coldest()
+                {
+                    out.push(self.remove(coldest, ExpireReason::Evicted));
                 }
                 let entry = Entry {
                     key,
                     stats: FlowStats::start(r),
+                    linked_ns: r.timestamp_ns,
                     prev: NIL,
                     next: NIL,
                 };
@@ -351,12 +397,12 @@ impl FlowTable {
 
     /// Expires flows idle since `now_ns - idle_timeout` (oldest first).
     pub fn expire_idle(&mut self, now_ns: u64, out: &mut Vec<ExpiredFlow>) {
-        while self.head != NIL {
-            let last = self.slab[self.head as usize].stats.last_ns;
+        while let Some(head) = self.coldest() {
+            let last = self.slab[head as usize].stats.last_ns;
             if now_ns.saturating_sub(last) < self.config.idle_timeout_ns {
                 break;
             }
-            out.push(self.remove(self.head, ExpireReason::Idle));
+            out.push(self.remove(head, ExpireReason::Idle));
         }
     }
 

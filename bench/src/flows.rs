@@ -1,0 +1,199 @@
+//! Flow table and exporter throughput on one core: updates per second with
+//! 100k and 1M active flows on a stream that hits existing flows at random,
+//! bytes per flow, a 2M-flow random-source flood into a 1M-flow table, and
+//! flow records per second written by each file exporter.
+
+use std::{hint::black_box, time::Instant};
+
+use agent_common::sample::{RECORD_VERSION, SampleRecord, map_ipv4};
+use nta::{
+    export::{CsvExporter, FlowExporter, FlowRecord, JsonlExporter, RotationConfig, WallClock},
+    flow::{ExpireReason, FlowConfig, FlowTable},
+};
+
+use crate::report::mmm;
+
+#[derive(clap::Args)]
+pub struct FlowArgs {
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Flow `n`'s record: distinct source address and port per flow.
+fn record(n: u64, t: u64) -> SampleRecord {
+    let addr = 0xC612_0000u32 | (n as u32 & 0x1ffff);
+    SampleRecord {
+        timestamp_ns: t,
+        ifindex: 2,
+        frame_len: [64, 576, 1514][(n % 3) as usize],
+        sample_rate: 64,
+        src_port: 1024 + (n >> 17) as u16,
+        dst_port: 443,
+        version: RECORD_VERSION,
+        ip_version: 4,
+        l4_proto: 6,
+        tcp_flags: 0x10,
+        ttl: 64,
+        src_addr: map_ipv4(addr.to_be_bytes()),
+        dst_addr: map_ipv4([198, 19, 0, 1]),
+        ..SampleRecord::default()
+    }
+}
+
+fn config(capacity: usize) -> FlowConfig {
+    FlowConfig {
+        // Long timeouts: the stream's clock must not expire anything.
+        idle_timeout_ns: u64::MAX / 4,
+        active_timeout_ns: u64::MAX / 4,
+        capacity,
+    }
+}
+
+/// (updates per second, bytes per flow) with `active` flows.
+fn updates(active: u64, stream: &[SampleRecord]) -> (f64, f64) {
+    let mut t = FlowTable::new(config(active as usize));
+    let mut out = Vec::new();
+    for n in 0..active {
+        t.update(&record(n, n * 200), &mut out);
+    }
+    let start = Instant::now();
+    for r in stream {
+        t.update(r, &mut out);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    black_box(&out);
+    assert!(out.is_empty(), "the stream only hits existing flows");
+    (
+        stream.len() as f64 / secs,
+        t.memory_bytes() as f64 / t.len() as f64,
+    )
+}
+
+fn flood() -> (f64, usize, u64) {
+    let cap = 1_000_000;
+    let mut t = FlowTable::new(config(cap));
+    let mut out = Vec::new();
+    let start = Instant::now();
+    for n in 0..2_000_000u64 {
+        t.update(&record(n, n), &mut out);
+        out.clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (
+        2e6 / secs,
+        t.len(),
+        t.counters().expired[ExpireReason::Evicted as usize],
+    )
+}
+
+fn export_rate(make: impl Fn(&std::path::Path) -> Box<dyn FlowExporter>, ext: &str) -> f64 {
+    let path = std::path::PathBuf::from(format!(
+        "/dev/shm/nta-bench-flows-{}.{ext}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let mut exporter = make(&path);
+    let mut table = FlowTable::new(config(200_000));
+    let mut expired = Vec::new();
+    for n in 0..200_000u64 {
+        table.update(&record(n, n), &mut expired);
+    }
+    table.drain(&mut expired);
+    let records: Vec<FlowRecord> = expired
+        .iter()
+        .map(|f| FlowRecord::new(f, WallClock::unix(), "eth0"))
+        .collect();
+    let start = Instant::now();
+    for chunk in records.chunks(1024) {
+        if let Err(e) = exporter.export(chunk) {
+            panic!("export failed: {e}");
+        }
+    }
+    let _ = exporter.flush();
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    records.len() as f64 / secs
+}
+
+pub fn run(args: &FlowArgs) -> anyhow::Result<String> {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut md = String::from("| figure | value |\n|---|---|\n");
+    for active in [100_000u64, 1_000_000] {
+        // Timestamps advance 200 ns a record (5 M/s), so flows age and get
+        // relinked as they would live.
+        let stream: Vec<SampleRecord> = (0..4_000_000u64)
+            .map(|i| record(rng.next() % active, (active + i) * 200))
+            .collect();
+        let (mut rates, mut bytes) = (vec![], vec![]);
+        for round in 0..args.rounds {
+            eprintln!(
+                "flows: {active} active, round {}/{}",
+                round + 1,
+                args.rounds
+            );
+            let (r, b) = updates(active, &stream);
+            rates.push(r / 1e6);
+            bytes.push(b);
+        }
+        md.push_str(&format!(
+            "| updates/s with {active} active flows, M | {} |\n",
+            mmm(rates, 2)
+        ));
+        md.push_str(&format!(
+            "| bytes per flow with {active} flows (index + entries, allocated) | {} |\n",
+            mmm(bytes, 0)
+        ));
+    }
+    let (mut rates, mut lens, mut evicted) = (vec![], 0, 0);
+    for _ in 0..args.rounds {
+        let (r, l, e) = flood();
+        rates.push(r / 1e6);
+        lens = l;
+        evicted = e;
+    }
+    md.push_str(&format!(
+        "| 2M-flow random-source flood into a 1M-flow table: updates/s, M | {} (table ends at {lens} flows, {evicted} evicted) |\n",
+        mmm(rates, 2)
+    ));
+    let rotation = RotationConfig {
+        max_bytes: u64::MAX,
+        keep: 0,
+    };
+    let jsonl: Vec<f64> = (0..args.rounds)
+        .map(|_| {
+            export_rate(
+                |p| Box::new(JsonlExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+                "jsonl",
+            ) / 1e3
+        })
+        .collect();
+    let csv: Vec<f64> = (0..args.rounds)
+        .map(|_| {
+            export_rate(
+                |p| Box::new(CsvExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+                "csv",
+            ) / 1e3
+        })
+        .collect();
+    md.push_str(&format!(
+        "| JSON lines export to tmpfs, k flows/s | {} |\n",
+        mmm(jsonl, 0)
+    ));
+    md.push_str(&format!(
+        "| CSV export to tmpfs, k flows/s | {} |\n",
+        mmm(csv, 0)
+    ));
+    print!("{md}");
+    Ok(md)
+}
