@@ -56,6 +56,21 @@ pub struct RunArgs {
     #[arg(long = "flows", value_name = "FILE")]
     pub flow_files: Vec<std::path::PathBuf>,
 
+    /// Export flows as IPFIX over UDP to this collector (nfcapd, pmacct,
+    /// ntopng, Elastiflow...). Counts are sampled counts; the sampling
+    /// interval goes out in an options record so collectors can scale.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ipfix: Option<String>,
+
+    /// Resend IPFIX templates this often (UDP collectors that start late
+    /// learn them within this time).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ipfix_template_refresh: std::time::Duration,
+
+    /// IPFIX observation domain id of this sensor.
+    #[arg(long, default_value_t = 1, value_name = "ID")]
+    pub ipfix_domain: u32,
+
     /// Rotate a flow file before it grows past this many bytes.
     #[arg(long, default_value_t = 100 << 20, value_name = "BYTES")]
     pub flows_max_bytes: u64,

@@ -61,11 +61,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         max_bytes: args.flows_max_bytes,
         keep: args.flows_keep,
     };
-    let exporters = args
+    let mut exporters = args
         .flow_files
         .iter()
         .map(|p| export::open_flow_file(p, rotation))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(collector) = &args.ipfix {
+        let sampling = ifaces
+            .iter()
+            .map(|i| iface::ifindex(i).map(|idx| (idx, args.sample_rate)))
+            .collect::<Result<Vec<_>, _>>()?;
+        exporters.push(Box::new(export::IpfixExporter::connect(
+            export::IpfixConfig {
+                collector: export::resolve_collector(collector)?,
+                observation_domain: args.ipfix_domain,
+                template_refresh: args.ipfix_template_refresh,
+                sampling,
+            },
+        )?));
+    }
     let listener = server::bind(args.listen).await?;
     let config = SamplerConfig {
         data_rate: args.sample_rate,

@@ -525,3 +525,178 @@ fn bad_flow_file_is_refused_before_attaching() {
         "{err}"
     );
 }
+
+/// A child process killed (SIGTERM, then SIGKILL) on drop.
+struct Daemon(Child);
+
+impl Daemon {
+    fn stop(&mut self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop(libc::SIGTERM);
+    }
+}
+
+#[test]
+fn ipfix_export_is_read_by_nfcapd_and_tshark() {
+    if !privileged("ipfix_export_is_read_by_nfcapd_and_tshark") {
+        return;
+    }
+    use nta_lab::frames::{FrameSpec, L4, pad_to_min};
+    let dir = std::env::temp_dir().join(format!("nta-e2e-ipfix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = dir.join("nfcapd");
+    std::fs::create_dir_all(&store).unwrap_or_else(|e| panic!("{e}"));
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        s.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+    };
+    let mut nfcapd = Daemon(
+        Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "3600",
+                "-w",
+            ])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nfcapd (apt package nfdump): {e}")),
+    );
+    let pcap = dir.join("ipfix.pcap");
+    let mut tcpdump = Daemon(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "--immediate-mode", "-Z", "root", "-n", "-w"])
+            .arg(&pcap)
+            .args(["udp", "port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("tcpdump: {e}")),
+    );
+    thread::sleep(Duration::from_millis(700));
+
+    let ns = NetNs::new("ntai").unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, "ntai").unwrap_or_else(|e| panic!("{e}"));
+    let collector = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--sample-rate",
+        "1",
+        "--ipfix",
+        &collector,
+    ]);
+    let mut frames = Vec::new();
+    for i in 0..10 {
+        let flags = if i == 9 { 0x11 } else { 0x10 };
+        frames.push(pad_to_min(
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40001,
+                dport: 443,
+                flags,
+            })
+            .build(),
+        ));
+    }
+    for _ in 0..7 {
+        frames.push(pad_to_min(
+            FrameSpec::ipv4(L4::Udp {
+                sport: 5000,
+                dport: 53,
+            })
+            .build(),
+        ));
+    }
+    for _ in 0..3 {
+        frames.push(pad_to_min(
+            FrameSpec::ipv4(L4::Icmp { kind: 8, code: 0 }).build(),
+        ));
+    }
+    for _ in 0..4 {
+        frames.push(
+            FrameSpec::ipv6(L4::Udp {
+                sport: 6000,
+                dport: 123,
+            })
+            .with_payload(20)
+            .build(),
+        );
+    }
+    send_frames(ns.name(), &veth.inner, &frames, 1).unwrap_or_else(|e| panic!("{e}"));
+    scrape_until(agent.addr, |s| s.sum("nta_flows_created_total", &[]) >= 4.0);
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    thread::sleep(Duration::from_millis(500));
+    nfcapd.stop(libc::SIGTERM);
+    tcpdump.stop(libc::SIGINT);
+
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(&store)
+        .args(["-q", "-N", "-o", "fmt:%sa,%da,%sp,%dp,%pr,%pkt,%byt"])
+        .output()
+        .unwrap_or_else(|e| panic!("nfdump: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rows: Vec<String> = text
+        .lines()
+        .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(","))
+        .filter(|l| !l.is_empty())
+        .collect();
+    rows.sort();
+    let mut want = vec![
+        "198.18.0.1,198.18.0.2,40001,443,6,10,600".to_string(),
+        "198.18.0.1,198.18.0.2,5000,53,17,7,420".to_string(),
+        "198.18.0.1,198.18.0.2,0,8.0,1,3,180".to_string(),
+        "fd00:6e74:61::1,fd00:6e74:61::2,6000,123,17,4,328".to_string(),
+    ];
+    want.sort();
+    assert_eq!(
+        rows,
+        want,
+        "nfdump said:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", &format!("udp.port=={port},cflow"), "-V"])
+        .output()
+        .unwrap_or_else(|e| panic!("tshark: {e}"));
+    let decoded = String::from_utf8_lossy(&tshark.stdout);
+    assert!(tshark.status.success());
+    assert!(
+        decoded.contains("Version: 10"),
+        "tshark saw no IPFIX:\n{decoded}"
+    );
+    assert!(decoded.contains("198.18.0.1") && decoded.contains("fd00:6e74:61::1"));
+    for bad in [
+        "Malformed",
+        "Expert Info (Warning",
+        "Expert Info (Error",
+        "not found",
+    ] {
+        assert!(!decoded.contains(bad), "tshark reports {bad}:\n{decoded}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

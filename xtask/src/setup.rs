@@ -30,7 +30,15 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("util-linux", "setpriv: run nta with reduced capabilities"),
     ("bpftool", "inspect loaded programs when a test fails"),
-    ("tcpdump", "the benchmark compares nta with it"),
+    (
+        "tcpdump",
+        "the benchmark compares nta with it; the IPFIX test captures with it",
+    ),
+    ("tshark", "the IPFIX test decodes nta's export with it"),
+    (
+        "nfdump",
+        "nfcapd and nfdump: the IPFIX collector in the end-to-end test",
+    ),
 ];
 
 pub fn ensure() -> anyhow::Result<()> {
@@ -193,6 +201,19 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
         );
     }
     eprintln!("==> installing {}", missing.join(" "));
+    // tshark's package asks whether non-root users may capture; answer no
+    // beforehand so the install never stops at a prompt.
+    let mut preseed = Command::new("debconf-set-selections")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running debconf-set-selections")?;
+    if let Some(stdin) = preseed.stdin.as_mut() {
+        use std::io::Write as _;
+        stdin
+            .write_all(b"wireshark-common wireshark-common/install-setuid boolean false\n")
+            .context("preseeding debconf")?;
+    }
+    preseed.wait().context("preseeding debconf")?;
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])

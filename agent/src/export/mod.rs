@@ -3,11 +3,13 @@
 //! its errors and never blocks the flow pipeline.
 
 mod csv_file;
+mod ipfix;
 mod jsonl;
 mod record;
 mod rotate;
 
 pub use csv_file::CsvExporter;
+pub use ipfix::{IpfixConfig, IpfixExporter, resolve_collector};
 pub use jsonl::JsonlExporter;
 pub use record::{FlowRecord, WallClock, monotonic_now_ns};
 pub use rotate::{RotatingFile, RotationConfig};
@@ -22,6 +24,8 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("encoding IPFIX: {0}")]
+    Encode(String),
     #[error("encoding a flow as CSV")]
     Csv(#[from] csv::Error),
     #[error(
