@@ -700,3 +700,69 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unreachable_ipfix_collector_is_counted_and_other_exporters_go_on() {
+    if !privileged("unreachable_ipfix_collector_is_counted_and_other_exporters_go_on") {
+        return;
+    }
+    use nta_lab::frames::{FrameSpec, L4, pad_to_min};
+    let dir = std::env::temp_dir().join(format!("nta-e2e-noipfix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let jsonl = dir.join("flows.jsonl");
+    // A port nobody listens on: sends fail with "connection refused".
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        s.local_addr().unwrap_or_else(|e| panic!("{e}")).to_string()
+    };
+    let ns = NetNs::new("ntau").unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, "ntau").unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--sample-rate",
+        "1",
+        "--ipfix",
+        &closed,
+        "--flows",
+        jsonl.to_str().unwrap_or_default(),
+    ]);
+    // Each FIN ends a flow, so records go out at once, one batch per send.
+    for port in 41000u16..41006 {
+        let f = pad_to_min(
+            FrameSpec::ipv4(L4::Tcp {
+                sport: port,
+                dport: 80,
+                flags: 0x11,
+            })
+            .build(),
+        );
+        send_frames(ns.name(), &veth.inner, &[f], 1).unwrap_or_else(|e| panic!("{e}"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let s = scrape_until(agent.addr, |s| {
+        s.sum("nta_flow_export_errors_total", &[("exporter", "ipfix")]) >= 1.0
+            && s.sum("nta_flows_exported_total", &[("exporter", "jsonl")]) >= 6.0
+    });
+    assert!(
+        s.sum("nta_flow_export_errors_total", &[("exporter", "ipfix")]) >= 1.0,
+        "refused sends are counted"
+    );
+    assert_eq!(
+        s.get("nta_flows_exported_total", &[("exporter", "jsonl")]),
+        Some(6.0)
+    );
+    assert!(
+        http_get(agent.addr, "/healthz").is_ok(),
+        "the agent keeps running"
+    );
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    let lines = std::fs::read_to_string(&jsonl)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lines()
+        .count();
+    assert_eq!(lines, 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}

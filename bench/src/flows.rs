@@ -7,7 +7,10 @@ use std::{hint::black_box, time::Instant};
 
 use agent_common::sample::{RECORD_VERSION, SampleRecord, map_ipv4};
 use nta::{
-    export::{CsvExporter, FlowExporter, FlowRecord, JsonlExporter, RotationConfig, WallClock},
+    export::{
+        CsvExporter, FlowExporter, FlowRecord, IpfixConfig, IpfixExporter, JsonlExporter,
+        RotationConfig, WallClock,
+    },
     flow::{ExpireReason, FlowConfig, FlowTable},
 };
 
@@ -97,7 +100,7 @@ fn flood() -> (f64, usize, u64) {
     )
 }
 
-fn export_rate(make: impl Fn(&std::path::Path) -> Box<dyn FlowExporter>, ext: &str) -> f64 {
+fn export_rate(make: impl FnOnce(&std::path::Path) -> Box<dyn FlowExporter>, ext: &str) -> f64 {
     let path = std::path::PathBuf::from(format!(
         "/dev/shm/nta-bench-flows-{}.{ext}",
         std::process::id()
@@ -124,6 +127,28 @@ fn export_rate(make: impl Fn(&std::path::Path) -> Box<dyn FlowExporter>, ext: &s
     let secs = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);
     records.len() as f64 / secs
+}
+
+/// IPFIX to a loopback socket that a thread drains.
+fn ipfix_rate() -> f64 {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = sink.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    sink.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while sink.recv(&mut buf).is_ok() {}
+    });
+    let exporter = IpfixExporter::connect(IpfixConfig {
+        collector: addr,
+        observation_domain: 1,
+        template_refresh: std::time::Duration::from_secs(60),
+        sampling: vec![(2, 64)],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rate = export_rate(move |_| Box::new(exporter), "ipfix-unused");
+    let _ = drain.join();
+    rate
 }
 
 pub fn run(args: &FlowArgs) -> anyhow::Result<String> {
@@ -186,6 +211,11 @@ pub fn run(args: &FlowArgs) -> anyhow::Result<String> {
             ) / 1e3
         })
         .collect();
+    let ipfix: Vec<f64> = (0..args.rounds).map(|_| ipfix_rate() / 1e3).collect();
+    md.push_str(&format!(
+        "| IPFIX export over loopback UDP, k flows/s (receiver drains) | {} |\n",
+        mmm(ipfix, 0)
+    ));
     md.push_str(&format!(
         "| JSON lines export to tmpfs, k flows/s | {} |\n",
         mmm(jsonl, 0)
