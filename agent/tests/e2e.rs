@@ -99,6 +99,35 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
+/// A scratch directory removed on drop, also when the test fails.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("nta-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A namespace and a veth pair into it, the outer end here.
+fn lab(prefix: &str) -> (NetNs, VethPair) {
+    let ns = NetNs::new(prefix).unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, prefix).unwrap_or_else(|e| panic!("{e}"));
+    (ns, veth)
+}
+
 fn xdp_attached(iface: &str) -> bool {
     let out = run("ip", &["-d", "link", "show", "dev", iface]).unwrap_or_else(|e| panic!("{e}"));
     out.contains("xdp")
@@ -121,8 +150,7 @@ fn counts_a_known_mix_exactly() {
     if !privileged("counts_a_known_mix_exactly") {
         return;
     }
-    let ns = NetNs::new("ntae").unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, "ntae").unwrap_or_else(|e| panic!("{e}"));
+    let (ns, veth) = lab("ntae");
     let mut agent = Agent::start(&[
         "--iface",
         &veth.outer,
@@ -241,8 +269,7 @@ fn killed_agent_leaves_nothing_attached() {
     if !privileged("killed_agent_leaves_nothing_attached") {
         return;
     }
-    let ns = NetNs::new("ntak").unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, "ntak").unwrap_or_else(|e| panic!("{e}"));
+    let (_ns, veth) = lab("ntak");
     let mut agent = Agent::start(&["--iface", &veth.outer, "--xdp-mode", "skb"]);
     let s = scrape(agent.addr).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -349,14 +376,11 @@ fn flows_are_written_as_ecs_json_lines_and_csv() {
         return;
     }
     use nta_lab::frames::{FrameSpec, L4, pad_to_min};
-    let dir = std::env::temp_dir().join(format!("nta-e2e-flows-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("flows");
     let jsonl = dir.join("flows.jsonl");
     let csv = dir.join("flows.csv");
 
-    let ns = NetNs::new("ntaf").unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, "ntaf").unwrap_or_else(|e| panic!("{e}"));
+    let (ns, veth) = lab("ntaf");
     let mut agent = Agent::start(&[
         "--iface",
         &veth.outer,
@@ -493,7 +517,6 @@ fn flows_are_written_as_ecs_json_lines_and_csv() {
             .count(),
         3
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -558,7 +581,6 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     }
     use nta_lab::frames::{FrameSpec, L4, pad_to_min};
     let dir = std::env::temp_dir().join(format!("nta-e2e-ipfix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let store = dir.join("nfcapd");
     std::fs::create_dir_all(&store).unwrap_or_else(|e| panic!("{e}"));
     let port = {
@@ -595,8 +617,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     );
     thread::sleep(Duration::from_millis(700));
 
-    let ns = NetNs::new("ntai").unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, "ntai").unwrap_or_else(|e| panic!("{e}"));
+    let (ns, veth) = lab("ntai");
     let collector = format!("127.0.0.1:{port}");
     let mut agent = Agent::start(&[
         "--iface",
@@ -698,7 +719,6 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     ] {
         assert!(!decoded.contains(bad), "tshark reports {bad}:\n{decoded}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -707,17 +727,14 @@ fn unreachable_ipfix_collector_is_counted_and_other_exporters_go_on() {
         return;
     }
     use nta_lab::frames::{FrameSpec, L4, pad_to_min};
-    let dir = std::env::temp_dir().join(format!("nta-e2e-noipfix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("noipfix");
     let jsonl = dir.join("flows.jsonl");
     // A port nobody listens on: sends fail with "connection refused".
     let closed = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         s.local_addr().unwrap_or_else(|e| panic!("{e}")).to_string()
     };
-    let ns = NetNs::new("ntau").unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, "ntau").unwrap_or_else(|e| panic!("{e}"));
+    let (ns, veth) = lab("ntau");
     let mut agent = Agent::start(&[
         "--iface",
         &veth.outer,
@@ -764,5 +781,4 @@ fn unreachable_ipfix_collector_is_counted_and_other_exporters_go_on() {
         .lines()
         .count();
     assert_eq!(lines, 6);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -135,76 +135,55 @@ pub struct VethPair {
 
 impl VethPair {
     pub fn new(ns: &NetNs, prefix: &str) -> Result<VethPair, LabError> {
-        let outer = unique_name(prefix);
-        let inner = format!("{outer}p");
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &outer,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &inner,
-                "netns",
-                ns.name(),
-            ],
-        )?;
-        let pair = VethPair {
-            outer,
-            inner,
-            outer_ns: None,
-        };
-        run(
-            "sysctl",
-            &[
-                "-qw",
-                &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.outer),
-            ],
-        )?;
-        run("ip", &["link", "set", &pair.outer, "up"])?;
-        pair.inner_up(ns)?;
-        Ok(pair)
+        Self::create(None, ns, prefix)
     }
 
     /// A pair with `outer` in `a` and `inner` in `b`; neither end stays in
     /// the caller's namespace.
     pub fn between(a: &NetNs, b: &NetNs, prefix: &str) -> Result<VethPair, LabError> {
+        Self::create(Some(a), b, prefix)
+    }
+
+    fn create(
+        outer_ns: Option<&NetNs>,
+        inner_ns: &NetNs,
+        prefix: &str,
+    ) -> Result<VethPair, LabError> {
         let outer = unique_name(prefix);
         let inner = format!("{outer}p");
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &outer,
-                "netns",
-                a.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &inner,
-                "netns",
-                b.name(),
-            ],
-        )?;
+        let mut args = vec!["link", "add", outer.as_str()];
+        if let Some(a) = outer_ns {
+            args.extend(["netns", a.name()]);
+        }
+        args.extend([
+            "type",
+            "veth",
+            "peer",
+            "name",
+            inner.as_str(),
+            "netns",
+            inner_ns.name(),
+        ]);
+        run("ip", &args)?;
         let pair = VethPair {
             outer,
             inner,
-            outer_ns: Some(a.name().to_string()),
+            outer_ns: outer_ns.map(|a| a.name().to_string()),
         };
-        a.exec(
+        // Runs a command where the outer end lives.
+        let at_outer = |program: &str, args: &[&str]| match outer_ns {
+            Some(a) => a.exec(program, args),
+            None => run(program, args),
+        };
+        at_outer(
             "sysctl",
             &[
                 "-qw",
                 &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.outer),
             ],
         )?;
-        a.exec("ip", &["link", "set", &pair.outer, "up"])?;
-        pair.inner_up(b)?;
+        at_outer("ip", &["link", "set", &pair.outer, "up"])?;
+        pair.inner_up(inner_ns)?;
         Ok(pair)
     }
 
