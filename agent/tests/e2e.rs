@@ -580,7 +580,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
         return;
     }
     use nta_lab::frames::{FrameSpec, L4, pad_to_min};
-    let dir = std::env::temp_dir().join(format!("nta-e2e-ipfix-{}", std::process::id()));
+    let dir = TempDir::new("ipfix");
     let store = dir.join("nfcapd");
     std::fs::create_dir_all(&store).unwrap_or_else(|e| panic!("{e}"));
     let port = {
