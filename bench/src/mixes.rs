@@ -158,6 +158,7 @@ pub fn templates(mix: MixName) -> Vec<Template> {
 mod tests {
     use super::*;
     use agent_common::{class::ProtocolClass, parse};
+    use clap::ValueEnum as _;
 
     #[test]
     fn templates_have_the_stated_sizes_and_parse() {
@@ -169,14 +170,7 @@ mod tests {
             .map(|t| t.frame.len())
             .collect();
         assert!(sizes.contains(&594) && sizes.contains(&1514));
-        for mix in [
-            MixName::Udp64,
-            MixName::SynFlood,
-            MixName::Ipv6,
-            MixName::Vlan,
-            MixName::Realistic,
-            MixName::ManyFlows,
-        ] {
+        for &mix in MixName::value_variants() {
             for t in templates(mix) {
                 let p = parse::parse(&t.frame[..]);
                 assert!(p.error.is_none(), "{mix:?}: {p:?}");

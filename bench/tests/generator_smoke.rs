@@ -3,6 +3,7 @@
 //! every frame received and counted exactly, and the rewritten fields
 //! (random sources, distinct flows) as promised.
 
+use clap::ValueEnum as _;
 use std::collections::HashSet;
 
 use agent_common::{class::ProtocolClass, config::SamplerConfig, sample::SampleRecord};
@@ -59,14 +60,7 @@ fn every_mix_arrives_and_is_counted_exactly() {
     }
     let lab = Lab::new().unwrap_or_else(|e| panic!("{e:#}"));
     let (_sensor, mut maps) = attach_nta(&lab);
-    for mix in [
-        MixName::Udp64,
-        MixName::SynFlood,
-        MixName::Ipv6,
-        MixName::Vlan,
-        MixName::Realistic,
-        MixName::ManyFlows,
-    ] {
+    for &mix in MixName::value_variants() {
         let rx0 = lab.rx().unwrap_or_else(|e| panic!("{e:#}"));
         let c0 = maps.counters.read().unwrap_or_else(|e| panic!("{e}"));
         let sent = send(&lab, mix);
