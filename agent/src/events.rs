@@ -92,9 +92,13 @@ fn drain(
     stats: &PipelineStats,
 ) {
     loop {
-        let mut records = Vec::with_capacity(BATCH);
+        // Most timer ticks find the ring empty: allocate only for records.
+        let mut records = Vec::new();
         while records.len() < BATCH {
             let Some(item) = ring.next() else { break };
+            if records.is_empty() {
+                records.reserve_exact(BATCH);
+            }
             decode_into([&*item], &mut records, stats);
         }
         let full = records.len() == BATCH;
