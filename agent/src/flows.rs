@@ -179,6 +179,12 @@ pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: 
         interfaces,
         metrics,
     } = stage;
+    // Zero series for each configured exporter, so dashboards and alert
+    // rules see them before the first flow is written.
+    for e in &exporters {
+        metrics.exported.with_label_values(&[e.kind()]);
+        metrics.export_errors.with_label_values(&[e.kind()]);
+    }
     let interfaces = Arc::new(interfaces);
     let mut table = FlowTable::new(config);
     let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());

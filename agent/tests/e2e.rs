@@ -782,3 +782,54 @@ fn unreachable_ipfix_collector_is_counted_and_other_exporters_go_on() {
         .count();
     assert_eq!(lines, 6);
 }
+
+#[test]
+fn every_metric_the_dashboards_use_is_exposed() {
+    if !privileged("every_metric_the_dashboards_use_is_exposed") {
+        return;
+    }
+    let (_ns, veth) = lab("ntad");
+    let dir = TempDir::new("dashboards");
+    let flows = dir.join("flows.jsonl");
+    let agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+    ]);
+    let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
+    let exposed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for panel in json["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                // Metric names: identifiers starting nta_ or process_.
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("nta_") || word.starts_with("process_") {
+                        assert!(
+                            exposed.contains(word),
+                            "{} panel {:?} uses {word}, which nta does not expose",
+                            path.display(),
+                            panel["title"]
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 10, "found only {checked} metric references");
+}
