@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use super::{
     ExportError, FlowExporter,
@@ -25,68 +25,191 @@ impl JsonlExporter {
     }
 }
 
+// The ECS document, as typed structs: serialising these is several times
+// faster than building a serde_json::Value per flow.
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    ecs: Ecs,
+    event: Event,
+    source: Endpoint,
+    destination: Endpoint,
+    network: Network<'a>,
+    observer: Observer<'a>,
+    nta: Nta,
+}
+
+#[derive(Serialize)]
+struct Ecs {
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Event {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kinds: [&'static str; 2],
+    action: &'static str,
+    reason: &'static str,
+    dataset: &'static str,
+    start: String,
+    end: String,
+    duration: u64,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    transport: String,
+    iana_number: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    packets: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<Vlan>,
+}
+
+#[derive(Serialize)]
+struct Vlan {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Observer<'a> {
+    ingress: Ingress<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    product: &'static str,
+}
+
+#[derive(Serialize)]
+struct Ingress<'a> {
+    interface: Named<'a>,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Nta {
+    flow: NtaFlow,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp: Option<Icmp>,
+}
+
+#[derive(Serialize)]
+struct NtaFlow {
+    sampled_packets: u64,
+    sampled_bytes: u64,
+    sampling_rate: u32,
+    ttl: Ttl,
+    biflow: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Ttl {
+    min: u8,
+    max: u8,
+}
+
+#[derive(Serialize)]
+struct Icmp {
+    #[serde(rename = "type")]
+    kind: u16,
+    code: u16,
+}
+
 /// The ECS document of one flow. Counts are the sampling-scaled
 /// estimates; the raw sampled counts and the rate are under `nta.flow`.
-pub fn ecs_document(f: &FlowRecord) -> Value {
+fn ecs_document(f: &FlowRecord) -> Document<'_> {
     let s = &f.stats;
-    let mut source = Map::new();
-    source.insert("ip".into(), json!(f.key.src_ip().to_string()));
-    source.insert("packets".into(), json!(s.estimated_packets));
-    source.insert("bytes".into(), json!(s.estimated_bytes));
-    let mut destination = Map::new();
-    destination.insert("ip".into(), json!(f.key.dst_ip().to_string()));
-    if f.key.has_ports() && !f.is_icmp() {
-        source.insert("port".into(), json!(f.key.src_port));
-        destination.insert("port".into(), json!(f.key.dst_port));
-    }
-    let mut network = json!({
-        "transport": f.transport(),
-        "iana_number": f.key.protocol.to_string(),
-        "type": if f.key.ip_version == 4 { "ipv4" } else { "ipv6" },
-        "packets": s.estimated_packets,
-        "bytes": s.estimated_bytes,
-    });
-    if let Some(id) = &f.community_id {
-        network["community_id"] = json!(id);
-    }
-    if f.key.vlan_id != 0 {
-        network["vlan"] = json!({ "id": f.key.vlan_id.to_string() });
-    }
-    let mut nta = json!({
-        "flow": {
-            "sampled_packets": s.sampled_packets,
-            "sampled_bytes": s.sampled_bytes,
-            "sampling_rate": s.sampling_rate,
-            "ttl": { "min": s.min_ttl, "max": s.max_ttl },
-            "biflow": f.reverse_seen,
-        }
-    });
-    if f.key.protocol == 6 {
-        nta["flow"]["tcp_flags"] = json!(f.tcp_flags_text());
-    }
-    if f.is_icmp() {
-        nta["icmp"] = json!({ "type": f.key.src_port, "code": f.key.dst_port });
-    }
-    json!({
-        "@timestamp": rfc3339(f.end_unix_ns),
-        "ecs": { "version": "8.11.0" },
-        "event": {
-            "kind": "event",
-            "category": ["network"],
-            "type": ["connection", "end"],
-            "action": "flow_expired",
-            "reason": f.reason.label(),
-            "dataset": "nta.flow",
-            "start": rfc3339(f.start_unix_ns),
-            "end": rfc3339(f.end_unix_ns),
-            "duration": f.end_unix_ns.saturating_sub(f.start_unix_ns),
+    let ports = f.key.has_ports() && !f.is_icmp();
+    Document {
+        timestamp: rfc3339(f.end_unix_ns),
+        ecs: Ecs { version: "8.11.0" },
+        event: Event {
+            kind: "event",
+            category: ["network"],
+            kinds: ["connection", "end"],
+            action: "flow_expired",
+            reason: f.reason.label(),
+            dataset: "nta.flow",
+            start: rfc3339(f.start_unix_ns),
+            end: rfc3339(f.end_unix_ns),
+            duration: f.end_unix_ns.saturating_sub(f.start_unix_ns),
         },
-        "source": source,
-        "destination": destination,
-        "network": network,
-        "observer": { "ingress": { "interface": { "name": f.interface } }, "type": "sensor", "product": "nta" },
-        "nta": nta,
-    })
+        source: Endpoint {
+            ip: f.key.src_ip().to_string(),
+            port: ports.then_some(f.key.src_port),
+            packets: Some(s.estimated_packets),
+            bytes: Some(s.estimated_bytes),
+        },
+        destination: Endpoint {
+            ip: f.key.dst_ip().to_string(),
+            port: ports.then_some(f.key.dst_port),
+            packets: None,
+            bytes: None,
+        },
+        network: Network {
+            transport: f.transport(),
+            iana_number: f.key.protocol.to_string(),
+            kind: if f.key.ip_version == 4 {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
+            packets: s.estimated_packets,
+            bytes: s.estimated_bytes,
+            community_id: f.community_id.as_deref(),
+            vlan: (f.key.vlan_id != 0).then(|| Vlan {
+                id: f.key.vlan_id.to_string(),
+            }),
+        },
+        observer: Observer {
+            ingress: Ingress {
+                interface: Named { name: &f.interface },
+            },
+            kind: "sensor",
+            product: "nta",
+        },
+        nta: Nta {
+            flow: NtaFlow {
+                sampled_packets: s.sampled_packets,
+                sampled_bytes: s.sampled_bytes,
+                sampling_rate: s.sampling_rate,
+                ttl: Ttl {
+                    min: s.min_ttl,
+                    max: s.max_ttl,
+                },
+                biflow: f.reverse_seen,
+                tcp_flags: (f.key.protocol == 6).then(|| f.tcp_flags_text()),
+            },
+            icmp: f.is_icmp().then_some(Icmp {
+                kind: f.key.src_port,
+                code: f.key.dst_port,
+            }),
+        },
+    }
 }
 
 impl FlowExporter for JsonlExporter {
@@ -97,7 +220,7 @@ impl FlowExporter for JsonlExporter {
     fn export(&mut self, flows: &[FlowRecord]) -> Result<(), ExportError> {
         for f in flows {
             self.buf.clear();
-            // Serialising a Value into a Vec cannot fail.
+            // Serialising plain structs into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut self.buf, &ecs_document(f));
             self.buf.push(b'\n');
             self.file.append(&self.buf)?;
