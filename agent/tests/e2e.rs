@@ -174,9 +174,14 @@ fn counts_a_known_mix_exactly() {
             && s.sum("nta_samples_total", &[("interface", i)]) >= total
     });
     let r = repeat as f64;
-    let per = |f: &dyn Fn(&nta_lab::mix::MixEntry) -> bool| {
-        mix.iter().filter(|m| f(m)).count() as f64 * r
-    };
+    for class in ProtocolClass::ALL.map(ProtocolClass::label) {
+        assert!(
+            mix.iter().any(|m| m.class == class),
+            "the mix lacks {class}"
+        );
+    }
+    let per =
+        |f: &dyn Fn(&nta_lab::cases::Case) -> bool| mix.iter().filter(|m| f(m)).count() as f64 * r;
     for class in ProtocolClass::ALL.map(ProtocolClass::label) {
         let want = per(&|m| m.class == class);
         let bytes: f64 = mix
@@ -211,10 +216,10 @@ fn counts_a_known_mix_exactly() {
     }
     assert_eq!(
         s.get("nta_vlan_packets_total", &[("interface", i)]),
-        Some(per(&|m| m.vlan))
+        Some(per(&|m| m.vlan_depth > 0))
     );
     for flag in ["syn", "synack", "fin", "rst"] {
-        let want = per(&|m| m.tcp_flag == Some(flag));
+        let want = per(&|m| m.tcp_flag_labels().contains(&flag));
         assert_eq!(
             s.get("nta_tcp_flags_total", &[("interface", i), ("flag", flag)]),
             Some(want),
@@ -223,9 +228,9 @@ fn counts_a_known_mix_exactly() {
     }
     assert_eq!(
         s.sum("nta_parse_errors_total", &[("interface", i)]),
-        per(&|m| m.parse_error.is_some())
+        per(&|m| m.reason.is_some())
     );
-    for m in mix.iter().filter_map(|m| m.parse_error) {
+    for m in mix.iter().filter_map(|m| m.reason) {
         assert_eq!(
             s.get("nta_parse_errors_total", &[("interface", i), ("reason", m)]),
             Some(r),

@@ -23,6 +23,27 @@ pub struct Case {
     pub ports: Option<(u16, u16)>,
 }
 
+impl Case {
+    /// The `flag` labels of `nta_tcp_flags_total` this frame increments.
+    pub fn tcp_flag_labels(&self) -> Vec<&'static str> {
+        if self.class != "tcp" {
+            return Vec::new();
+        }
+        let f = self.tcp_flags;
+        let mut labels = Vec::new();
+        if f & SYN != 0 {
+            labels.push(if f & ACK != 0 { "synack" } else { "syn" });
+        }
+        if f & FIN != 0 {
+            labels.push("fin");
+        }
+        if f & RST != 0 {
+            labels.push("rst");
+        }
+        labels
+    }
+}
+
 pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
