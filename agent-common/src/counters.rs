@@ -22,7 +22,6 @@ pub struct Counters {
     pub samples: u64,
     /// Records lost because the ring buffer was full.
     pub ringbuf_dropped: u64,
-    pub _reserved: [u64; 2],
 }
 
 /// Where the 1-in-N samplers are on this CPU.
@@ -44,7 +43,7 @@ pub struct CpuState {
 
 const _: () = assert!(
     core::mem::size_of::<Counters>()
-        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 4) * 8
+        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 2) * 8
 );
 const _: () = assert!(core::mem::size_of::<SamplerState>() == 16);
 const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 16);

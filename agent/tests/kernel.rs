@@ -148,7 +148,6 @@ fn difference(after: &Counters, before: &Counters) -> Counters {
         parse_errors: sub(&after.parse_errors, &before.parse_errors),
         samples: after.samples - before.samples,
         ringbuf_dropped: after.ringbuf_dropped - before.ringbuf_dropped,
-        _reserved: sub(&after._reserved, &before._reserved),
     }
 }
 

@@ -122,6 +122,17 @@ impl Tcpdump {
 /// stopping earlier would leave the last partial block unread.
 const TCPDUMP_SETTLE: Duration = Duration::from_millis(1500);
 
+impl Tool {
+    /// Extra `nta run` arguments for the nta variants.
+    fn nta_args(self) -> &'static [&'static str] {
+        if self == Tool::NtaMirror {
+            &["--mirror"]
+        } else {
+            &[]
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tool {
     /// `nta run`: count, sample, pass every frame on (servers).
@@ -160,12 +171,7 @@ fn trial(lab: &Lab, tool: Tool, nta: &Path, rate: f64, seconds: f64) -> anyhow::
             (report, if dropped == 0 { captured } else { 0 })
         }
         Tool::Nta | Tool::NtaMirror => {
-            let extra: &[&str] = if tool == Tool::NtaMirror {
-                &["--mirror"]
-            } else {
-                &[]
-            };
-            let agent = NtaProcess::start(lab, nta, extra)?;
+            let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
             let before = nta_totals(&lab.scrape(agent.addr)?).0;
             let report = lab.generate(MixName::Udp64, limits)?;
             thread::sleep(Duration::from_millis(300));
@@ -293,12 +299,7 @@ fn cpu_cost(
             r
         }
         Tool::Nta | Tool::NtaMirror => {
-            let extra: &[&str] = if tool == Tool::NtaMirror {
-                &["--mirror"]
-            } else {
-                &[]
-            };
-            let agent = NtaProcess::start(lab, nta, extra)?;
+            let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
             measure(agent.pid())?
         }
     };

@@ -100,37 +100,53 @@ fn flood() -> (f64, usize, u64) {
     )
 }
 
-fn export_rate(make: impl FnOnce(&std::path::Path) -> Box<dyn FlowExporter>, ext: &str) -> f64 {
-    let path = std::path::PathBuf::from(format!(
-        "/dev/shm/nta-bench-flows-{}.{ext}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&path);
-    let mut exporter = make(&path);
+/// 200k expired flows, as the exporters receive them.
+fn export_records() -> Vec<FlowRecord> {
     let mut table = FlowTable::new(config(200_000));
     let mut expired = Vec::new();
     for n in 0..200_000u64 {
         table.update(&record(n, n), &mut expired);
     }
     table.drain(&mut expired);
-    let records: Vec<FlowRecord> = expired
+    expired
         .iter()
         .map(|f| FlowRecord::new(f, WallClock::unix(), "eth0"))
-        .collect();
+        .collect()
+}
+
+/// Flow records per second through `exporter`, in batches as the flow
+/// stage hands them over.
+fn export_rate(exporter: &mut dyn FlowExporter, records: &[FlowRecord]) -> f64 {
     let start = Instant::now();
     for chunk in records.chunks(1024) {
         if let Err(e) = exporter.export(chunk) {
             panic!("export failed: {e}");
         }
     }
-    let _ = exporter.flush();
-    let secs = start.elapsed().as_secs_f64();
+    if let Err(e) = exporter.flush() {
+        panic!("flush failed: {e}");
+    }
+    records.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A file exporter writing to tmpfs; the file is removed afterwards.
+fn file_rate(
+    ext: &str,
+    open: impl FnOnce(&std::path::Path) -> Box<dyn FlowExporter>,
+    records: &[FlowRecord],
+) -> f64 {
+    let path = std::path::PathBuf::from(format!(
+        "/dev/shm/nta-bench-flows-{}.{ext}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&path);
-    records.len() as f64 / secs
+    let rate = export_rate(open(&path).as_mut(), records);
+    let _ = std::fs::remove_file(&path);
+    rate
 }
 
 /// IPFIX to a loopback socket that a thread drains.
-fn ipfix_rate() -> f64 {
+fn ipfix_rate(records: &[FlowRecord]) -> f64 {
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let addr = sink.local_addr().unwrap_or_else(|e| panic!("{e}"));
     sink.set_read_timeout(Some(std::time::Duration::from_millis(300)))
@@ -139,14 +155,14 @@ fn ipfix_rate() -> f64 {
         let mut buf = [0u8; 2048];
         while sink.recv(&mut buf).is_ok() {}
     });
-    let exporter = IpfixExporter::connect(IpfixConfig {
+    let mut exporter = IpfixExporter::connect(IpfixConfig {
         collector: addr,
         observation_domain: 1,
         template_refresh: std::time::Duration::from_secs(60),
         sampling: vec![(2, 64)],
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let rate = export_rate(move |_| Box::new(exporter), "ipfix-unused");
+    let rate = export_rate(&mut exporter, records);
     let _ = drain.join();
     rate
 }
@@ -195,35 +211,35 @@ pub fn run(args: &FlowArgs) -> anyhow::Result<String> {
         max_bytes: u64::MAX,
         keep: 0,
     };
-    let jsonl: Vec<f64> = (0..args.rounds)
-        .map(|_| {
-            export_rate(
-                |p| Box::new(JsonlExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+    let records = export_records();
+    let (mut ipfix, mut jsonl, mut csv) = (vec![], vec![], vec![]);
+    for _ in 0..args.rounds {
+        ipfix.push(ipfix_rate(&records) / 1e3);
+        jsonl.push(
+            file_rate(
                 "jsonl",
-            ) / 1e3
-        })
-        .collect();
-    let csv: Vec<f64> = (0..args.rounds)
-        .map(|_| {
-            export_rate(
-                |p| Box::new(CsvExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+                |p| Box::new(JsonlExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+                &records,
+            ) / 1e3,
+        );
+        csv.push(
+            file_rate(
                 "csv",
-            ) / 1e3
-        })
-        .collect();
-    let ipfix: Vec<f64> = (0..args.rounds).map(|_| ipfix_rate() / 1e3).collect();
-    md.push_str(&format!(
-        "| IPFIX export over loopback UDP, k flows/s (receiver drains) | {} |\n",
-        mmm(ipfix, 0)
-    ));
-    md.push_str(&format!(
-        "| JSON lines export to tmpfs, k flows/s | {} |\n",
-        mmm(jsonl, 0)
-    ));
-    md.push_str(&format!(
-        "| CSV export to tmpfs, k flows/s | {} |\n",
-        mmm(csv, 0)
-    ));
+                |p| Box::new(CsvExporter::open(p, rotation).unwrap_or_else(|e| panic!("{e}"))),
+                &records,
+            ) / 1e3,
+        );
+    }
+    for (name, rates) in [
+        (
+            "IPFIX export over loopback UDP, k flows/s (receiver drains)",
+            ipfix,
+        ),
+        ("JSON lines export to tmpfs, k flows/s", jsonl),
+        ("CSV export to tmpfs, k flows/s", csv),
+    ] {
+        md.push_str(&format!("| {name} | {} |\n", mmm(rates, 0)));
+    }
     print!("{md}");
     Ok(md)
 }

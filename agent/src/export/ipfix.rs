@@ -14,7 +14,6 @@
 
 use std::{
     net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -46,14 +45,14 @@ pub struct IpfixConfig {
 
 /// Resolves `HOST:PORT`.
 pub fn resolve_collector(spec: &str) -> Result<SocketAddr, ExportError> {
-    let mut addrs = spec.to_socket_addrs().map_err(|source| ExportError::Io {
-        path: PathBuf::from(format!("IPFIX collector {spec}")),
+    let err = |source| ExportError::Collector {
+        collector: spec.to_string(),
         source,
-    })?;
-    addrs.next().ok_or_else(|| ExportError::Io {
-        path: PathBuf::from(format!("IPFIX collector {spec}")),
-        source: std::io::Error::other("the name resolves to no address"),
-    })
+    };
+    spec.to_socket_addrs()
+        .map_err(err)?
+        .next()
+        .ok_or_else(|| err(std::io::Error::other("the name resolves to no address")))
 }
 
 pub struct IpfixExporter {
@@ -181,9 +180,8 @@ fn data_record(f: &FlowRecord) -> DataRecord {
 
 impl IpfixExporter {
     pub fn connect(config: IpfixConfig) -> Result<IpfixExporter, ExportError> {
-        let path = PathBuf::from(format!("IPFIX collector {}", config.collector));
-        let io = |source| ExportError::Io {
-            path: path.clone(),
+        let io = |source| ExportError::Collector {
+            collector: config.collector.to_string(),
             source,
         };
         let bind: SocketAddr = if config.collector.is_ipv4() {
@@ -241,10 +239,12 @@ impl IpfixExporter {
         let bytes = self
             .encode(sets, data_records, Utc.timestamp_nanos(now))?
             .to_vec();
-        self.socket.send(&bytes).map_err(|source| ExportError::Io {
-            path: PathBuf::from(format!("IPFIX collector {collector}")),
-            source,
-        })?;
+        self.socket
+            .send(&bytes)
+            .map_err(|source| ExportError::Collector {
+                collector: collector.to_string(),
+                source,
+            })?;
         Ok(())
     }
 

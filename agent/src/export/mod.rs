@@ -24,6 +24,12 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("IPFIX collector {collector}")]
+    Collector {
+        collector: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("encoding IPFIX: {0}")]
     Encode(String),
     #[error("encoding a flow as CSV")]
