@@ -209,8 +209,8 @@ impl IpfixExporter {
             .is_none_or(|t| now.duration_since(t) >= self.config.template_refresh)
     }
 
-    /// Encodes one message of `sets`; `data_records` advance the sequence
-    /// number after it is built.
+    /// Encodes one message of `sets` into the send buffer; `data_records`
+    /// advance the sequence number after it is built.
     pub fn encode(
         &mut self,
         sets: Vec<Set>,
@@ -236,11 +236,9 @@ impl IpfixExporter {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        let bytes = self
-            .encode(sets, data_records, Utc.timestamp_nanos(now))?
-            .to_vec();
+        self.encode(sets, data_records, Utc.timestamp_nanos(now))?;
         self.socket
-            .send(&bytes)
+            .send(&self.buf)
             .map_err(|source| ExportError::Collector {
                 collector: collector.to_string(),
                 source,
