@@ -1,7 +1,9 @@
 //! nta: a high-rate XDP network sensor. This library holds everything the
 //! `nta` binary does; `main.rs` only parses the command line.
 
+pub mod alert;
 pub mod cli;
+pub mod detect;
 pub mod events;
 pub mod export;
 pub mod flow;

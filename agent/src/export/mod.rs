@@ -11,7 +11,7 @@ mod rotate;
 pub use csv_file::CsvExporter;
 pub use ipfix::{IpfixConfig, IpfixExporter, resolve_collector};
 pub use jsonl::JsonlExporter;
-pub use record::{FlowRecord, WallClock, monotonic_now_ns};
+pub use record::{FlowRecord, WallClock, monotonic_now_ns, rfc3339};
 pub use rotate::{RotatingFile, RotationConfig};
 
 use std::path::{Path, PathBuf};

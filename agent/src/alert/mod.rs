@@ -1,0 +1,222 @@
+//! Alert delivery: every incident change goes to a JSON lines file, a
+//! webhook and the log, off the packet path on its own thread. A failing
+//! sink counts its errors and never holds the others or the detectors up.
+
+mod document;
+mod webhook;
+
+pub use document::{summary, to_json};
+pub use webhook::{WebhookConfig, WebhookSink};
+
+use std::{
+    path::Path,
+    sync::mpsc::{self, SyncSender, TrySendError},
+    thread,
+};
+
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use crate::{
+    detect::{AlertEvent, Transition},
+    export::{ExportError, RotatingFile, RotationConfig, WallClock},
+};
+
+/// Alert events waiting for the sink thread.
+const QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alert file")]
+    File(#[from] ExportError),
+    #[error("webhook {url}: {why}")]
+    Webhook { url: String, why: String },
+}
+
+/// Delivery counters per sink (`file`, `webhook`, `log`).
+#[derive(Clone)]
+pub struct AlertMetrics {
+    pub delivered: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub dropped: IntCounterVec,
+}
+
+impl AlertMetrics {
+    pub fn register(registry: &Registry) -> Result<AlertMetrics, prometheus::Error> {
+        let c = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["sink"]);
+        let m = AlertMetrics {
+            delivered: c(
+                "nta_alert_deliveries_total",
+                "Alert events (incident start, update, end) delivered, by sink.",
+            )?,
+            errors: c(
+                "nta_alert_delivery_errors_total",
+                "Alert events a sink failed to deliver (after retries).",
+            )?,
+            dropped: c(
+                "nta_alert_dropped_total",
+                "Alert events dropped because a sink's queue was full.",
+            )?,
+        };
+        registry.register(Box::new(m.delivered.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        Ok(m)
+    }
+
+    fn zero(&self, sink: &str) {
+        self.delivered.with_label_values(&[sink]);
+        self.errors.with_label_values(&[sink]);
+        self.dropped.with_label_values(&[sink]);
+    }
+}
+
+/// A place alerts go. `deliver` gets the event and its JSON document.
+pub trait AlertSink: Send {
+    fn kind(&self) -> &'static str;
+    fn deliver(&mut self, event: &AlertEvent, json: &[u8]) -> Result<(), AlertError>;
+    /// Sinks that deliver later (webhook) count their own outcomes.
+    fn counts_itself(&self) -> bool {
+        false
+    }
+    fn flush(&mut self) -> Result<(), AlertError> {
+        Ok(())
+    }
+}
+
+/// `--alerts FILE`: one JSON document per line, size-rotated.
+pub struct FileSink {
+    file: RotatingFile,
+    line: Vec<u8>,
+}
+
+impl FileSink {
+    pub fn open(path: &Path, rotation: RotationConfig) -> Result<FileSink, AlertError> {
+        Ok(FileSink {
+            file: RotatingFile::open(path, rotation)?,
+            line: Vec::with_capacity(4096),
+        })
+    }
+}
+
+impl AlertSink for FileSink {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn deliver(&mut self, _event: &AlertEvent, json: &[u8]) -> Result<(), AlertError> {
+        self.line.clear();
+        self.line.extend_from_slice(json);
+        self.line.push(b'\n');
+        self.file.append(&self.line)?;
+        // Alerts are rare and must survive a crash: flush each one.
+        self.file.flush()?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AlertError> {
+        Ok(self.file.flush()?)
+    }
+}
+
+/// The structured log line (always on).
+pub struct LogSink {
+    pub groups: Vec<String>,
+}
+
+impl AlertSink for LogSink {
+    fn kind(&self) -> &'static str {
+        "log"
+    }
+
+    fn deliver(&mut self, ev: &AlertEvent, _json: &[u8]) -> Result<(), AlertError> {
+        let i = &ev.incident;
+        let text = summary(ev, &self.groups);
+        match ev.transition {
+            Transition::Start | Transition::Update => tracing::warn!(
+                incident = %i.id,
+                detector = i.detector.label(),
+                severity = i.severity.label(),
+                state = ev.transition.label(),
+                value = i.latest.value,
+                "{text}"
+            ),
+            Transition::End => tracing::info!(
+                incident = %i.id,
+                detector = i.detector.label(),
+                state = ev.transition.label(),
+                peak = i.peak,
+                "{text}"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// The sender side of the alert thread.
+pub struct Alerts {
+    tx: SyncSender<AlertEvent>,
+    handle: thread::JoinHandle<()>,
+    metrics: AlertMetrics,
+}
+
+impl Alerts {
+    /// Starts the delivery thread over `sinks`.
+    pub fn spawn(
+        mut sinks: Vec<Box<dyn AlertSink>>,
+        clock: WallClock,
+        groups: Vec<String>,
+        metrics: AlertMetrics,
+    ) -> Alerts {
+        for s in &sinks {
+            metrics.zero(s.kind());
+        }
+        let (tx, rx) = mpsc::sync_channel::<AlertEvent>(QUEUE);
+        let m = metrics.clone();
+        let handle = thread::spawn(move || {
+            let mut failing = vec![false; sinks.len()];
+            while let Ok(ev) = rx.recv() {
+                let json = to_json(&ev, clock, &groups);
+                for (s, failing) in sinks.iter_mut().zip(failing.iter_mut()) {
+                    let kind = s.kind();
+                    match s.deliver(&ev, &json) {
+                        Ok(()) if s.counts_itself() => {}
+                        Ok(()) => {
+                            m.delivered.with_label_values(&[kind]).inc();
+                            *failing = false;
+                        }
+                        Err(e) => {
+                            m.errors.with_label_values(&[kind]).inc();
+                            if !*failing {
+                                tracing::error!(sink = kind, error = %format!("{e:#}"), "alert delivery failed; counting errors until it recovers");
+                                *failing = true;
+                            }
+                        }
+                    }
+                }
+            }
+            for s in &mut sinks {
+                if let Err(e) = s.flush() {
+                    tracing::warn!(sink = s.kind(), error = %e, "flushing alerts");
+                }
+            }
+        });
+        Alerts {
+            tx,
+            handle,
+            metrics,
+        }
+    }
+
+    /// Queues an event; a full queue drops it and counts the drop.
+    pub fn send(&self, ev: AlertEvent) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(ev) {
+            self.metrics.dropped.with_label_values(&["queue"]).inc();
+        }
+    }
+
+    /// Waits until every queued event went out and sinks are flushed.
+    pub fn close(self) {
+        drop(self.tx);
+        let _ = self.handle.join();
+    }
+}

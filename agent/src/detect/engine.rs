@@ -1,0 +1,137 @@
+//! Runs every detector over the sample stream and turns their findings
+//! into incidents, dropping what the allowlist covers.
+
+use agent_common::sample::SampleRecord;
+
+use super::{
+    Detector, DetectorKind, Finding, NS,
+    config::DetectConfig,
+    flood,
+    incident::{AlertEvent, Incidents},
+    scan::{PortScanDetector, SweepDetector},
+    volume::{TopDestination, VolumeDetector},
+};
+
+/// Counters the metrics read after each batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineCounters {
+    pub findings: [u64; DetectorKind::ALL.len()],
+    pub allowlisted: [u64; DetectorKind::ALL.len()],
+}
+
+pub struct Engine {
+    config: DetectConfig,
+    detectors: Vec<Box<dyn Detector>>,
+    volume: VolumeDetector,
+    incidents: Incidents,
+    findings: Vec<Finding>,
+    counters: EngineCounters,
+    last_advance: u64,
+}
+
+/// How often (record time) incidents are checked for their end.
+const INCIDENT_TICK: u64 = NS / 4;
+
+impl Engine {
+    pub fn new(config: DetectConfig) -> Engine {
+        let incidents = Incidents::new(config.incidents);
+        Self::with_incidents(config, incidents)
+    }
+
+    pub fn with_incidents(config: DetectConfig, incidents: Incidents) -> Engine {
+        let n = config.tracked_keys;
+        let detectors: Vec<Box<dyn Detector>> = vec![
+            Box::new(PortScanDetector::new(config.port_scan, n)),
+            Box::new(SweepDetector::new(config.sweep, n)),
+            Box::new(flood::syn_flood(&config)),
+            Box::new(flood::amplification(&config)),
+            Box::new(flood::icmp_flood(&config)),
+            Box::new(flood::fragment_flood(&config)),
+        ];
+        Engine {
+            volume: VolumeDetector::new(&config),
+            detectors,
+            incidents,
+            findings: Vec::new(),
+            counters: EngineCounters::default(),
+            last_advance: 0,
+            config,
+        }
+    }
+
+    pub fn observe(&mut self, r: &SampleRecord, out: &mut Vec<AlertEvent>) {
+        for d in &mut self.detectors {
+            d.observe(r, &mut self.findings);
+        }
+        self.volume.observe(r, &mut self.findings);
+        self.settle(out);
+    }
+
+    /// Record time reached `now_ns`: close windows, end quiet incidents.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<AlertEvent>) {
+        for d in &mut self.detectors {
+            d.advance(now_ns, &mut self.findings);
+        }
+        self.volume.advance(now_ns, &mut self.findings);
+        self.settle(out);
+        if now_ns >= self.last_advance.saturating_add(INCIDENT_TICK) {
+            self.last_advance = now_ns;
+            self.incidents.advance(now_ns, out);
+        }
+    }
+
+    /// Ends every open incident (shutdown, end of input).
+    pub fn finish(&mut self, now_ns: u64, out: &mut Vec<AlertEvent>) {
+        self.advance(now_ns, out);
+        self.incidents.end_all(now_ns, out);
+    }
+
+    fn settle(&mut self, out: &mut Vec<AlertEvent>) {
+        for f in self.findings.drain(..) {
+            let d = f.detector as usize;
+            self.counters.findings[d] += 1;
+            let allow = &self.config.allowlist;
+            let src_ok = f.subject.source().is_some_and(|s| allow.allows_source(&s));
+            let dst_ok = f
+                .subject
+                .destination()
+                .is_some_and(|s| allow.allows_destination(&s));
+            if src_ok || dst_ok {
+                self.counters.allowlisted[d] += 1;
+                continue;
+            }
+            self.incidents.on_finding(f, out);
+        }
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+
+    pub fn config(&self) -> &DetectConfig {
+        &self.config
+    }
+
+    /// Keys held and evicted, per detector.
+    pub fn tracked(&self) -> Vec<(DetectorKind, usize, u64)> {
+        let mut v: Vec<_> = self
+            .detectors
+            .iter()
+            .map(|d| {
+                let (n, e) = d.tracked();
+                (d.kind(), n, e)
+            })
+            .collect();
+        let (n, e) = self.volume.tracked();
+        v.push((DetectorKind::Volume, n, e));
+        v
+    }
+
+    pub fn top_destinations(&self) -> &[TopDestination] {
+        self.volume.top()
+    }
+}

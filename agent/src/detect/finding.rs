@@ -1,0 +1,257 @@
+//! What a detector reports: a [`Finding`] about a [`Subject`], with the
+//! value it measured, the limit it crossed and sample packets as evidence.
+
+use agent_common::sample::SampleRecord;
+
+use super::Addr;
+
+/// The detectors, with stable labels for metrics and alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DetectorKind {
+    PortScan,
+    Sweep,
+    SynFlood,
+    Amplification,
+    IcmpFlood,
+    FragmentFlood,
+    Volume,
+}
+
+impl DetectorKind {
+    pub const ALL: [DetectorKind; 7] = [
+        DetectorKind::PortScan,
+        DetectorKind::Sweep,
+        DetectorKind::SynFlood,
+        DetectorKind::Amplification,
+        DetectorKind::IcmpFlood,
+        DetectorKind::FragmentFlood,
+        DetectorKind::Volume,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DetectorKind::PortScan => "port_scan",
+            DetectorKind::Sweep => "sweep",
+            DetectorKind::SynFlood => "syn_flood",
+            DetectorKind::Amplification => "amplification",
+            DetectorKind::IcmpFlood => "icmp_flood",
+            DetectorKind::FragmentFlood => "fragment_flood",
+            DetectorKind::Volume => "volume",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            DetectorKind::PortScan => "one source probing many ports of one destination",
+            DetectorKind::Sweep => {
+                "one source probing many destinations on one port or with ICMP echo"
+            }
+            DetectorKind::SynFlood => {
+                "TCP SYN rate to a destination above threshold, with spoofed or never-completed handshakes"
+            }
+            DetectorKind::Amplification => {
+                "large UDP packets from a reflector service port to one destination"
+            }
+            DetectorKind::IcmpFlood => "ICMP/ICMPv6 rate to a destination above threshold",
+            DetectorKind::FragmentFlood => "IP fragment rate to a destination above threshold",
+            DetectorKind::Volume => {
+                "traffic to a destination or host group above a static threshold or its learned baseline"
+            }
+        }
+    }
+}
+
+/// Alert severity, from how far the value is past its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// ECS `event.severity`: a number, higher is worse.
+    pub fn number(self) -> u8 {
+        match self {
+            Severity::Low => 1,
+            Severity::Medium => 2,
+            Severity::High => 3,
+            Severity::Critical => 4,
+        }
+    }
+
+    /// Scans start at low, floods at medium; each 4x past the limit adds a
+    /// level.
+    pub fn grade(detector: DetectorKind, value: f64, limit: f64) -> Severity {
+        let base = match detector {
+            DetectorKind::PortScan | DetectorKind::Sweep => 0,
+            _ => 1,
+        };
+        let ratio = if limit > 0.0 { value / limit } else { 1.0 };
+        let extra = if ratio >= 16.0 {
+            2
+        } else if ratio >= 4.0 {
+            1
+        } else {
+            0
+        };
+        Severity::ALL[(base + extra).min(3)]
+    }
+}
+
+/// What an incident is about; one incident per detector and subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A destination under attack.
+    Destination(Addr),
+    /// A destination attacked from one service port (amplification).
+    DestinationPort { dst: Addr, port: u16 },
+    /// A source probing one destination (port scan).
+    Pair { src: Addr, dst: Addr },
+    /// A source probing many destinations on one port (0 for ICMP echo).
+    SourcePort { src: Addr, port: u16, proto: u8 },
+    /// A configured host group, by its index in the configuration.
+    Group(u16),
+}
+
+impl Subject {
+    pub fn source(&self) -> Option<Addr> {
+        match self {
+            Subject::Pair { src, .. } | Subject::SourcePort { src, .. } => Some(*src),
+            _ => None,
+        }
+    }
+
+    pub fn destination(&self) -> Option<Addr> {
+        match self {
+            Subject::Destination(d) | Subject::DestinationPort { dst: d, .. } => Some(*d),
+            Subject::Pair { dst, .. } => Some(*dst),
+            _ => None,
+        }
+    }
+}
+
+/// The unit of a finding's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    PacketsPerSecond,
+    BitsPerSecond,
+    DistinctPorts,
+    DistinctHosts,
+}
+
+impl Unit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::PacketsPerSecond => "pps",
+            Unit::BitsPerSecond => "bps",
+            Unit::DistinctPorts => "distinct_ports",
+            Unit::DistinctHosts => "distinct_hosts",
+        }
+    }
+}
+
+/// A learned band: the value crossed `upper` = mean + k·stddev.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Band {
+    pub mean: f64,
+    pub stddev: f64,
+    pub upper: f64,
+}
+
+/// One sampled packet's metadata, kept as evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub ts_ns: u64,
+    pub src: Addr,
+    pub dst: Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub frame_len: u32,
+    pub ttl: u8,
+    pub sample_rate: u32,
+}
+
+impl Evidence {
+    pub fn of(r: &SampleRecord) -> Evidence {
+        Evidence {
+            ts_ns: r.timestamp_ns,
+            src: r.src_addr,
+            dst: r.dst_addr,
+            src_port: r.src_port,
+            dst_port: r.dst_port,
+            proto: r.l4_proto,
+            tcp_flags: r.tcp_flags,
+            frame_len: r.frame_len,
+            ttl: r.ttl,
+            sample_rate: r.sample_rate,
+        }
+    }
+}
+
+/// A detector's report: `subject` crossed `limit` with `value` over the
+/// window that ended at `ts_ns`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub detector: DetectorKind,
+    pub subject: Subject,
+    pub ts_ns: u64,
+    pub value: f64,
+    pub unit: Unit,
+    /// The static threshold, or the baseline band's upper edge.
+    pub limit: f64,
+    pub baseline: Option<Band>,
+    pub window_ns: u64,
+    /// The largest sampling rate among the samples behind the value.
+    pub sample_rate: u32,
+    /// Estimated distinct sources (floods), when the detector counts them.
+    pub distinct_sources: Option<u64>,
+    /// The heaviest sources seen, with estimated packets.
+    pub top_sources: Vec<(Addr, u64)>,
+    pub evidence: Vec<Evidence>,
+    /// A short why, e.g. "no handshake completed" or "static threshold".
+    pub reason: &'static str,
+}
+
+impl Finding {
+    pub fn severity(&self) -> Severity {
+        Severity::grade(self.detector, self.value, self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_grades_by_ratio() {
+        let g = Severity::grade;
+        assert_eq!(g(DetectorKind::PortScan, 100.0, 100.0), Severity::Low);
+        assert_eq!(g(DetectorKind::PortScan, 399.0, 100.0), Severity::Low);
+        assert_eq!(g(DetectorKind::PortScan, 400.0, 100.0), Severity::Medium);
+        assert_eq!(g(DetectorKind::SynFlood, 100.0, 100.0), Severity::Medium);
+        assert_eq!(g(DetectorKind::SynFlood, 400.0, 100.0), Severity::High);
+        assert_eq!(g(DetectorKind::SynFlood, 1600.0, 100.0), Severity::Critical);
+        assert_eq!(g(DetectorKind::SynFlood, 1e9, 100.0), Severity::Critical);
+        assert_eq!(g(DetectorKind::Volume, 5.0, 0.0), Severity::Medium);
+    }
+}

@@ -1,0 +1,402 @@
+//! Rate detectors per destination over one-second windows: SYN flood,
+//! UDP amplification, ICMP flood and fragment flood. Each counts the
+//! packets it cares about (samples × their rate) per key and judges the
+//! key when its second closes, so an attack is reported at most about a
+//! second after it starts.
+
+use std::hash::Hash;
+
+use agent_common::{
+    class::{ProtocolClass, tcp_flags},
+    sample::{SampleRecord, record_flags},
+};
+use cardinality_estimator::CardinalityEstimator;
+
+use super::{
+    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
+    config::{AmplificationConfig, DetectConfig, HostGroup, RateConfig, SynFloodConfig},
+    tracked::{Tracked, Weighted},
+    window::{RateWindow, second_of},
+};
+
+type Distinct = CardinalityEstimator<Addr, wyhash::WyHash, 10, 5>;
+
+/// How a record counts for a key.
+pub enum Role {
+    /// In the rate being watched.
+    Rate,
+    /// Only as context (e.g. handshake-completing ACKs for SYN floods).
+    Context,
+}
+
+/// Why a key over its limit is (or is not) an attack.
+pub struct Judgement {
+    pub reason: &'static str,
+    pub distinct_sources: Option<u64>,
+}
+
+/// What one rate detector watches.
+pub trait RateShape: Send {
+    type Key: Copy + Eq + Hash + Send;
+    type Aux: Default + Send;
+    fn kind(&self) -> DetectorKind;
+    fn classify(&self, r: &SampleRecord) -> Option<(Self::Key, Role)>;
+    fn note(&self, _aux: &mut Self::Aux, _r: &SampleRecord, _role: &Role) {}
+    /// The smallest limit any key can have (keys below it skip the lookup).
+    fn min_limit(&self) -> f64;
+    fn limit(&self, key: &Self::Key) -> f64;
+    fn subject(key: &Self::Key) -> Subject;
+    /// Over the limit: is it an attack? `None` when the evidence is lacking.
+    fn judge(&self, w: &RateWindow, aux: &Self::Aux) -> Option<Judgement>;
+}
+
+struct KeyState<A> {
+    window: RateWindow,
+    aux: A,
+}
+
+impl<A> Weighted for KeyState<A> {
+    fn weight(&self) -> u64 {
+        self.window.weight()
+    }
+}
+
+pub struct RateDetector<S: RateShape> {
+    shape: S,
+    keys: Tracked<S::Key, KeyState<S::Aux>>,
+    second: u64,
+}
+
+impl<S: RateShape> RateDetector<S> {
+    pub fn new(shape: S, tracked_keys: usize) -> RateDetector<S> {
+        RateDetector {
+            shape,
+            keys: Tracked::new(tracked_keys),
+            second: 0,
+        }
+    }
+
+    /// Judges every key of the second that just ended.
+    fn close(&mut self, out: &mut Vec<Finding>) {
+        let closing = self.second;
+        let min = self.shape.min_limit();
+        for (key, st) in self.keys.iter() {
+            let w = &st.window;
+            if w.second != closing || (w.packets as f64) < min {
+                continue;
+            }
+            let value = w.packets as f64;
+            let limit = self.shape.limit(key);
+            if value < limit {
+                continue;
+            }
+            let Some(j) = self.shape.judge(w, &st.aux) else {
+                continue;
+            };
+            out.push(Finding {
+                detector: self.shape.kind(),
+                subject: S::subject(key),
+                ts_ns: (closing + 1) * NS,
+                value,
+                unit: Unit::PacketsPerSecond,
+                limit,
+                baseline: None,
+                window_ns: NS,
+                sample_rate: w.max_rate,
+                distinct_sources: j.distinct_sources,
+                top_sources: w.top_sources.to_vec(),
+                evidence: w.evidence.to_vec(),
+                reason: j.reason,
+            });
+        }
+        // Keys idle for a while give their room back.
+        self.keys
+            .retain(|_, st| st.window.second + 2 >= closing || st.window.packets > 0);
+    }
+
+    fn move_to(&mut self, second: u64, out: &mut Vec<Finding>) {
+        if second > self.second {
+            if self.second != 0 {
+                self.close(out);
+            }
+            self.second = second;
+        }
+    }
+}
+
+impl<S: RateShape> Detector for RateDetector<S> {
+    fn kind(&self) -> DetectorKind {
+        self.shape.kind()
+    }
+
+    fn observe(&mut self, r: &SampleRecord, out: &mut Vec<Finding>) {
+        let Some((key, role)) = self.shape.classify(r) else {
+            return;
+        };
+        self.move_to(second_of(r.timestamp_ns), out);
+        let second = self.second;
+        let st = self.keys.entry(key, || KeyState {
+            window: RateWindow::default(),
+            aux: S::Aux::default(),
+        });
+        if st.window.second != second {
+            st.window.roll(second);
+            st.aux = S::Aux::default();
+        }
+        if let Role::Rate = role {
+            st.window.add(r);
+        }
+        self.shape.note(&mut st.aux, r, &role);
+    }
+
+    fn advance(&mut self, now_ns: u64, out: &mut Vec<Finding>) {
+        self.move_to(second_of(now_ns), out);
+    }
+
+    fn tracked(&self) -> (usize, u64) {
+        (self.keys.len(), self.keys.evictions())
+    }
+}
+
+fn group_limit(
+    groups: &[HostGroup],
+    dst: &Addr,
+    default: f64,
+    pick: impl Fn(&HostGroup) -> Option<f64>,
+) -> f64 {
+    groups
+        .iter()
+        .find(|g| g.contains(dst))
+        .and_then(pick)
+        .unwrap_or(default)
+}
+
+fn min_limit(groups: &[HostGroup], default: f64, pick: impl Fn(&HostGroup) -> Option<f64>) -> f64 {
+    groups.iter().filter_map(pick).fold(default, f64::min)
+}
+
+fn weight(r: &SampleRecord) -> u64 {
+    u64::from(r.sample_rate.max(1))
+}
+
+// --- SYN flood ---------------------------------------------------------
+
+pub struct SynFlood {
+    config: SynFloodConfig,
+    groups: Vec<HostGroup>,
+}
+
+#[derive(Default)]
+pub struct SynAux {
+    sources: Distinct,
+    /// Estimated TCP packets with ACK and without SYN to the destination:
+    /// what a completed handshake sends next.
+    acks: u64,
+}
+
+impl RateShape for SynFlood {
+    type Key = Addr;
+    type Aux = SynAux;
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::SynFlood
+    }
+
+    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+        if r.class != ProtocolClass::Tcp as u8 {
+            return None;
+        }
+        let f = r.tcp_flags;
+        if f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+            Some((r.dst_addr, Role::Rate))
+        } else if f & tcp_flags::ACK != 0 && f & (tcp_flags::SYN | tcp_flags::RST) == 0 {
+            Some((r.dst_addr, Role::Context))
+        } else {
+            None
+        }
+    }
+
+    fn note(&self, aux: &mut SynAux, r: &SampleRecord, role: &Role) {
+        match role {
+            Role::Rate => aux.sources.insert(&r.src_addr),
+            Role::Context => aux.acks += weight(r),
+        }
+    }
+
+    fn min_limit(&self) -> f64 {
+        min_limit(&self.groups, self.config.pps, |g| g.syn_flood_pps)
+    }
+
+    fn limit(&self, key: &Addr) -> f64 {
+        group_limit(&self.groups, key, self.config.pps, |g| g.syn_flood_pps)
+    }
+
+    fn subject(key: &Addr) -> Subject {
+        Subject::Destination(*key)
+    }
+
+    fn judge(&self, w: &RateWindow, aux: &SynAux) -> Option<Judgement> {
+        let sources = aux.sources.estimate() as u64;
+        let ratio = aux.acks as f64 / w.packets.max(1) as f64;
+        let reason = if sources >= self.config.min_sources {
+            "many distinct sources (spoofed)"
+        } else if ratio <= self.config.max_ack_ratio {
+            "handshakes not completed"
+        } else {
+            return None;
+        };
+        Some(Judgement {
+            reason,
+            distinct_sources: Some(sources),
+        })
+    }
+}
+
+pub fn syn_flood(config: &DetectConfig) -> RateDetector<SynFlood> {
+    RateDetector::new(
+        SynFlood {
+            config: config.syn_flood,
+            groups: config.host_groups.clone(),
+        },
+        config.tracked_keys,
+    )
+}
+
+// --- UDP amplification -------------------------------------------------
+
+pub struct Amplification {
+    config: AmplificationConfig,
+    groups: Vec<HostGroup>,
+}
+
+impl RateShape for Amplification {
+    type Key = (Addr, u16);
+    type Aux = ();
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Amplification
+    }
+
+    fn classify(&self, r: &SampleRecord) -> Option<((Addr, u16), Role)> {
+        if r.class != ProtocolClass::Udp as u8 || r.frame_len < self.config.min_size {
+            return None;
+        }
+        self.config
+            .reflectors
+            .iter()
+            .any(|p| p.port == r.src_port)
+            .then_some(((r.dst_addr, r.src_port), Role::Rate))
+    }
+
+    fn min_limit(&self) -> f64 {
+        let ports = self.config.reflectors.iter().map(|r| r.pps);
+        let lowest = ports.fold(f64::INFINITY, f64::min);
+        min_limit(&self.groups, lowest, |g| g.amplification_pps)
+    }
+
+    fn limit(&self, key: &(Addr, u16)) -> f64 {
+        let port = self
+            .config
+            .reflectors
+            .iter()
+            .find(|r| r.port == key.1)
+            .map_or(f64::INFINITY, |r| r.pps);
+        group_limit(&self.groups, &key.0, port, |g| g.amplification_pps)
+    }
+
+    fn subject(key: &(Addr, u16)) -> Subject {
+        Subject::DestinationPort {
+            dst: key.0,
+            port: key.1,
+        }
+    }
+
+    fn judge(&self, _w: &RateWindow, _aux: &()) -> Option<Judgement> {
+        Some(Judgement {
+            reason: "large UDP responses from a reflector port",
+            distinct_sources: None,
+        })
+    }
+}
+
+pub fn amplification(config: &DetectConfig) -> RateDetector<Amplification> {
+    RateDetector::new(
+        Amplification {
+            config: config.amplification.clone(),
+            groups: config.host_groups.clone(),
+        },
+        config.tracked_keys,
+    )
+}
+
+// --- ICMP and fragment floods ----------------------------------------
+
+/// A plain packet rate to a destination.
+pub struct PlainFlood {
+    kind: DetectorKind,
+    config: RateConfig,
+    groups: Vec<HostGroup>,
+}
+
+impl PlainFlood {
+    fn group_pick(&self, g: &HostGroup) -> Option<f64> {
+        match self.kind {
+            DetectorKind::IcmpFlood => g.icmp_flood_pps,
+            _ => g.fragment_flood_pps,
+        }
+    }
+}
+
+impl RateShape for PlainFlood {
+    type Key = Addr;
+    type Aux = ();
+    fn kind(&self) -> DetectorKind {
+        self.kind
+    }
+
+    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+        let hit = match self.kind {
+            DetectorKind::IcmpFlood => {
+                r.class == ProtocolClass::Icmp as u8 || r.class == ProtocolClass::Icmpv6 as u8
+            }
+            _ => r.flags & record_flags::FRAGMENT != 0,
+        };
+        hit.then_some((r.dst_addr, Role::Rate))
+    }
+
+    fn min_limit(&self) -> f64 {
+        min_limit(&self.groups, self.config.pps, |g| self.group_pick(g))
+    }
+
+    fn limit(&self, key: &Addr) -> f64 {
+        group_limit(&self.groups, key, self.config.pps, |g| self.group_pick(g))
+    }
+
+    fn subject(key: &Addr) -> Subject {
+        Subject::Destination(*key)
+    }
+
+    fn judge(&self, _w: &RateWindow, _aux: &()) -> Option<Judgement> {
+        Some(Judgement {
+            reason: "packet rate above threshold",
+            distinct_sources: None,
+        })
+    }
+}
+
+pub fn icmp_flood(config: &DetectConfig) -> RateDetector<PlainFlood> {
+    plain(DetectorKind::IcmpFlood, config.icmp_flood, config)
+}
+
+pub fn fragment_flood(config: &DetectConfig) -> RateDetector<PlainFlood> {
+    plain(DetectorKind::FragmentFlood, config.fragment_flood, config)
+}
+
+fn plain(kind: DetectorKind, rate: RateConfig, config: &DetectConfig) -> RateDetector<PlainFlood> {
+    RateDetector::new(
+        PlainFlood {
+            kind,
+            config: rate,
+            groups: config.host_groups.clone(),
+        },
+        config.tracked_keys,
+    )
+}
