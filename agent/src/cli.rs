@@ -92,6 +92,26 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub flow_capacity: u64,
 
+    /// Config file (TOML). Today it holds the `[detect]` section:
+    /// thresholds per detector and host group, windows, allowlist and
+    /// incident timing (see README). Unknown keys are errors.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Append alerts (incident start, update, end) to FILE as JSON lines
+    /// with Elastic Common Schema fields, rotated like --flows.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<std::path::PathBuf>,
+
+    /// POST every alert as JSON to this http(s) URL (bounded queue,
+    /// retries with backoff; failures are counted, never block).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+
+    /// Turn detection off (counting, flows and exports go on).
+    #[arg(long)]
+    pub no_detect: bool,
+
     /// Sample 1 in M control packets (TCP SYN/FIN/RST, ICMP, ICMPv6; 0
     /// disables).
     #[arg(long, default_value_t = agent_common::config::DEFAULT_CONTROL_RATE, value_name = "M")]

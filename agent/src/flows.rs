@@ -14,6 +14,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::mpsc;
 
 use crate::{
+    detection::{self, DetectionStage},
     events::SampleBatch,
     export::{FlowExporter, FlowRecord, WallClock},
     flow::{ExpireReason, ExpiredFlow, FlowConfig, FlowTable},
@@ -170,8 +171,14 @@ fn to_records(
 }
 
 /// Consumes sample batches until the queue closes, then expires every
-/// flow and waits for the exporters to write and flush.
-pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: impl Fn() -> u64) {
+/// flow and waits for the exporters to write and flush. Detection, when
+/// on, sees the same records in the same loop (no copy).
+pub async fn run(
+    mut rx: mpsc::Receiver<SampleBatch>,
+    stage: FlowStage,
+    mut detection: Option<DetectionStage>,
+    now_ns: impl Fn() -> u64,
+) {
     let FlowStage {
         config,
         exporters,
@@ -192,6 +199,8 @@ pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: 
     let mut last = crate::flow::TableCounters::default();
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut detect_tick = tokio::time::interval(detection::TICK);
+    detect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let send = |expired: &mut Vec<ExpiredFlow>| {
         if expired.is_empty() {
             return;
@@ -211,6 +220,9 @@ pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: 
                     for r in &batch.records {
                         table.update(r, &mut expired);
                     }
+                    if let Some(d) = &mut detection {
+                        d.observe(&batch.records);
+                    }
                     send(&mut expired);
                     metrics.observe_table(&table, &mut last);
                 }
@@ -221,7 +233,16 @@ pub async fn run(mut rx: mpsc::Receiver<SampleBatch>, stage: FlowStage, now_ns: 
                 send(&mut expired);
                 metrics.observe_table(&table, &mut last);
             }
+            _ = detect_tick.tick(), if detection.is_some() => {
+                if let Some(d) = &mut detection {
+                    d.tick(now_ns());
+                }
+            }
         }
+    }
+    if let Some(d) = detection {
+        let now = now_ns();
+        let _ = tokio::task::spawn_blocking(move || d.finish(now)).await;
     }
     table.drain(&mut expired);
     // At shutdown wait for room rather than drop: these are the last flows.

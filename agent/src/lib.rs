@@ -3,7 +3,9 @@
 
 pub mod alert;
 pub mod cli;
+pub mod config;
 pub mod detect;
+pub mod detection;
 pub mod events;
 pub mod export;
 pub mod flow;

@@ -11,7 +11,11 @@ use tokio::{
 };
 
 use crate::{
+    alert::{self, AlertError, AlertMetrics, AlertSink, Alerts},
     cli::RunArgs,
+    config::{ConfigError, FileConfig},
+    detect::Engine,
+    detection::{DetectMetrics, DetectionStage},
     events::{self, PipelineStats},
     export::{self, ExportError, RotationConfig, WallClock},
     flow::FlowConfig,
@@ -46,6 +50,12 @@ pub enum RunError {
     FlowOutput(#[from] ExportError),
     #[error("registering flow metrics")]
     FlowMetrics(#[source] prometheus::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("alert output")]
+    AlertOutput(#[from] AlertError),
+    #[error("registering detection metrics")]
+    DetectMetrics(#[source] prometheus::Error),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -56,6 +66,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             return Err(RunError::Privileges(privileges::describe_missing(&missing)));
         }
     }
+    let file_config = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let detect_on = file_config.detect.enabled && !args.no_detect;
     // Open outputs before touching the kernel, so a bad path fails fast.
     let rotation = RotationConfig {
         max_bytes: args.flows_max_bytes,
@@ -80,6 +95,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             },
         )?));
     }
+    let mut alert_sinks: Vec<Box<dyn AlertSink>> = Vec::new();
+    if let Some(path) = &args.alerts {
+        alert_sinks.push(Box::new(alert::FileSink::open(path, rotation)?));
+    }
+    let webhook = args
+        .webhook
+        .as_deref()
+        .map(alert::WebhookConfig::new)
+        .transpose()?;
     let listener = server::bind(args.listen).await?;
     let config = SamplerConfig {
         data_rate: args.sample_rate,
@@ -133,7 +157,34 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         interfaces: names,
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
     };
-    let sink = tokio::spawn(flows::run(rx, stage, export::monotonic_now_ns));
+    let detection = if detect_on {
+        let groups: Vec<String> = file_config
+            .detect
+            .host_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        let alert_metrics =
+            AlertMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
+        if let Some(w) = webhook {
+            alert_sinks.push(Box::new(alert::WebhookSink::start(
+                w,
+                alert_metrics.clone(),
+            )));
+        }
+        alert_sinks.push(Box::new(alert::LogSink {
+            groups: groups.clone(),
+        }));
+        let alerts = Alerts::spawn(alert_sinks, WallClock::monotonic(), groups, alert_metrics);
+        Some(DetectionStage::new(
+            Engine::new(file_config.detect),
+            alerts,
+            DetectMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?,
+        ))
+    } else {
+        None
+    };
+    let sink = tokio::spawn(flows::run(rx, stage, detection, export::monotonic_now_ns));
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: args.listen,
         source,

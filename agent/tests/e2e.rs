@@ -3,7 +3,7 @@
 //! and /metrics scraped. Every counter must equal what was sent, exactly.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::TcpListener,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -11,139 +11,15 @@ use std::{
 
 use agent_common::class::ProtocolClass;
 use nta_lab::{
-    NetNs, VethPair,
     mix::protocol_mix,
-    netns::run,
     privileged,
-    scrape::{Samples, http_get, scrape},
+    scrape::{http_get, scrape},
     send::send_frames,
 };
 
-const NTA: &str = env!("CARGO_BIN_EXE_nta");
+mod common;
 
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding a free port: {e}"));
-    l.local_addr().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A running `nta run`, killed on drop if the test did not stop it.
-struct Agent {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Agent {
-    fn start(args: &[&str]) -> Agent {
-        let addr = free_port();
-        let listen = addr.to_string();
-        let mut all = vec!["run", "--listen", &listen];
-        all.extend_from_slice(args);
-        let child = Command::new(NTA)
-            .args(&all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting nta: {e}"));
-        let mut agent = Agent { child, addr };
-        agent.wait_healthy();
-        agent
-    }
-
-    fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if http_get(self.addr, "/healthz").is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "nta exited early with {status}: {}",
-                    stderr_of(&mut self.child)
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nta did not become healthy within 15 s");
-    }
-
-    fn signal(&mut self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "nta did not exit within 10 s");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    if let Some(e) = child.stderr.as_mut() {
-        let _ = e.read_to_string(&mut s);
-    }
-    s
-}
-
-/// A scratch directory removed on drop, also when the test fails.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("nta-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A namespace and a veth pair into it, the outer end here.
-fn lab(prefix: &str) -> (NetNs, VethPair) {
-    let ns = NetNs::new(prefix).unwrap_or_else(|e| panic!("{e}"));
-    let veth = VethPair::new(&ns, prefix).unwrap_or_else(|e| panic!("{e}"));
-    (ns, veth)
-}
-
-fn xdp_attached(iface: &str) -> bool {
-    let out = run("ip", &["-d", "link", "show", "dev", iface]).unwrap_or_else(|e| panic!("{e}"));
-    out.contains("xdp")
-}
-
-/// Scrapes until `done` holds or 10 s pass; returns the last scrape.
-fn scrape_until(addr: SocketAddr, done: impl Fn(&Samples) -> bool) -> Samples {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = scrape(addr).unwrap_or_else(|e| panic!("scraping: {e}"));
-        if done(&s) || Instant::now() > deadline {
-            return s;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{Agent, NTA, TempDir, lab, scrape_until, stderr_of, xdp_attached};
 
 #[test]
 fn counts_a_known_mix_exactly() {

@@ -39,6 +39,16 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "nfdump",
         "nfcapd and nfdump: the IPFIX collector in the end-to-end test",
     ),
+    (
+        "nmap",
+        "the detection tests scan and sweep lab hosts with it",
+    ),
+    ("hping3", "the detection tests flood a lab host with it"),
+    ("iperf3", "the detection tests' benign load"),
+    (
+        "nftables",
+        "nft: the guard that keeps hping3's random sources inside the lab range",
+    ),
 ];
 
 pub fn ensure() -> anyhow::Result<()> {
@@ -201,8 +211,9 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
         );
     }
     eprintln!("==> installing {}", missing.join(" "));
-    // tshark's package asks whether non-root users may capture; answer no
-    // beforehand so the install never stops at a prompt.
+    // tshark's package asks whether non-root users may capture, iperf3's
+    // whether to start a daemon; answer no beforehand so the install never
+    // stops at a prompt.
     let mut preseed = Command::new("debconf-set-selections")
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -210,7 +221,10 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
     if let Some(stdin) = preseed.stdin.as_mut() {
         use std::io::Write as _;
         stdin
-            .write_all(b"wireshark-common wireshark-common/install-setuid boolean false\n")
+            .write_all(
+                b"wireshark-common wireshark-common/install-setuid boolean false\n\
+                  iperf3 iperf3/start_daemon boolean false\n",
+            )
             .context("preseeding debconf")?;
     }
     preseed.wait().context("preseeding debconf")?;

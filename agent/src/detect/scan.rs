@@ -7,8 +7,11 @@
 //! Probes are TCP SYNs without ACK, UDP datagrams (first fragments
 //! included) and, for sweeps, ICMP/ICMPv6 echo requests. Sampling: with
 //! SYNs and ICMP sampled at the control rate (1 by default) the count is
-//! exact; a key seen through 1-in-N samples counts distinct items × N,
-//! which is unbiased for scanners that send one probe per port or host.
+//! exact. Through 1-in-N samples, a scanner that sends one probe per port
+//! shows a new item in (nearly) every sample, so once at least
+//! [`MIN_SCALED_SAMPLES`] samples are at least 90 % new items its distinct
+//! count is scaled by their average rate; a busy flow shows the same few
+//! items again and again and is never scaled.
 
 use agent_common::{
     class::{ProtocolClass, tcp_flags},
@@ -25,6 +28,9 @@ use super::{
 
 /// Exact to 128 items, then a 2^10-register HyperLogLog (~3 % error).
 type Distinct = CardinalityEstimator<u64, wyhash::WyHash, 10, 5>;
+
+/// Samples of a key before its distinct count may be scaled by the rate.
+pub const MIN_SCALED_SAMPLES: u64 = 16;
 
 const ICMP_ECHO_REQUEST: u16 = 8;
 const ICMPV6_ECHO_REQUEST: u16 = 128;
@@ -112,7 +118,9 @@ impl ScanShape for SweepShape {
 struct ScanState {
     window_start: u64,
     distinct: Distinct,
+    /// Samples, and the packets they stand for (sum of their rates).
     probes: u64,
+    weighted: u64,
     max_rate: u32,
     reported: bool,
     evidence: Evidence3,
@@ -130,6 +138,7 @@ impl ScanState {
             window_start: ts,
             distinct: Distinct::new(),
             probes: 0,
+            weighted: 0,
             max_rate: 0,
             reported: false,
             evidence: Evidence3::default(),
@@ -137,7 +146,12 @@ impl ScanState {
     }
 
     fn estimate(&self) -> u64 {
-        self.distinct.estimate() as u64 * u64::from(self.max_rate.max(1))
+        let d = self.distinct.estimate() as u64;
+        let n = self.probes.max(1);
+        if n < MIN_SCALED_SAMPLES || d * 10 < n * 9 {
+            return d;
+        }
+        (d as f64 * self.weighted as f64 / n as f64).round() as u64
     }
 }
 
@@ -197,6 +211,7 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         }
         s.distinct.insert_hash(item);
         s.probes += 1;
+        s.weighted += u64::from(r.sample_rate.max(1));
         s.max_rate = s.max_rate.max(r.sample_rate);
         s.evidence.push(super::Evidence::of(r));
         // Report the moment the window crosses the threshold: a fast scan
@@ -310,8 +325,8 @@ mod tests {
 
     #[test]
     fn sampled_probes_scale_by_their_rate() {
-        let mut d = PortScanDetector::new(cfg(64), 1024);
-        let mut recs: Vec<_> = (1..=3).map(|p| syn(p, 1, 2, p as u16)).collect();
+        let mut d = PortScanDetector::new(cfg(512), 1024);
+        let mut recs: Vec<_> = (1..=17).map(|p| syn(p, 1, 2, p as u16)).collect();
         for r in &mut recs {
             r.sample_rate = 32;
             r.class = ProtocolClass::Udp as u8;
@@ -319,9 +334,30 @@ mod tests {
             r.tcp_flags = 0;
         }
         let f = run(&mut d, &recs);
-        assert_eq!(f.len(), 1, "2 ports × 32 = 64 crosses the threshold");
-        assert_eq!(f[0].value, 64.0);
+        assert_eq!(f.len(), 1, "16 new ports × 32 = 512 crosses the threshold");
+        assert_eq!(f[0].value, 512.0);
+        assert_eq!(f[0].evidence[2].dst_port, 16);
         assert_eq!(f[0].sample_rate, 32);
+    }
+
+    #[test]
+    fn a_busy_sampled_flow_is_not_scaled_into_a_scan() {
+        let mut d = PortScanDetector::new(cfg(50), 1024);
+        // 10,000 samples at 1-in-64 of six UDP services: 6 ports, not 384.
+        // (Fewer than 16 samples are never scaled; then the repeats show.)
+        let recs: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                let mut r = syn(i, 1, 2, 5201 + (i % 6) as u16);
+                r.sample_rate = 64;
+                r.class = ProtocolClass::Udp as u8;
+                r.l4_proto = 17;
+                r.tcp_flags = 0;
+                r
+            })
+            .collect();
+        assert!(run(&mut d, &recs).is_empty());
+        let s = d.keys.iter().next().map(|(_, s)| s.estimate());
+        assert_eq!(s, Some(6));
     }
 
     #[test]

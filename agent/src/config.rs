@@ -1,0 +1,92 @@
+//! The config file (`--config FILE`, TOML). Today it holds the `[detect]`
+//! section; unknown sections and keys are errors, so a typo never
+//! silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::detect::{DetectConfig, DetectConfigError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: DetectConfigError,
+    },
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub detect: DetectConfig,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates; errors name the file, line, column and key.
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        let c: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        c.detect.validate().map_err(|source| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        FileConfig::parse(text, Path::new("nta.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err(
+            "[detect]\nport_scan = { window = \"10s\", distinct = 50 }\n[detect.syn_flood]\npss = 5\n",
+        );
+        assert!(e.starts_with("nta.toml: TOML parse error at line 4"), "{e}");
+        assert!(e.contains("unknown field `pss`"), "{e}");
+        let e = err("[detec]\n");
+        assert!(e.contains("unknown field `detec`"), "{e}");
+        let e = err("[detect.incidents]\nquiet = \"soon\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err("[detect.icmp_flood]\npps = 0\n");
+        assert_eq!(
+            e,
+            "nta.toml: detect.icmp_flood.pps: must be a positive number, not 0"
+        );
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = FileConfig::parse("", Path::new("x")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c, FileConfig::default());
+    }
+}

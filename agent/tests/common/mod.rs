@@ -1,0 +1,201 @@
+//! Helpers shared by the end-to-end tests: a running `nta run` (in this
+//! namespace or in a lab namespace), scratch directories, scraping.
+#![allow(dead_code)]
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nta_lab::{
+    NetNs, VethPair,
+    netns::{run, run_in_netns},
+    scrape::{Samples, http_get, scrape},
+};
+
+pub const NTA: &str = env!("CARGO_BIN_EXE_nta");
+
+pub fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding a free port: {e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running `nta run`, killed on drop if the test did not stop it.
+pub struct Agent {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The namespace nta runs in, when not this one.
+    pub netns: Option<String>,
+}
+
+impl Agent {
+    pub fn start(args: &[&str]) -> Agent {
+        Self::spawn(None, free_port(), args)
+    }
+
+    /// Runs nta inside `ns` (`ip netns exec`, which execs nta itself, so
+    /// signals reach it), listening on 127.0.0.1:9464 there.
+    pub fn start_in(ns: &NetNs, args: &[&str]) -> Agent {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9464));
+        Self::spawn(Some(ns.name().to_string()), addr, args)
+    }
+
+    fn spawn(netns: Option<String>, addr: SocketAddr, args: &[&str]) -> Agent {
+        let listen = addr.to_string();
+        let mut all = vec!["run", "--listen", &listen];
+        all.extend_from_slice(args);
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, NTA]);
+                c
+            }
+            None => Command::new(NTA),
+        };
+        let child = cmd
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting nta: {e}"));
+        let mut agent = Agent { child, addr, netns };
+        agent.wait_healthy();
+        agent
+    }
+
+    /// GET from where nta listens.
+    pub fn get(&self, path: &str) -> Result<String, nta_lab::netns::LabError> {
+        match &self.netns {
+            Some(ns) => run_in_netns(ns, || http_get(self.addr, path))?,
+            None => http_get(self.addr, path),
+        }
+    }
+
+    pub fn scrape(&self) -> Samples {
+        let r = match &self.netns {
+            Some(ns) => run_in_netns(ns, || scrape(self.addr)).and_then(|r| r),
+            None => scrape(self.addr),
+        };
+        r.unwrap_or_else(|e| panic!("scraping: {e}"))
+    }
+
+    /// Scrapes until `done` holds or 10 s pass; returns the last scrape.
+    pub fn scrape_until(&self, done: impl Fn(&Samples) -> bool) -> Samples {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.scrape();
+            if done(&s) || Instant::now() > deadline {
+                return s;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Resident memory of the agent, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.get("/healthz").is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "nta exited early with {status}: {}",
+                    stderr_of(&mut self.child)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nta did not become healthy within 15 s");
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "nta did not exit within 10 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stderr_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+/// A scratch directory removed on drop, also when the test fails.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("nta-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        TempDir(dir)
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A namespace and a veth pair into it, the outer end here.
+pub fn lab(prefix: &str) -> (NetNs, VethPair) {
+    let ns = NetNs::new(prefix).unwrap_or_else(|e| panic!("{e}"));
+    let veth = VethPair::new(&ns, prefix).unwrap_or_else(|e| panic!("{e}"));
+    (ns, veth)
+}
+
+pub fn xdp_attached(iface: &str) -> bool {
+    let out = run("ip", &["-d", "link", "show", "dev", iface]).unwrap_or_else(|e| panic!("{e}"));
+    out.contains("xdp")
+}
+
+/// Scrapes until `done` holds or 10 s pass; returns the last scrape.
+pub fn scrape_until(addr: SocketAddr, done: impl Fn(&Samples) -> bool) -> Samples {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = scrape(addr).unwrap_or_else(|e| panic!("scraping: {e}"));
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}

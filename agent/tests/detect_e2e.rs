@@ -1,0 +1,617 @@
+//! Detection end to end with real attack tools, in lab namespaces only.
+//!
+//! The victim namespace holds the sensor (`nta run` on its veth end) and
+//! has no default route, so nothing it answers can leave the lab. The
+//! attacker namespace holds nmap, hping3 and iperf3. Spoofed sources are
+//! rewritten into 198.19.0.0/16 by an nftables guard in the attacker
+//! namespace, and the flood test refuses to run unless the guard is
+//! there. Every tool runs under `timeout`.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use nta_lab::{
+    NetNs, VethPair, netns::LinkStats, netns::run_in_netns, privileged, scrape::Samples,
+};
+use serde_json::Value;
+
+mod common;
+
+use common::{Agent, TempDir};
+
+const VICTIM: &str = "198.18.0.1";
+const ATTACKER: &str = "198.18.0.2";
+
+/// These tests load the 2 CPUs fully; run them one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+struct Lab {
+    victim: NetNs,
+    attacker: NetNs,
+    veth: VethPair,
+}
+
+fn ok<T>(r: Result<T, nta_lab::LabError>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let victim = ok(NetNs::new("ntdv"));
+        let attacker = ok(NetNs::new("ntda"));
+        let veth = ok(VethPair::between(&victim, &attacker, "ntd"));
+        let v = &veth.outer;
+        let a = &veth.inner;
+        ok(victim.exec("ip", &["addr", "add", "198.18.0.1/24", "dev", v]));
+        ok(attacker.exec("ip", &["addr", "add", "198.18.0.2/24", "dev", a]));
+        // The sweep range is reached through the victim, which does not
+        // forward: the probes reach the sensor and stop there.
+        ok(attacker.exec("ip", &["route", "add", "198.19.0.0/24", "via", VICTIM]));
+        let default = ok(victim.exec("ip", &["route", "show", "default"]));
+        assert!(
+            default.trim().is_empty(),
+            "the victim must have no default route"
+        );
+        Lab {
+            victim,
+            attacker,
+            veth,
+        }
+    }
+
+    fn agent(&self, dir: &TempDir, config: &str) -> Agent {
+        let cfg = dir.join("nta.toml");
+        std::fs::write(&cfg, config).unwrap_or_else(|e| panic!("{e}"));
+        let alerts = dir.join("alerts.jsonl");
+        Agent::start_in(
+            &self.victim,
+            &[
+                "--iface",
+                &self.veth.outer,
+                "--config",
+                &cfg.to_string_lossy(),
+                "--alerts",
+                &alerts.to_string_lossy(),
+            ],
+        )
+    }
+
+    /// Runs a tool in the attacker namespace under `timeout`.
+    fn attack(&self, seconds: u32, tool: &[&str]) -> Child {
+        let secs = seconds.to_string();
+        let mut args = vec!["netns", "exec", self.attacker.name(), "timeout", &secs];
+        args.extend_from_slice(tool);
+        Command::new("ip")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {tool:?}: {e}"))
+    }
+
+    fn in_victim<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        run_in_netns(self.victim.name(), f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn in_attacker<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        run_in_netns(self.attacker.name(), f).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn alerts_in(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad alert line {l}: {e}")))
+        .collect()
+}
+
+/// Waits up to `within` for an alert starting an incident of `detector`.
+fn wait_for_start(path: &Path, detector: &str, within: Duration) -> Option<(Value, Instant)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = alerts_in(path)
+            .into_iter()
+            .find(|a| a["rule"]["name"] == detector && a["nta"]["alert"]["state"] == "start");
+        if let Some(a) = found {
+            return Some((a, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unix_now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp from an alert.
+fn alert_time_s(a: &Value) -> f64 {
+    let ts = a["@timestamp"].as_str().unwrap_or_default();
+    humantime::parse_rfc3339(ts)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn summary(path: &Path) -> Vec<String> {
+    alerts_in(path)
+        .iter()
+        .map(|a| a["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn nmap_syn_scan_is_a_port_scan_naming_the_scanner_within_2s() {
+    if !privileged("nmap_syn_scan") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("nmap-scan");
+    let _agent = lab.agent(&dir, "");
+    let alerts = dir.join("alerts.jsonl");
+
+    let start_wall = unix_now_s();
+    let start = Instant::now();
+    let mut nmap = lab.attack(
+        60,
+        &["nmap", "-sS", "-n", "-Pn", "-T4", "-p", "1-1000", VICTIM],
+    );
+    let found = wait_for_start(&alerts, "port_scan", Duration::from_secs(10));
+    let _ = nmap.wait();
+    let (a, seen) = found.unwrap_or_else(|| panic!("no port-scan alert: {:?}", summary(&alerts)));
+    assert_eq!(a["source"]["ip"], ATTACKER, "{a}");
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    assert!(
+        a["nta"]["alert"]["value"].as_f64().unwrap_or(0.0) >= 50.0,
+        "{a}"
+    );
+    assert_eq!(a["event"]["kind"], "alert");
+    // From before nmap started to the alert: under 2 s by the alert's
+    // own time and by when the test could read it.
+    let latency = alert_time_s(&a) - start_wall;
+    assert!(
+        (0.0..2.0).contains(&latency),
+        "alert {latency:.3} s after the scan started"
+    );
+    assert!(
+        seen - start < Duration::from_secs(3),
+        "read after {:?}",
+        seen - start
+    );
+    // One incident for the scan, not one alert per window.
+    let starts = alerts_in(&alerts)
+        .into_iter()
+        .filter(|a| a["rule"]["name"] == "port_scan" && a["nta"]["alert"]["state"] == "start")
+        .count();
+    assert_eq!(starts, 1, "{:?}", summary(&alerts));
+}
+
+#[test]
+fn nmap_ping_and_port_sweep_is_a_sweep() {
+    if !privileged("nmap_sweep") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("nmap-sweep");
+    let agent = lab.agent(&dir, "");
+    let alerts = dir.join("alerts.jsonl");
+    let mut nmap = lab.attack(
+        60,
+        &[
+            "nmap",
+            "-sn",
+            "-n",
+            "-PE",
+            "-PS80",
+            "--max-retries",
+            "0",
+            "-T4",
+            "198.19.0.0/24",
+        ],
+    );
+    let found = wait_for_start(&alerts, "sweep", Duration::from_secs(15));
+    let _ = nmap.wait();
+    let (a, _) = found.unwrap_or_else(|| panic!("no sweep alert: {:?}", summary(&alerts)));
+    assert_eq!(a["source"]["ip"], ATTACKER, "{a}");
+    assert!(
+        a["nta"]["alert"]["value"].as_f64().unwrap_or(0.0) >= 32.0,
+        "{a}"
+    );
+    let s = agent.scrape_until(|s| s.sum("nta_alerts_total", &[("detector", "sweep")]) >= 1.0);
+    assert!(s.sum("nta_alerts_total", &[("detector", "sweep")]) >= 1.0);
+    assert_eq!(s.sum("nta_alerts_total", &[("detector", "syn_flood")]), 0.0);
+}
+
+/// The nftables guard: every IPv4 source leaving the attacker namespace
+/// is rewritten into 198.19.0.0/16 (stateless, so a flood fills no
+/// conntrack table), anything else is dropped, and IPv6 is dropped.
+fn install_spoof_guard(ns: &NetNs) {
+    let rules = "table ip ntaguard {
+  chain out {
+    type filter hook output priority raw; policy accept;
+    ip daddr != 198.18.0.0/15 drop
+    ip saddr != 198.18.0.2 ip saddr set ip saddr & 0.0.255.255 | 198.19.0.0 notrack
+  }
+  chain post {
+    type filter hook postrouting priority 100; policy drop;
+    ip saddr 198.18.0.0/15 ip daddr 198.18.0.0/15 accept
+  }
+}
+table ip6 ntaguard {
+  chain post {
+    type filter hook postrouting priority 100; policy drop;
+  }
+}
+";
+    let path = std::env::temp_dir().join(format!("ntaguard-{}.nft", ns.name()));
+    std::fs::write(&path, rules).unwrap_or_else(|e| panic!("{e}"));
+    ns.exec("nft", &["-f", &path.to_string_lossy()])
+        .unwrap_or_else(|e| panic!("installing the spoofing guard: {e}"));
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Refuses to go on unless the guard is in force in `ns`.
+fn assert_spoof_guard(ns: &NetNs) {
+    let rules = ns
+        .exec("nft", &["list", "ruleset"])
+        .unwrap_or_else(|e| panic!("refusing to flood: cannot list nftables rules: {e}"));
+    for needed in [
+        "ip daddr != 198.18.0.0/15 drop",
+        "ip saddr set ip saddr &",
+        "| 198.19.0.0 notrack",
+        "policy drop",
+        "table ip6 ntaguard",
+    ] {
+        assert!(
+            rules.contains(needed),
+            "refusing to flood: the spoofing guard lacks `{needed}`:\n{rules}"
+        );
+    }
+    let default = ns
+        .exec("ip", &["route", "show", "default"])
+        .unwrap_or_default();
+    assert!(
+        default.trim().is_empty(),
+        "refusing to flood: the attacker has a default route"
+    );
+}
+
+fn in_spoof_range(ip: &str) -> bool {
+    ip.starts_with("198.19.")
+}
+
+#[test]
+fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
+    if !privileged("hping3_syn_flood") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    install_spoof_guard(&lab.attacker);
+    assert_spoof_guard(&lab.attacker);
+    let dir = TempDir::new("syn-flood");
+    let agent = lab.agent(&dir, "");
+    let alerts = dir.join("alerts.jsonl");
+    let idle_rss = agent.rss_bytes();
+    let before = LinkStats::read(&lab.victim, &lab.veth.outer).unwrap_or_else(|e| panic!("{e}"));
+    let base = agent.scrape().sum("nta_packets_total", &[]);
+
+    let start_wall = unix_now_s();
+    let mut flood = lab.attack(
+        6,
+        &[
+            "hping3",
+            "-S",
+            "--flood",
+            "--rand-source",
+            "-p",
+            "80",
+            VICTIM,
+        ],
+    );
+    // Scrape all along: /metrics must answer promptly under the flood.
+    let mut max_rss = idle_rss;
+    let mut slowest = Duration::ZERO;
+    let mut scrapes = 0;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let s = agent.scrape();
+        slowest = slowest.max(t.elapsed());
+        scrapes += 1;
+        assert!(s.sum("nta_packets_total", &[]) >= base);
+        max_rss = max_rss.max(agent.rss_bytes());
+        thread::sleep(Duration::from_millis(250));
+    }
+    let _ = flood.wait();
+    thread::sleep(Duration::from_millis(500));
+
+    let (a, _) = wait_for_start(&alerts, "syn_flood", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("no SYN-flood alert: {:?}", summary(&alerts)));
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    let latency = alert_time_s(&a) - start_wall;
+    assert!(
+        (0.0..2.0).contains(&latency),
+        "alert {latency:.3} s after the flood started"
+    );
+    let al = &a["nta"]["alert"];
+    assert!(al["distinct_sources"].as_u64().unwrap_or(0) >= 64, "{a}");
+    for e in al["evidence"].as_array().into_iter().flatten() {
+        let src = e["source"]["ip"].as_str().unwrap_or_default();
+        assert!(
+            in_spoof_range(src),
+            "a spoofed source escaped the guard: {src}"
+        );
+    }
+    for t in al["top_sources"].as_array().into_iter().flatten() {
+        let src = t["ip"].as_str().unwrap_or_default();
+        assert!(
+            in_spoof_range(src),
+            "a spoofed source escaped the guard: {src}"
+        );
+    }
+
+    // The kernel counted every frame the victim's interface received.
+    let after = LinkStats::read(&lab.victim, &lab.veth.outer).unwrap_or_else(|e| panic!("{e}"));
+    let received = (after.rx_packets - before.rx_packets) as f64;
+    let s = agent.scrape_until(|s| s.sum("nta_packets_total", &[]) - base >= received);
+    let counted = s.sum("nta_packets_total", &[]) - base;
+    assert_eq!(
+        counted, received,
+        "kernel counters must stay exact under the flood"
+    );
+    assert!(
+        received > 50_000.0,
+        "the flood was too weak to mean anything: {received}"
+    );
+    eprintln!(
+        "SYN flood: {received} frames, {scrapes} scrapes (slowest {slowest:?}), RSS {} -> {} MiB, ring drops {}, queue drops {}",
+        idle_rss >> 20,
+        max_rss >> 20,
+        s.sum("nta_samples_dropped_total", &[("stage", "ringbuf")]),
+        s.sum("nta_samples_dropped_total", &[("stage", "queue")]),
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a scrape took {slowest:?}"
+    );
+    assert!(
+        max_rss < idle_rss + (256 << 20),
+        "RSS grew from {} to {} MiB",
+        idle_rss >> 20,
+        max_rss >> 20
+    );
+    assert!(s.sum("nta_incidents_active", &[("detector", "syn_flood")]) <= 1.0);
+}
+
+#[test]
+fn hping3_udp_from_port_53_is_amplification_and_icmp_flood_is_an_icmp_flood() {
+    if !privileged("hping3_amplification") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("amp");
+    let agent = lab.agent(&dir, "");
+    let alerts = dir.join("alerts.jsonl");
+    let mut udp = lab.attack(
+        3,
+        &[
+            "hping3", "--udp", "-s", "53", "-k", "-p", "33000", "-d", "1200", "--flood", VICTIM,
+        ],
+    );
+    let amp = wait_for_start(&alerts, "amplification", Duration::from_secs(5));
+    let _ = udp.wait();
+    let (a, _) = amp.unwrap_or_else(|| panic!("no amplification alert: {:?}", summary(&alerts)));
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    assert_eq!(a["destination"]["port"], 53, "{a}");
+    assert_eq!(a["nta"]["alert"]["top_sources"][0]["ip"], ATTACKER, "{a}");
+    assert!(
+        a["nta"]["alert"]["value"].as_f64().unwrap_or(0.0) >= 2000.0,
+        "{a}"
+    );
+
+    let mut icmp = lab.attack(3, &["hping3", "--icmp", "--flood", VICTIM]);
+    let found = wait_for_start(&alerts, "icmp_flood", Duration::from_secs(5));
+    let _ = icmp.wait();
+    let (a, _) = found.unwrap_or_else(|| panic!("no ICMP-flood alert: {:?}", summary(&alerts)));
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    let s = agent.scrape();
+    assert!(s.sum("nta_alerts_total", &[("detector", "amplification")]) >= 1.0);
+    assert!(s.sum("nta_alerts_total", &[("detector", "icmp_flood")]) >= 1.0);
+}
+
+/// A TCP server answering HTTP-like requests, and a UDP server answering
+/// DNS-like queries, in the victim namespace until `stop`.
+fn start_servers(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>> {
+    let (tcp, udp) = lab.in_victim(|| {
+        let tcp = TcpListener::bind((VICTIM, 8080)).unwrap_or_else(|e| panic!("{e}"));
+        let udp = UdpSocket::bind((VICTIM, 53)).unwrap_or_else(|e| panic!("{e}"));
+        (tcp, udp)
+    });
+    tcp.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    udp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s1 = stop.clone();
+    let http = thread::spawn(move || {
+        while !s1.load(Ordering::Relaxed) {
+            match tcp.accept() {
+                Ok((mut c, _)) => {
+                    let mut buf = [0u8; 512];
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                }
+                Err(_) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    let dns = thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let mut answer = buf[..n].to_vec();
+                answer.extend_from_slice(&[0u8; 64]);
+                let _ = udp.send_to(&answer, from);
+            }
+        }
+    });
+    vec![http, dns]
+}
+
+fn http_client(count: usize, per_second: usize) {
+    let server: SocketAddr = (
+        VICTIM
+            .parse::<std::net::Ipv4Addr>()
+            .unwrap_or_else(|e| panic!("{e}")),
+        8080,
+    )
+        .into();
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / per_second as f64);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(w);
+        }
+        if let Ok(mut c) = TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = c.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n");
+            let mut buf = Vec::new();
+            let _ = c.read_to_end(&mut buf);
+        }
+    }
+}
+
+fn dns_client(count: usize, per_second: usize) {
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / per_second as f64);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(w);
+        }
+        // A fresh source port per query, as resolvers do.
+        if let Ok(s) = UdpSocket::bind((ATTACKER, 0)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let query = [
+                i as u8,
+                (i >> 8) as u8,
+                1,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                3,
+                b'l',
+                b'a',
+                b'b',
+                0,
+                0,
+                1,
+                0,
+                1,
+            ];
+            let _ = s.send_to(&query, (VICTIM, 53));
+            let mut buf = [0u8; 512];
+            let _ = s.recv_from(&mut buf);
+        }
+    }
+}
+
+#[test]
+fn benign_load_raises_no_incident() {
+    if !privileged("benign_load") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("benign");
+    let agent = lab.agent(&dir, "");
+    let alerts = dir.join("alerts.jsonl");
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers = start_servers(&lab, stop.clone());
+    let iperf = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.victim.name(),
+            "timeout",
+            "30",
+            "iperf3",
+            "-s",
+            "-B",
+            VICTIM,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting iperf3 -s: {e}"));
+    let mut iperf = KillOnDrop(iperf);
+    thread::sleep(Duration::from_millis(500));
+
+    let run = |args: &[&str]| {
+        let mut c = lab.attack(15, args);
+        let status = c.wait().unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "{args:?} failed: {status}");
+    };
+    run(&["iperf3", "-c", VICTIM, "-t", "4", "-b", "300M"]);
+    run(&[
+        "iperf3", "-c", VICTIM, "-u", "-t", "4", "-b", "200M", "-l", "1200",
+    ]);
+    // Short connections and DNS-like queries at the same time.
+    lab.in_attacker(|| {
+        thread::scope(|s| {
+            s.spawn(|| http_client(3000, 1000));
+            s.spawn(|| dns_client(3000, 1000));
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    for h in servers {
+        let _ = h.join();
+    }
+    let _ = iperf.0.kill();
+    // Let every window close and the samples drain.
+    thread::sleep(Duration::from_millis(2500));
+    let s: Samples = agent.scrape();
+    let tcp = s.sum("nta_packets_total", &[("protocol", "tcp")]);
+    let udp = s.sum("nta_packets_total", &[("protocol", "udp")]);
+    assert!(
+        tcp > 50_000.0 && udp > 50_000.0,
+        "too little load: tcp {tcp} udp {udp}"
+    );
+    assert!(s.sum("nta_tcp_flags_total", &[("flag", "syn")]) >= 3000.0);
+    assert_eq!(alerts_in(&alerts).len(), 0, "{:?}", summary(&alerts));
+    assert_eq!(s.sum("nta_alerts_total", &[]), 0.0);
+    assert_eq!(s.sum("nta_detect_findings_total", &[]), 0.0);
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
