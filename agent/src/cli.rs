@@ -108,6 +108,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
 
+    /// Most samples per second nta takes from one interface. Past it, or
+    /// when samples are lost, nta raises the sampling rates (records carry
+    /// their rate, so estimates stay unbiased) and lowers them again when
+    /// the load falls. 0 keeps the rates fixed.
+    #[arg(long, default_value_t = 250_000, value_name = "N")]
+    pub sample_budget: u64,
+
     /// Turn detection off (counting, flows and exports go on).
     #[arg(long)]
     pub no_detect: bool,

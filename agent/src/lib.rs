@@ -1,6 +1,7 @@
 //! nta: a high-rate XDP network sensor. This library holds everything the
 //! `nta` binary does; `main.rs` only parses the command line.
 
+pub mod adaptive;
 pub mod alert;
 pub mod cli;
 pub mod config;

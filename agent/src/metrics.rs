@@ -30,7 +30,7 @@ pub enum MetricsError {
 pub struct InterfaceSource {
     pub name: String,
     pub mode: AttachMode,
-    pub counters: CountersReader,
+    pub counters: Arc<CountersReader>,
     pub pipeline: Arc<PipelineStats>,
 }
 

@@ -1,7 +1,10 @@
 //! `nta run`: attach to interfaces, consume samples, serve metrics, and
 //! detach cleanly on SIGINT/SIGTERM.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use agent_common::config::SamplerConfig;
 use tokio::{
@@ -11,6 +14,7 @@ use tokio::{
 };
 
 use crate::{
+    adaptive::{self, Controlled, RateController, SamplingMetrics},
     alert::{self, AlertError, AlertMetrics, AlertSink, Alerts},
     cli::RunArgs,
     config::{ConfigError, FileConfig},
@@ -54,7 +58,7 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("alert output")]
     AlertOutput(#[from] AlertError),
-    #[error("registering detection metrics")]
+    #[error("registering detection and sampling metrics")]
     DetectMetrics(#[source] prometheus::Error),
 }
 
@@ -118,6 +122,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut sensors = Vec::new();
     let mut sources = Vec::new();
     let mut names = HashMap::new();
+    let mut controlled = Vec::new();
     for name in &ifaces {
         names.insert(iface::ifindex(name)?, name.clone());
         let err = |source| RunError::Sensor {
@@ -128,6 +133,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let mode = sensor.attach(name, args.xdp_mode).map_err(err)?;
         tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = args.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
+        let counters = Arc::new(maps.counters);
         tasks.spawn(events::consume_ring(
             maps.samples,
             Arc::from(name.as_str()),
@@ -138,14 +144,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         sources.push(InterfaceSource {
             name: name.clone(),
             mode,
-            counters: maps.counters,
+            counters: counters.clone(),
+            pipeline: stats.clone(),
+        });
+        let sensor = Arc::new(Mutex::new(sensor));
+        controlled.push(Controlled {
+            name: name.clone(),
+            sensor: sensor.clone(),
+            counters,
             pipeline: stats,
+            controller: RateController::new(config, args.sample_budget),
         });
         sensors.push(sensor);
     }
     drop(tx);
 
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
+    let sampling =
+        SamplingMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
+    let controller = tokio::spawn(adaptive::run(controlled, sampling, shutdown_rx.clone()));
     let stage = FlowStage {
         config: FlowConfig {
             idle_timeout_ns: args.flow_idle_timeout.as_nanos() as u64,
@@ -198,8 +215,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     wait_for_signal().await?;
     tracing::info!("stopping: detaching XDP and draining samples");
     let _ = shutdown_tx.send(true);
-    for mut s in sensors {
-        if let Err(e) = s.detach() {
+    let _ = controller.await;
+    for s in sensors {
+        let detached = s.lock().map(|mut s| s.detach());
+        if let Ok(Err(e)) = detached {
             tracing::warn!(error = %e, "detach failed; the link goes away when nta exits");
         }
     }

@@ -69,21 +69,22 @@ impl Lab {
         }
     }
 
-    fn agent(&self, dir: &TempDir, config: &str) -> Agent {
+    fn agent(&self, dir: &TempDir, config: &str, extra: &[&str]) -> Agent {
         let cfg = dir.join("nta.toml");
         std::fs::write(&cfg, config).unwrap_or_else(|e| panic!("{e}"));
         let alerts = dir.join("alerts.jsonl");
-        Agent::start_in(
-            &self.victim,
-            &[
-                "--iface",
-                &self.veth.outer,
-                "--config",
-                &cfg.to_string_lossy(),
-                "--alerts",
-                &alerts.to_string_lossy(),
-            ],
-        )
+        let cfg = cfg.to_string_lossy();
+        let alerts = alerts.to_string_lossy();
+        let mut args = vec![
+            "--iface",
+            &self.veth.outer,
+            "--config",
+            &cfg,
+            "--alerts",
+            &alerts,
+        ];
+        args.extend_from_slice(extra);
+        Agent::start_in(&self.victim, &args)
     }
 
     /// Runs a tool in the attacker namespace under `timeout`.
@@ -164,7 +165,7 @@ fn nmap_syn_scan_is_a_port_scan_naming_the_scanner_within_2s() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let dir = TempDir::new("nmap-scan");
-    let _agent = lab.agent(&dir, "");
+    let _agent = lab.agent(&dir, "", &[]);
     let alerts = dir.join("alerts.jsonl");
 
     let start_wall = unix_now_s();
@@ -211,7 +212,7 @@ fn nmap_ping_and_port_sweep_is_a_sweep() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let dir = TempDir::new("nmap-sweep");
-    let agent = lab.agent(&dir, "");
+    let agent = lab.agent(&dir, "", &[]);
     let alerts = dir.join("alerts.jsonl");
     let mut nmap = lab.attack(
         60,
@@ -308,7 +309,9 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     install_spoof_guard(&lab.attacker);
     assert_spoof_guard(&lab.attacker);
     let dir = TempDir::new("syn-flood");
-    let agent = lab.agent(&dir, "");
+    // A small sample budget, so the flood also makes nta raise its rates.
+    let agent = lab.agent(&dir, "", &["--sample-budget", "20000"]);
+    let control_rate = |s: &Samples| s.sum("nta_sampling_rate", &[("kind", "control")]);
     let alerts = dir.join("alerts.jsonl");
     let idle_rss = agent.rss_bytes();
     let before = LinkStats::read(&lab.victim, &lab.veth.outer).unwrap_or_else(|e| panic!("{e}"));
@@ -329,6 +332,7 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     );
     // Scrape all along: /metrics must answer promptly under the flood.
     let mut max_rss = idle_rss;
+    let mut max_control_rate = 0.0f64;
     let mut slowest = Duration::ZERO;
     let mut scrapes = 0;
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -338,6 +342,7 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
         slowest = slowest.max(t.elapsed());
         scrapes += 1;
         assert!(s.sum("nta_packets_total", &[]) >= base);
+        max_control_rate = max_control_rate.max(control_rate(&s));
         max_rss = max_rss.max(agent.rss_bytes());
         thread::sleep(Duration::from_millis(250));
     }
@@ -383,7 +388,7 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
         "the flood was too weak to mean anything: {received}"
     );
     eprintln!(
-        "SYN flood: {received} frames, {scrapes} scrapes (slowest {slowest:?}), RSS {} -> {} MiB, ring drops {}, queue drops {}",
+        "SYN flood: {received} frames, {scrapes} scrapes (slowest {slowest:?}), RSS {} -> {} MiB, control rate up to 1/{max_control_rate}, ring drops {}, queue drops {}",
         idle_rss >> 20,
         max_rss >> 20,
         s.sum("nta_samples_dropped_total", &[("stage", "ringbuf")]),
@@ -400,6 +405,15 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
         max_rss >> 20
     );
     assert!(s.sum("nta_incidents_active", &[("detector", "syn_flood")]) <= 1.0);
+    // Adaptive sampling: raised under the flood, back to 1 after it.
+    assert!(
+        max_control_rate >= 2.0,
+        "control rate stayed at {max_control_rate}"
+    );
+    assert!(s.sum("nta_sampling_adjustments_total", &[("direction", "up")]) >= 1.0);
+    let s = agent.scrape_until(|s| control_rate(s) == 1.0);
+    assert_eq!(control_rate(&s), 1.0, "sampling did not come back down");
+    assert_eq!(s.sum("nta_sampling_rate", &[("kind", "data")]), 64.0);
 }
 
 #[test]
@@ -410,7 +424,7 @@ fn hping3_udp_from_port_53_is_amplification_and_icmp_flood_is_an_icmp_flood() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let dir = TempDir::new("amp");
-    let agent = lab.agent(&dir, "");
+    let agent = lab.agent(&dir, "", &[]);
     let alerts = dir.join("alerts.jsonl");
     let mut udp = lab.attack(
         3,
@@ -548,7 +562,7 @@ fn benign_load_raises_no_incident() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let dir = TempDir::new("benign");
-    let agent = lab.agent(&dir, "");
+    let agent = lab.agent(&dir, "", &[]);
     let alerts = dir.join("alerts.jsonl");
     let stop = Arc::new(AtomicBool::new(false));
     let servers = start_servers(&lab, stop.clone());
