@@ -242,10 +242,13 @@ impl DetectionStage {
         }
     }
 
-    pub fn observe(&mut self, records: &[SampleRecord]) {
-        for r in records {
-            self.engine.observe(r, &mut self.events);
-        }
+    /// One sample, `new_flow` as the flow table returned it.
+    pub fn observe(&mut self, r: &SampleRecord, new_flow: bool) {
+        self.engine.observe(r, new_flow, &mut self.events);
+    }
+
+    /// Hands what the samples so far raised to the alert sinks.
+    pub fn flush(&mut self) {
         self.dispatch();
     }
 

@@ -196,6 +196,7 @@ pub async fn run(
     let mut table = FlowTable::new(config);
     let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());
     let mut expired = Vec::new();
+    let mut new_flows = Vec::new();
     let mut last = crate::flow::TableCounters::default();
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,11 +218,16 @@ pub async fn run(
         tokio::select! {
             batch = rx.recv() => match batch {
                 Some(batch) => {
-                    for r in &batch.records {
-                        table.update(r, &mut expired);
-                    }
+                    // Two passes, flows then detection: each keeps its
+                    // own tables warm in the cache (faster than
+                    // interleaving them per record, see the detect bench).
+                    new_flows.clear();
+                    new_flows.extend(batch.records.iter().map(|r| table.update(r, &mut expired)));
                     if let Some(d) = &mut detection {
-                        d.observe(&batch.records);
+                        for (r, new_flow) in batch.records.iter().zip(&new_flows) {
+                            d.observe(r, *new_flow);
+                        }
+                        d.flush();
                     }
                     send(&mut expired);
                     metrics.observe_table(&table, &mut last);

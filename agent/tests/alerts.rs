@@ -55,7 +55,7 @@ fn attack(alerts: &Alerts) {
     let mut out = Vec::new();
     for s in 100..103u64 {
         for i in 0..10_000u64 {
-            engine.observe(&syn(s * NS + i * 100_000, i), &mut out);
+            engine.observe(&syn(s * NS + i * 100_000, i), true, &mut out);
         }
         engine.advance((s + 1) * NS, &mut out);
     }

@@ -96,7 +96,7 @@ fn feed(
     for s in start_s..start_s + seconds {
         for i in 0..per_second {
             let ts = s * NS + i * (NS / per_second.max(1));
-            e.observe(&make(ts, i), &mut out);
+            e.observe(&make(ts, i), true, &mut out);
         }
         e.advance((s + 1) * NS, &mut out);
     }

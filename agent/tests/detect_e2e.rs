@@ -2,10 +2,10 @@
 //!
 //! The victim namespace holds the sensor (`nta run` on its veth end) and
 //! has no default route, so nothing it answers can leave the lab. The
-//! attacker namespace holds nmap, hping3 and iperf3. Spoofed sources are
-//! rewritten into 198.19.0.0/16 by an nftables guard in the attacker
-//! namespace, and the flood test refuses to run unless the guard is
-//! there. Every tool runs under `timeout`.
+//! attacker namespace holds nmap, hping3 and iperf3 (see
+//! `nta_lab::attack`). Spoofed sources are rewritten into 198.19.0.0/16 by
+//! an nftables guard in the attacker namespace, and the flood test refuses
+//! to run unless the guard is there. Every tool runs under `timeout`.
 
 use std::{
     io::{Read, Write},
@@ -21,7 +21,10 @@ use std::{
 };
 
 use nta_lab::{
-    NetNs, VethPair, netns::LinkStats, netns::run_in_netns, privileged, scrape::Samples,
+    attack::{ATTACKER, AttackLab, VICTIM, in_lab_sources},
+    netns::{LinkStats, run_in_netns},
+    privileged,
+    scrape::Samples,
 };
 use serde_json::Value;
 
@@ -29,44 +32,25 @@ mod common;
 
 use common::{Agent, TempDir};
 
-const VICTIM: &str = "198.18.0.1";
-const ATTACKER: &str = "198.18.0.2";
-
 /// These tests load the 2 CPUs fully; run them one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());
-
-struct Lab {
-    victim: NetNs,
-    attacker: NetNs,
-    veth: VethPair,
-}
 
 fn ok<T>(r: Result<T, nta_lab::LabError>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
+struct Lab(AttackLab);
+
+impl std::ops::Deref for Lab {
+    type Target = AttackLab;
+    fn deref(&self) -> &AttackLab {
+        &self.0
+    }
+}
+
 impl Lab {
     fn new() -> Lab {
-        let victim = ok(NetNs::new("ntdv"));
-        let attacker = ok(NetNs::new("ntda"));
-        let veth = ok(VethPair::between(&victim, &attacker, "ntd"));
-        let v = &veth.outer;
-        let a = &veth.inner;
-        ok(victim.exec("ip", &["addr", "add", "198.18.0.1/24", "dev", v]));
-        ok(attacker.exec("ip", &["addr", "add", "198.18.0.2/24", "dev", a]));
-        // The sweep range is reached through the victim, which does not
-        // forward: the probes reach the sensor and stop there.
-        ok(attacker.exec("ip", &["route", "add", "198.19.0.0/24", "via", VICTIM]));
-        let default = ok(victim.exec("ip", &["route", "show", "default"]));
-        assert!(
-            default.trim().is_empty(),
-            "the victim must have no default route"
-        );
-        Lab {
-            victim,
-            attacker,
-            veth,
-        }
+        Lab(ok(AttackLab::new("ntd")))
     }
 
     fn agent(&self, dir: &TempDir, config: &str, extra: &[&str]) -> Agent {
@@ -89,23 +73,15 @@ impl Lab {
 
     /// Runs a tool in the attacker namespace under `timeout`.
     fn attack(&self, seconds: u32, tool: &[&str]) -> Child {
-        let secs = seconds.to_string();
-        let mut args = vec!["netns", "exec", self.attacker.name(), "timeout", &secs];
-        args.extend_from_slice(tool);
-        Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {tool:?}: {e}"))
+        ok(self.0.attack(seconds, tool))
     }
 
     fn in_victim<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        run_in_netns(self.victim.name(), f).unwrap_or_else(|e| panic!("{e}"))
+        ok(run_in_netns(self.victim.name(), f))
     }
 
     fn in_attacker<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        run_in_netns(self.attacker.name(), f).unwrap_or_else(|e| panic!("{e}"))
+        ok(run_in_netns(self.attacker.name(), f))
     }
 }
 
@@ -241,64 +217,6 @@ fn nmap_ping_and_port_sweep_is_a_sweep() {
     assert_eq!(s.sum("nta_alerts_total", &[("detector", "syn_flood")]), 0.0);
 }
 
-/// The nftables guard: every IPv4 source leaving the attacker namespace
-/// is rewritten into 198.19.0.0/16 (stateless, so a flood fills no
-/// conntrack table), anything else is dropped, and IPv6 is dropped.
-fn install_spoof_guard(ns: &NetNs) {
-    let rules = "table ip ntaguard {
-  chain out {
-    type filter hook output priority raw; policy accept;
-    ip daddr != 198.18.0.0/15 drop
-    ip saddr != 198.18.0.2 ip saddr set ip saddr & 0.0.255.255 | 198.19.0.0 notrack
-  }
-  chain post {
-    type filter hook postrouting priority 100; policy drop;
-    ip saddr 198.18.0.0/15 ip daddr 198.18.0.0/15 accept
-  }
-}
-table ip6 ntaguard {
-  chain post {
-    type filter hook postrouting priority 100; policy drop;
-  }
-}
-";
-    let path = std::env::temp_dir().join(format!("ntaguard-{}.nft", ns.name()));
-    std::fs::write(&path, rules).unwrap_or_else(|e| panic!("{e}"));
-    ns.exec("nft", &["-f", &path.to_string_lossy()])
-        .unwrap_or_else(|e| panic!("installing the spoofing guard: {e}"));
-    let _ = std::fs::remove_file(&path);
-}
-
-/// Refuses to go on unless the guard is in force in `ns`.
-fn assert_spoof_guard(ns: &NetNs) {
-    let rules = ns
-        .exec("nft", &["list", "ruleset"])
-        .unwrap_or_else(|e| panic!("refusing to flood: cannot list nftables rules: {e}"));
-    for needed in [
-        "ip daddr != 198.18.0.0/15 drop",
-        "ip saddr set ip saddr &",
-        "| 198.19.0.0 notrack",
-        "policy drop",
-        "table ip6 ntaguard",
-    ] {
-        assert!(
-            rules.contains(needed),
-            "refusing to flood: the spoofing guard lacks `{needed}`:\n{rules}"
-        );
-    }
-    let default = ns
-        .exec("ip", &["route", "show", "default"])
-        .unwrap_or_default();
-    assert!(
-        default.trim().is_empty(),
-        "refusing to flood: the attacker has a default route"
-    );
-}
-
-fn in_spoof_range(ip: &str) -> bool {
-    ip.starts_with("198.19.")
-}
-
 #[test]
 fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     if !privileged("hping3_syn_flood") {
@@ -306,8 +224,8 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     }
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
-    install_spoof_guard(&lab.attacker);
-    assert_spoof_guard(&lab.attacker);
+    ok(lab.install_spoof_guard());
+    ok(lab.assert_spoof_guard());
     let dir = TempDir::new("syn-flood");
     // A small sample budget, so the flood also makes nta raise its rates.
     let agent = lab.agent(&dir, "", &["--sample-budget", "20000"]);
@@ -362,14 +280,14 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     for e in al["evidence"].as_array().into_iter().flatten() {
         let src = e["source"]["ip"].as_str().unwrap_or_default();
         assert!(
-            in_spoof_range(src),
+            in_lab_sources(src),
             "a spoofed source escaped the guard: {src}"
         );
     }
     for t in al["top_sources"].as_array().into_iter().flatten() {
         let src = t["ip"].as_str().unwrap_or_default();
         assert!(
-            in_spoof_range(src),
+            in_lab_sources(src),
             "a spoofed source escaped the guard: {src}"
         );
     }

@@ -256,3 +256,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn update_says_which_sample_started_a_flow() {
+    let mut t = table(2);
+    let mut out = Vec::new();
+    assert!(t.update(&rec(1, SRC, 1000, ACK, 1, 100), &mut out));
+    assert!(!t.update(&rec(2, SRC, 1000, ACK, 1, 100), &mut out));
+    assert!(t.update(&rec(3, SRC, 1001, ACK, 1, 100), &mut out));
+    // A flow that ended (RST) starts anew; one evicted does too.
+    assert!(!t.update(&rec(4, SRC, 1001, RST, 1, 60), &mut out));
+    assert!(t.update(&rec(5, SRC, 1001, ACK, 1, 100), &mut out));
+    assert!(t.update(&rec(6, SRC, 1002, ACK, 1, 100), &mut out));
+    let evicted = out
+        .iter()
+        .find(|f| f.reason == ExpireReason::Evicted)
+        .map(|f| f.key.src_port)
+        .unwrap_or_else(|| panic!("nothing evicted"));
+    assert!(
+        t.update(&rec(7, SRC, evicted, ACK, 1, 100), &mut out),
+        "evicted, so new again"
+    );
+    // Non-IP samples start nothing.
+    assert!(!t.update(&SampleRecord::default(), &mut out));
+}

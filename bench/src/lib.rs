@@ -2,6 +2,7 @@
 //! `nta-bench` binary and for the generator's smoke test.
 
 pub mod compare;
+pub mod detect;
 pub mod flows;
 pub mod generator;
 pub mod live;

@@ -2,6 +2,7 @@
 //! namespaces and veth pairs that clean up after themselves, and a raw
 //! AF_PACKET sender. Everything here stays inside 198.18.0.0/15 and fd00::/8.
 
+pub mod attack;
 pub mod cases;
 pub mod frames;
 pub mod mix;

@@ -59,12 +59,15 @@ impl Engine {
         }
     }
 
-    pub fn observe(&mut self, r: &SampleRecord, out: &mut Vec<AlertEvent>) {
+    /// One sample; `new_flow` as the flow table said (see [`Detector`]).
+    pub fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<AlertEvent>) {
         for d in &mut self.detectors {
-            d.observe(r, &mut self.findings);
+            d.observe(r, new_flow, &mut self.findings);
         }
-        self.volume.observe(r, &mut self.findings);
-        self.settle(out);
+        self.volume.observe(r, new_flow, &mut self.findings);
+        if !self.findings.is_empty() {
+            self.settle(out);
+        }
     }
 
     /// Record time reached `now_ns`: close windows, end quiet incidents.

@@ -15,7 +15,7 @@ use cardinality_estimator::CardinalityEstimator;
 use super::{
     Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
     config::{AmplificationConfig, DetectConfig, HostGroup, RateConfig, SynFloodConfig},
-    tracked::{Tracked, Weighted},
+    tracked::Tracked,
     window::{RateWindow, second_of},
 };
 
@@ -53,12 +53,6 @@ pub trait RateShape: Send {
 struct KeyState<A> {
     window: RateWindow,
     aux: A,
-}
-
-impl<A> Weighted for KeyState<A> {
-    fn weight(&self) -> u64 {
-        self.window.weight()
-    }
 }
 
 pub struct RateDetector<S: RateShape> {
@@ -112,6 +106,7 @@ impl<S: RateShape> RateDetector<S> {
         // Keys idle for a while give their room back.
         self.keys
             .retain(|_, st| st.window.second + 2 >= closing || st.window.packets > 0);
+        self.keys.decay();
     }
 
     fn move_to(&mut self, second: u64, out: &mut Vec<Finding>) {
@@ -129,7 +124,7 @@ impl<S: RateShape> Detector for RateDetector<S> {
         self.shape.kind()
     }
 
-    fn observe(&mut self, r: &SampleRecord, out: &mut Vec<Finding>) {
+    fn observe(&mut self, r: &SampleRecord, _new_flow: bool, out: &mut Vec<Finding>) {
         let Some((key, role)) = self.shape.classify(r) else {
             return;
         };

@@ -29,12 +29,14 @@ use agent_common::sample::SampleRecord;
 /// Nanoseconds per second.
 pub const NS: u64 = 1_000_000_000;
 
-/// One detector. `observe` sees every sample; `advance` tells it that
-/// record time reached `now_ns` (called at least every few hundred
-/// milliseconds), so windows can close even when traffic stops.
+/// One detector. `observe` sees every sample, with `new_flow` true when
+/// the sample started a flow in the flow table (a connection attempt or
+/// probe, not one more packet of a known conversation); `advance` tells
+/// it that record time reached `now_ns` (called at least every few
+/// hundred milliseconds), so windows can close even when traffic stops.
 pub trait Detector: Send {
     fn kind(&self) -> DetectorKind;
-    fn observe(&mut self, r: &SampleRecord, out: &mut Vec<Finding>);
+    fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<Finding>);
     fn advance(&mut self, now_ns: u64, out: &mut Vec<Finding>);
     /// Keys held now, and keys evicted so far to stay within the bound.
     fn tracked(&self) -> (usize, u64);

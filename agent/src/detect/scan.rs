@@ -4,8 +4,11 @@
 //! HyperLogLog past 128 items (cardinality-estimator), so a key costs 8
 //! bytes for one item and under 1 KiB however many it sees.
 //!
-//! Probes are TCP SYNs without ACK, UDP datagrams (first fragments
-//! included) and, for sweeps, ICMP/ICMPv6 echo requests. Sampling: with
+//! Probes are samples that start a new flow and are TCP SYNs without ACK,
+//! UDP datagrams (first fragments included) or, for sweeps, ICMP/ICMPv6
+//! echo requests: a scanner's probes are all new 5-tuples, while the
+//! packets of established conversations are not probes, which also keeps
+//! this detector's work to new flows only. Sampling: with
 //! SYNs and ICMP sampled at the control rate (1 by default) the count is
 //! exact. Through 1-in-N samples, a scanner that sends one probe per port
 //! shows a new item in (nearly) every sample, so once at least
@@ -20,9 +23,9 @@ use agent_common::{
 use cardinality_estimator::CardinalityEstimator;
 
 use super::{
-    Addr, Detector, DetectorKind, Finding, Subject, Unit,
+    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
     config::{DetectConfig, ScanConfig},
-    tracked::{Tracked, Weighted},
+    tracked::Tracked,
     window::Evidence3,
 };
 
@@ -122,14 +125,11 @@ struct ScanState {
     probes: u64,
     weighted: u64,
     max_rate: u32,
-    reported: bool,
-    evidence: Evidence3,
-}
-
-impl Weighted for ScanState {
-    fn weight(&self) -> u64 {
-        self.probes
-    }
+    /// Record time of the last finding (0: none in this window).
+    reported_ns: u64,
+    /// Kept only once the key is halfway to its threshold: most keys
+    /// never get there, and copying every probe costs more than the rest.
+    evidence: Option<Box<Evidence3>>,
 }
 
 impl ScanState {
@@ -140,8 +140,8 @@ impl ScanState {
             probes: 0,
             weighted: 0,
             max_rate: 0,
-            reported: false,
-            evidence: Evidence3::default(),
+            reported_ns: 0,
+            evidence: None,
         }
     }
 
@@ -185,7 +185,7 @@ impl<S: ScanShape> ScanDetector<S> {
             sample_rate: s.max_rate,
             distinct_sources: None,
             top_sources: Vec::new(),
-            evidence: s.evidence.to_vec(),
+            evidence: s.evidence.as_ref().map_or_else(Vec::new, |e| e.to_vec()),
             reason,
         }
     }
@@ -199,7 +199,10 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         S::KIND
     }
 
-    fn observe(&mut self, r: &SampleRecord, out: &mut Vec<Finding>) {
+    fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<Finding>) {
+        if !new_flow {
+            return;
+        }
         let Some((key, item)) = S::probe(r) else {
             return;
         };
@@ -213,11 +216,20 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         s.probes += 1;
         s.weighted += u64::from(r.sample_rate.max(1));
         s.max_rate = s.max_rate.max(r.sample_rate);
-        s.evidence.push(super::Evidence::of(r));
-        // Report the moment the window crosses the threshold: a fast scan
-        // is found within its first `distinct` probes, not at window end.
-        if !s.reported && s.estimate() >= self.config.distinct {
-            s.reported = true;
+        let estimate = s.estimate();
+        let threshold = self.config.distinct;
+        if estimate.saturating_mul(2) >= threshold {
+            s.evidence
+                .get_or_insert_with(Default::default)
+                .push(super::Evidence::of(r));
+        }
+        // Report the moment the window crosses the threshold (a fast scan
+        // is found within its first `distinct` probes, not at window end),
+        // then at most once a second while the scan goes on, so its
+        // incident stays open as long as it lasts.
+        let due = s.reported_ns == 0 || ts >= s.reported_ns.saturating_add(NS);
+        if estimate >= threshold && due {
+            s.reported_ns = ts.max(1);
             let reason = "distinct count crossed the threshold";
             let f = match self.keys.get(&key) {
                 Some(s) => self.finding(&key, s, ts, reason),
@@ -235,6 +247,7 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         self.last_prune = now_ns;
         let horizon = now_ns.saturating_sub(self.window_ns);
         self.keys.retain(|_, s| s.window_start >= horizon);
+        self.keys.decay();
     }
 
     fn tracked(&self) -> (usize, u64) {
@@ -245,7 +258,6 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::NS;
     use agent_common::sample::{RECORD_VERSION, map_ipv4};
 
     fn syn(ts: u64, src: u8, dst: u8, port: u16) -> SampleRecord {
@@ -276,7 +288,7 @@ mod tests {
     fn run<S: ScanShape>(d: &mut ScanDetector<S>, recs: &[SampleRecord]) -> Vec<Finding> {
         let mut out = Vec::new();
         for r in recs {
-            d.observe(r, &mut out);
+            d.observe(r, true, &mut out);
         }
         out
     }
@@ -302,8 +314,11 @@ mod tests {
         );
         assert_eq!(f[0].evidence.len(), 3);
         assert_eq!(f[0].evidence[2].dst_port, 50);
-        // Once per window.
+        // Not again within a second; then again while the scan goes on.
         assert!(run(&mut d, &[syn(70_000, 1, 2, 51)]).is_empty());
+        let again = run(&mut d, &[syn(60_000 + NS, 1, 2, 52)]);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].value, 52.0);
     }
 
     #[test]
@@ -336,7 +351,7 @@ mod tests {
         let f = run(&mut d, &recs);
         assert_eq!(f.len(), 1, "16 new ports × 32 = 512 crosses the threshold");
         assert_eq!(f[0].value, 512.0);
-        assert_eq!(f[0].evidence[2].dst_port, 16);
+        assert_eq!(f[0].evidence.last().map(|e| e.dst_port), Some(16));
         assert_eq!(f[0].sample_rate, 32);
     }
 
@@ -401,6 +416,17 @@ mod tests {
     }
 
     #[test]
+    fn packets_of_known_flows_are_not_probes() {
+        let mut d = PortScanDetector::new(cfg(2), 1024);
+        let mut out = Vec::new();
+        for p in 1..=10 {
+            d.observe(&syn(p, 1, 2, p as u16), false, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(d.tracked().0, 0);
+    }
+
+    #[test]
     fn syn_acks_and_replies_are_not_probes() {
         let mut d = PortScanDetector::new(cfg(2), 1024);
         let mut a = syn(1, 1, 2, 1);
@@ -418,7 +444,7 @@ mod tests {
             let mut r = syn(u64::from(i), 0, 2, 80);
             r.src_addr = map_ipv4([198, 18, (i >> 8) as u8, i as u8]);
             r.src_addr[11] = (i >> 16) as u8;
-            d.observe(&r, &mut out);
+            d.observe(&r, true, &mut out);
         }
         assert!(out.is_empty());
         assert_eq!(d.tracked().0, 4096);

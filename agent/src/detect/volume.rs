@@ -11,7 +11,7 @@ use super::{
     baseline::{Baseline, BaselineConfig},
     config::{DetectConfig, HostGroup, VolumeConfig},
     finding::Band,
-    tracked::{Tracked, Weighted},
+    tracked::Tracked,
     window::{RateWindow, second_of},
 };
 
@@ -31,12 +31,6 @@ struct Watched {
     bps: Baseline,
     /// Index of the host group holding this destination.
     group: Option<u16>,
-}
-
-impl Weighted for Watched {
-    fn weight(&self) -> u64 {
-        self.window.weight()
-    }
 }
 
 pub struct VolumeDetector {
@@ -110,6 +104,7 @@ impl VolumeDetector {
                 out,
             );
         }
+        self.destinations.decay();
         let n = self.config.top_metrics;
         if top.len() > n {
             top.select_nth_unstable_by(n, |a, b| b.pps.total_cmp(&a.pps));
@@ -202,7 +197,7 @@ impl Detector for VolumeDetector {
         DetectorKind::Volume
     }
 
-    fn observe(&mut self, r: &SampleRecord, out: &mut Vec<Finding>) {
+    fn observe(&mut self, r: &SampleRecord, _new_flow: bool, out: &mut Vec<Finding>) {
         if r.ip_version == 0 {
             return;
         }

@@ -24,9 +24,9 @@ pub struct RateWindow {
     /// Estimated packets and bytes (samples × their rate).
     pub packets: u64,
     pub bytes: u64,
-    /// Estimated packets in the previous second, for eviction weight.
-    pub previous: u64,
     pub max_rate: u32,
+    /// Samples counted this second.
+    pub samples: u32,
     pub evidence: Evidence3,
     pub top_sources: TopSources,
 }
@@ -35,15 +35,11 @@ impl RateWindow {
     /// Starts the counts over when `second` is a new one.
     pub fn roll(&mut self, second: u64) {
         if self.second != second {
-            self.previous = if self.second + 1 == second {
-                self.packets
-            } else {
-                0
-            };
             self.second = second;
             self.packets = 0;
             self.bytes = 0;
             self.max_rate = 0;
+            self.samples = 0;
             self.top_sources = TopSources::default();
         }
     }
@@ -54,14 +50,13 @@ impl RateWindow {
         self.packets += w;
         self.bytes += w * u64::from(r.frame_len);
         self.max_rate = self.max_rate.max(r.sample_rate);
-        self.evidence.push(Evidence::of(r));
+        // Evidence from the first samples of each second, then from every
+        // 64th: copying every sample would be most of the window's cost.
+        if self.samples < EVIDENCE as u32 || self.samples.is_multiple_of(64) {
+            self.evidence.push(Evidence::of(r));
+        }
+        self.samples = self.samples.wrapping_add(1);
         self.top_sources.add(r.src_addr, w);
-    }
-
-    /// Packets in the current and the previous second: how much this key
-    /// matters when the table is full.
-    pub fn weight(&self) -> u64 {
-        self.packets + self.previous
     }
 }
 
@@ -135,12 +130,12 @@ mod tests {
         w.add(&rec(5 * NS + 1, 1, 1, 60));
         assert_eq!((w.packets, w.bytes, w.max_rate), (65, 6460, 64));
         w.roll(6);
-        assert_eq!((w.packets, w.previous), (0, 65));
+        assert_eq!((w.packets, w.bytes, w.max_rate), (0, 0, 0));
         w.add(&rec(6 * NS, 2, 1, 60));
-        assert_eq!(w.weight(), 66);
-        // A gap of more than a second forgets the previous count.
-        w.roll(9);
-        assert_eq!((w.packets, w.previous), (0, 0));
+        assert_eq!(w.packets, 1);
+        // Rolling to the same second keeps the counts.
+        w.roll(6);
+        assert_eq!(w.packets, 1);
     }
 
     #[test]

@@ -334,11 +334,14 @@ impl FlowTable {
 
     /// Adds one sample. Flows that end because of it (TCP FIN/RST, active
     /// timeout, eviction to make room) are appended to `out`.
-    pub fn update(&mut self, r: &SampleRecord, out: &mut Vec<ExpiredFlow>) {
+    /// Counts `r` in its flow; returns true when the sample started a new
+    /// flow (the detectors' notion of a probe).
+    pub fn update(&mut self, r: &SampleRecord, out: &mut Vec<ExpiredFlow>) -> bool {
         let Some(key) = FlowKey::from_record(r) else {
             self.counters.non_ip_samples += 1;
-            return;
+            return false;
         };
+        let mut created = false;
         let i = match self.index.get(&key) {
             Some(&i) => {
                 let e = &self.slab[i as usize];
@@ -370,6 +373,7 @@ impl FlowTable {
                 self.index.insert(key, i);
                 self.push_tail(i);
                 self.counters.created += 1;
+                created = true;
                 i
             }
         };
@@ -393,6 +397,7 @@ impl FlowTable {
         if key.protocol == 6 && r.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
             out.push(self.remove(i, ExpireReason::End));
         }
+        created
     }
 
     /// Expires flows idle since `now_ns - idle_timeout` (oldest first).
