@@ -90,3 +90,21 @@ mod tests {
         assert_eq!(c, FileConfig::default());
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The shipped example must stay valid, and must mean what it says.
+    #[test]
+    fn deploy_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nta.example.toml");
+        let c = FileConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let d = &c.detect;
+        assert_eq!(d.port_scan.distinct, 50);
+        assert_eq!(d.amplification.reflectors.len(), 3);
+        assert_eq!(d.volume.pps, Some(1_000_000.0));
+        assert_eq!(d.host_groups[0].name, "web");
+        assert_eq!(d.incidents.quiet, std::time::Duration::from_secs(30));
+    }
+}

@@ -412,3 +412,86 @@ fn random_destination_flood_keeps_memory_fixed_and_finds_the_target() {
     );
     assert!(v[0].incident.latest.value >= 20_000.0);
 }
+
+fn v6(last: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = 0xfd;
+    a[1] = 0x00;
+    a[14] = (last >> 8) as u8;
+    a[15] = last as u8;
+    a
+}
+
+#[test]
+fn ipv6_floods_scans_and_sweeps_alike() {
+    let mut e = engine(config());
+    let victim = v6(1);
+    // Spoofed SYN flood to an IPv6 host.
+    let ev = feed(&mut e, 10, 2, 2000, |ts, i| SampleRecord {
+        ip_version: 6,
+        src_addr: v6(1000 + i as u16),
+        dst_addr: victim,
+        ..syn(ts, [0; 4])
+    });
+    let s = starts(&ev, DetectorKind::SynFlood);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].incident.subject, Subject::Destination(victim));
+    // A port scan and an ICMPv6 echo sweep from one IPv6 source.
+    let scanner = v6(7);
+    let ev = feed(&mut e, 20, 1, 100, |ts, i| SampleRecord {
+        ip_version: 6,
+        src_addr: scanner,
+        dst_addr: victim,
+        dst_port: 1 + i as u16,
+        ..syn(ts, [0; 4])
+    });
+    let s = starts(&ev, DetectorKind::PortScan);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s[0].incident.subject,
+        Subject::Pair {
+            src: scanner,
+            dst: victim
+        }
+    );
+    let ev = feed(&mut e, 30, 1, 40, |ts, i| SampleRecord {
+        ip_version: 6,
+        class: ProtocolClass::Icmpv6 as u8,
+        l4_proto: 58,
+        src_port: 128,
+        dst_port: 0,
+        tcp_flags: 0,
+        src_addr: scanner,
+        dst_addr: v6(2000 + i as u16),
+        ..base(ts, [0; 4])
+    });
+    let s = starts(&ev, DetectorKind::Sweep);
+    assert_eq!(s.len(), 1, "{ev:?}");
+    assert_eq!(
+        s[0].incident.subject,
+        Subject::SourcePort {
+            src: scanner,
+            proto: 58,
+            port: 0
+        }
+    );
+}
+
+#[test]
+fn static_volume_threshold_exactly_at_below_and_above() {
+    for (rate, alerts) in [(2999u64, false), (3000, true), (3001, true)] {
+        let mut c = config();
+        c.volume.baseline = false;
+        c.volume.pps = Some(3000.0);
+        let mut e = engine(c);
+        let ev = feed(&mut e, 10, 2, rate, |ts, _| {
+            udp(ts, [198, 18, 5, 1], 4000, 100)
+        });
+        let s = starts(&ev, DetectorKind::Volume);
+        assert_eq!(s.len(), usize::from(alerts), "{rate} pps");
+        if let Some(s) = s.first() {
+            assert_eq!(s.incident.latest.value, rate as f64);
+            assert_eq!(s.incident.latest.unit, nta::detect::Unit::PacketsPerSecond);
+        }
+    }
+}

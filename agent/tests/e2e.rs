@@ -431,6 +431,44 @@ fn bad_flow_file_is_refused_before_attaching() {
 }
 
 /// A child process killed (SIGTERM, then SIGKILL) on drop.
+#[test]
+fn bad_detection_config_and_webhook_are_refused_before_attaching() {
+    if !privileged("bad_detection_config_and_webhook_are_refused_before_attaching") {
+        return;
+    }
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.join("nta.toml");
+    std::fs::write(
+        &cfg,
+        "[detect]\ntracked_keys = 10\n[detect.syn_flood]\npsp = 5\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = cfg.to_string_lossy().into_owned();
+    let base = ["run", "--iface", "lo", "--listen", "127.0.0.1:0"];
+    let with = |extra: &[&str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        run_nta_expecting_error(&v)
+    };
+    let err = with(&["--config", &cfg]);
+    assert!(
+        err.contains(&cfg) && err.contains("line 4") && err.contains("unknown field `psp`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[detect.incidents]\nquiet = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let err = with(&["--config", &cfg]);
+    assert!(
+        err.contains("detect.incidents.quiet: must be at least 1s"),
+        "{err}"
+    );
+    let err = with(&["--config", "/nonexistent/nta.toml"]);
+    assert!(err.contains("reading /nonexistent/nta.toml"), "{err}");
+    let err = with(&["--webhook", "ftp://example.invalid/x"]);
+    assert!(err.contains("needs an http:// or https:// URL"), "{err}");
+    // Nothing was attached to lo on the way.
+    assert!(!xdp_attached("lo"));
+}
+
 struct Daemon(Child);
 
 impl Daemon {
@@ -669,16 +707,36 @@ fn every_metric_the_dashboards_use_is_exposed() {
     if !privileged("every_metric_the_dashboards_use_is_exposed") {
         return;
     }
-    let (_ns, veth) = lab("ntad");
+    let (ns, veth) = lab("ntad");
     let dir = TempDir::new("dashboards");
     let flows = dir.join("flows.jsonl");
+    let alerts = dir.join("alerts.jsonl");
+    // A short baseline warm-up, so the band's series exist within seconds.
+    let config = dir.join("nta.toml");
+    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     let agent = Agent::start(&[
         "--iface",
         &veth.outer,
         "--flows",
         flows.to_str().unwrap_or_default(),
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+        "--config",
+        config.to_str().unwrap_or_default(),
     ]);
-    let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
+    // Traffic, so the per-destination series exist (they hold only the
+    // destinations of the last second).
+    let frames: Vec<Vec<u8>> = protocol_mix().iter().map(|m| m.frame.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        send_frames(ns.name(), &veth.inner, &frames, 20).unwrap_or_else(|e| panic!("{e}"));
+        let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
+        if text.contains("nta_destination_pps_upper{") || Instant::now() > deadline {
+            break text;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
     let exposed: std::collections::BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

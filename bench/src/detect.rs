@@ -15,7 +15,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use agent_common::{
@@ -34,7 +34,7 @@ use nta_lab::{
 };
 use serde_json::Value;
 
-use crate::report::mmm;
+use crate::report::{XorShift, mmm};
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
@@ -46,20 +46,12 @@ pub struct DetectArgs {
     /// Measure the cost only (no lab, no attack tools).
     #[arg(long)]
     cost_only: bool,
+    /// Latency of these detectors only (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// The nta binary.
     #[arg(long, default_value = "target/release/nta")]
     nta: PathBuf,
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// The mixed stream, timestamps 1 µs apart (1 M samples/s); with
@@ -412,13 +404,16 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
         thread::sleep(Duration::from_millis(50));
     }
     let mut md = String::from(
-        "| detector | attack (in the attacker namespace) | alerts | latency, ms |\n|---|---|---|---|\n",
+        "| detector | attack (in the attacker namespace) | alerts | latency: tool start to alert written, ms | of which: crossing sample or window end to alert written, ms |\n|---|---|---|---|---|\n",
     );
-    for attack in ATTACKS {
+    let chosen = ATTACKS
+        .iter()
+        .filter(|a| args.only.is_empty() || args.only.iter().any(|o| o == a.detector));
+    for attack in chosen {
         if attack.spoofs {
             lab.assert_spoof_guard()?;
         }
-        let mut ms = Vec::new();
+        let (mut ms, mut nta_ms) = (Vec::new(), Vec::new());
         for run in 0..args.runs {
             eprintln!(
                 "detect latency: {} run {}/{}",
@@ -431,11 +426,17 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
             let mut child = lab.attack(10, attack.tool)?;
             let found = loop {
                 let new = alerts(&file);
-                let hit = new.iter().skip(seen).any(|a| {
+                let hit = new.iter().skip(seen).find(|a| {
                     a["rule"]["name"] == attack.detector && a["nta"]["alert"]["state"] == "start"
                 });
-                if hit {
-                    break Some(start.elapsed());
+                if let Some(a) = hit {
+                    // The alert's own time is the sample that crossed the
+                    // threshold (scans) or the end of the window (rates).
+                    let own = a["@timestamp"]
+                        .as_str()
+                        .and_then(|t| humantime::parse_rfc3339(t).ok())
+                        .and_then(|t| SystemTime::now().duration_since(t).ok());
+                    break Some((start.elapsed(), own));
                 }
                 if start.elapsed() > Duration::from_secs(8) {
                     break None;
@@ -443,8 +444,11 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
                 thread::sleep(Duration::from_millis(2));
             };
             stop(&mut child);
-            if let Some(d) = found {
+            if let Some((d, own)) = found {
                 ms.push(d.as_secs_f64() * 1e3);
+                if let Some(own) = own {
+                    nta_ms.push(own.as_secs_f64() * 1e3);
+                }
             }
             wait_quiet(&file, Duration::from_secs(15))?;
             thread::sleep(SCAN_WINDOW);
@@ -453,8 +457,13 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
         if found == 0 {
             bail!("{}: no alert in {} runs", attack.detector, args.runs);
         }
+        let own = if nta_ms.is_empty() {
+            "-".to_string()
+        } else {
+            mmm(nta_ms, 0)
+        };
         md.push_str(&format!(
-            "| {} | `{}` | {found}/{} | {} |\n",
+            "| {} | `{}` | {found}/{} | {} | {own} |\n",
             attack.detector,
             attack.tool.join(" "),
             args.runs,
@@ -466,7 +475,11 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &DetectArgs) -> anyhow::Result<String> {
-    let mut md = cost(args.rounds);
+    let mut md = if args.only.is_empty() {
+        cost(args.rounds)
+    } else {
+        String::new()
+    };
     if !args.cost_only {
         md.push('\n');
         md.push_str(&latency(args)?);

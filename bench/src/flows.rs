@@ -14,23 +14,12 @@ use nta::{
     flow::{ExpireReason, FlowConfig, FlowTable},
 };
 
-use crate::report::mmm;
+use crate::report::{XorShift, mmm};
 
 #[derive(clap::Args)]
 pub struct FlowArgs {
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Flow `n`'s record: distinct source address and port per flow.

@@ -19,3 +19,16 @@ pub fn mmm(v: Vec<f64>, precision: usize) -> String {
 pub fn mpps(pps: f64) -> f64 {
     pps / 1e6
 }
+
+/// xorshift64: a fast, repeatable stream for synthetic records.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}

@@ -122,6 +122,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             result: nta_bench(&["flows", "--rounds", &rounds]).and_then(|_| section("flows")),
         },
         Stage {
+            title: "Detection: cost and latency",
+            command: format!("nta-bench detect --rounds {rounds} --runs 10"),
+            intro: "Cost: one core, the flow table and the detection engine of `nta run` (7 detectors, incidents) on a \
+                    synthetic sample stream, alone and together (flows, then detection, per batch of 1024 as the agent \
+                    does). Target: >= 2 M records/s for flows plus detection. Latency: `nta run --alerts` in the victim \
+                    namespace of an attack lab, each detector's attack started 10 times with real tools (hping3's random \
+                    sources behind the nftables guard); from just before the tool starts (its start-up included) to the \
+                    incident's start line in the alert file. Incidents end 1 s after the attack and scan windows are 2 s \
+                    here so every run starts fresh; volume uses a static 30 kpps threshold.",
+            result: nta_bench(&["detect", "--rounds", &rounds, "--runs", "10"])
+                .and_then(|_| section("detect")),
+        },
+        Stage {
             title: "4-5. Against tcpdump: lossless rate and CPU",
             command: format!("nta-bench compare --rounds {rounds}"),
             intro: "",

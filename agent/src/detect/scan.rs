@@ -4,9 +4,9 @@
 //! HyperLogLog past 128 items (cardinality-estimator), so a key costs 8
 //! bytes for one item and under 1 KiB however many it sees.
 //!
-//! Probes are samples that start a new flow and are TCP SYNs without ACK,
-//! UDP datagrams (first fragments included) or, for sweeps, ICMP/ICMPv6
-//! echo requests: a scanner's probes are all new 5-tuples, while the
+//! Probes are samples that start a new flow and are TCP SYNs without ACK
+//! or UDP datagrams (first fragments included), and, for sweeps, every
+//! ICMP/ICMPv6 echo request: a scanner's probes are all new 5-tuples, while the
 //! packets of established conversations are not probes, which also keeps
 //! this detector's work to new flows only. Sampling: with
 //! SYNs and ICMP sampled at the control rate (1 by default) the count is
@@ -200,7 +200,10 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
     }
 
     fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<Finding>) {
-        if !new_flow {
+        // An echo request reuses its "flow" (ICMP has no ports), so a
+        // second sweep of the same hosts would look old: echo requests
+        // always count, TCP and UDP only when they start a flow.
+        if !new_flow && !is_echo_request(r) {
             return;
         }
         let Some((key, item)) = S::probe(r) else {
@@ -424,6 +427,21 @@ mod tests {
         }
         assert!(out.is_empty());
         assert_eq!(d.tracked().0, 0);
+    }
+
+    #[test]
+    fn echo_requests_count_even_in_known_flows() {
+        let mut d = SweepDetector::new(cfg(4), 1024);
+        let mut out = Vec::new();
+        for h in 0..4u8 {
+            let mut r = syn(u64::from(h), 9, h, 0);
+            r.class = ProtocolClass::Icmp as u8;
+            r.l4_proto = 1;
+            r.tcp_flags = 0;
+            r.src_port = ICMP_ECHO_REQUEST;
+            d.observe(&r, false, &mut out);
+        }
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
