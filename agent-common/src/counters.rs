@@ -1,7 +1,13 @@
 //! The per-CPU state the XDP program keeps: exact counters plus the sampler's
 //! position. One map entry per CPU so a packet costs one map lookup.
 
-use crate::class::{CLASS_COUNT, PARSE_ERROR_COUNT, TCP_FLAG_COUNTER_COUNT};
+use crate::{
+    class::{
+        CLASS_COUNT, PARSE_ERROR_COUNT, ParseError, ProtocolClass, TCP_FLAG_COUNTER_COUNT,
+        TcpFlagCounter, tcp_flags,
+    },
+    parse::Parsed,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +70,58 @@ impl Counters {
         self.vlan_packets = self.vlan_packets.wrapping_add(other.vlan_packets);
         self.samples = self.samples.wrapping_add(other.samples);
         self.ringbuf_dropped = self.ringbuf_dropped.wrapping_add(other.ringbuf_dropped);
+    }
+
+    /// Counts one parsed frame of `frame_len` bytes: the one counting rule
+    /// of the XDP program and of offline analysis.
+    #[inline(always)]
+    pub fn count(&mut self, p: &Parsed, frame_len: u64) {
+        #[inline(always)]
+        fn bump(c: &mut u64, by: u64) {
+            *c = c.wrapping_add(by);
+        }
+        let class = p.class as usize;
+        if let Some(n) = self.packets.get_mut(class) {
+            bump(n, 1);
+        }
+        if let Some(n) = self.bytes.get_mut(class) {
+            bump(n, frame_len);
+        }
+        match p.ip_version {
+            4 => bump(&mut self.ip_version[0], 1),
+            6 => bump(&mut self.ip_version[1], 1),
+            _ => {}
+        }
+        if p.vlan_depth != 0 {
+            bump(&mut self.vlan_packets, 1);
+        }
+        if p.class == ProtocolClass::Tcp {
+            let f = p.tcp_flags;
+            if f & tcp_flags::SYN != 0 {
+                let which = if f & tcp_flags::ACK != 0 {
+                    TcpFlagCounter::SynAck
+                } else {
+                    TcpFlagCounter::Syn
+                };
+                bump(&mut self.tcp_flags[which as usize], 1);
+            }
+            if f & tcp_flags::FIN != 0 {
+                bump(&mut self.tcp_flags[TcpFlagCounter::Fin as usize], 1);
+            }
+            if f & tcp_flags::RST != 0 {
+                bump(&mut self.tcp_flags[TcpFlagCounter::Rst as usize], 1);
+            }
+        }
+        if let Some(e) = p.error {
+            self.count_error(e);
+        }
+    }
+
+    #[inline(always)]
+    fn count_error(&mut self, e: ParseError) {
+        if let Some(n) = self.parse_errors.get_mut(e as usize) {
+            *n = n.wrapping_add(1);
+        }
     }
 
     pub fn total_packets(&self) -> u64 {

@@ -111,6 +111,62 @@ impl SampleRecord {
     }
 }
 
+/// Where and when a sampled frame was seen, besides what its parse says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleMeta {
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    pub frame_len: u32,
+    pub sample_rate: u32,
+    /// The frame is larger than its first buffer (XDP multi-buffer).
+    pub multi_buffer: bool,
+}
+
+impl SampleRecord {
+    /// The record for a parsed frame: the one way the XDP program and
+    /// offline analysis turn a parse into a sample.
+    #[inline(always)]
+    pub fn from_parsed(
+        p: &crate::parse::Parsed,
+        (src_addr, dst_addr): ([u8; 16], [u8; 16]),
+        meta: SampleMeta,
+    ) -> SampleRecord {
+        let mut flags = 0u8;
+        if p.is_control() {
+            flags |= record_flags::CONTROL;
+        }
+        if p.fragment {
+            flags |= record_flags::FRAGMENT;
+        }
+        if p.class == crate::class::ProtocolClass::Fragment {
+            flags |= record_flags::LATER_FRAGMENT;
+        }
+        if meta.multi_buffer {
+            flags |= record_flags::MULTI_BUFFER;
+        }
+        SampleRecord {
+            timestamp_ns: meta.timestamp_ns,
+            ifindex: meta.ifindex,
+            frame_len: meta.frame_len,
+            sample_rate: meta.sample_rate,
+            vlan_id: p.vlan_id,
+            src_port: p.src_port,
+            dst_port: p.dst_port,
+            version: RECORD_VERSION,
+            class: p.class as u8,
+            ip_version: p.ip_version,
+            l4_proto: p.l4_proto,
+            tcp_flags: p.tcp_flags,
+            ttl: p.ttl,
+            vlan_depth: p.vlan_depth,
+            flags,
+            _pad: [0; 6],
+            src_addr,
+            dst_addr,
+        }
+    }
+}
+
 /// Writes an IPv4 address as an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
 #[inline(always)]
 pub fn map_ipv4(addr: [u8; 4]) -> [u8; 16] {

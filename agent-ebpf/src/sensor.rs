@@ -1,11 +1,10 @@
 //! Per-packet work: parse, count, sample.
 
 use agent_common::{
-    class::{ParseError, ProtocolClass, TcpFlagCounter, tcp_flags},
     config::SamplerConfig,
-    counters::{Counters, CpuState},
+    counters::CpuState,
     parse::{self, Parsed},
-    sample::{RECORD_VERSION, SampleRecord, record_flags},
+    sample::{SampleMeta, SampleRecord},
 };
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
@@ -38,7 +37,7 @@ pub fn observe(ctx: &XdpContext) -> u32 {
     } else {
         linear
     };
-    count(&mut state.counters, &parsed, frame_len);
+    state.counters.count(&parsed, frame_len);
 
     let config = CONFIG.get(0).copied().unwrap_or_default();
     if let Some(rate) = sampling_decision(state, &parsed, &config) {
@@ -81,52 +80,6 @@ fn bump(c: &mut u64, by: u64) {
     *c = c.wrapping_add(by);
 }
 
-#[inline(always)]
-fn count(c: &mut Counters, p: &Parsed, frame_len: u64) {
-    let class = p.class as usize;
-    if let Some(n) = c.packets.get_mut(class) {
-        bump(n, 1);
-    }
-    if let Some(n) = c.bytes.get_mut(class) {
-        bump(n, frame_len);
-    }
-    match p.ip_version {
-        4 => bump(&mut c.ip_version[0], 1),
-        6 => bump(&mut c.ip_version[1], 1),
-        _ => {}
-    }
-    if p.vlan_depth != 0 {
-        bump(&mut c.vlan_packets, 1);
-    }
-    if p.class == ProtocolClass::Tcp {
-        let f = p.tcp_flags;
-        if f & tcp_flags::SYN != 0 {
-            let which = if f & tcp_flags::ACK != 0 {
-                TcpFlagCounter::SynAck
-            } else {
-                TcpFlagCounter::Syn
-            };
-            bump(&mut c.tcp_flags[which as usize], 1);
-        }
-        if f & tcp_flags::FIN != 0 {
-            bump(&mut c.tcp_flags[TcpFlagCounter::Fin as usize], 1);
-        }
-        if f & tcp_flags::RST != 0 {
-            bump(&mut c.tcp_flags[TcpFlagCounter::Rst as usize], 1);
-        }
-    }
-    if let Some(e) = p.error {
-        count_error(c, e);
-    }
-}
-
-#[inline(always)]
-fn count_error(c: &mut Counters, e: ParseError) {
-    if let Some(n) = c.parse_errors.get_mut(e as usize) {
-        bump(n, 1);
-    }
-}
-
 /// Deterministic 1-in-N: every N-th packet of each kind on this CPU.
 /// Returns the rate that applied when this packet is sampled.
 #[inline(always)]
@@ -165,41 +118,18 @@ fn submit_sample(
         bump(&mut state.counters.ringbuf_dropped, 1);
         return;
     };
-    let (src_addr, dst_addr) = p.addresses(frame);
-    let mut flags = 0u8;
-    if p.is_control() {
-        flags |= record_flags::CONTROL;
-    }
-    if p.fragment {
-        flags |= record_flags::FRAGMENT;
-    }
-    if p.class == ProtocolClass::Fragment {
-        flags |= record_flags::LATER_FRAGMENT;
-    }
-    if multi_buffer {
-        flags |= record_flags::MULTI_BUFFER;
-    }
-    entry.write(SampleRecord {
-        // SAFETY: plain helper without arguments.
-        timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        ifindex: ctx.ingress_ifindex() as u32,
-        frame_len: frame_len as u32,
-        sample_rate: rate,
-        vlan_id: p.vlan_id,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        version: RECORD_VERSION,
-        class: p.class as u8,
-        ip_version: p.ip_version,
-        l4_proto: p.l4_proto,
-        tcp_flags: p.tcp_flags,
-        ttl: p.ttl,
-        vlan_depth: p.vlan_depth,
-        flags,
-        _pad: [0; 6],
-        src_addr,
-        dst_addr,
-    });
+    entry.write(SampleRecord::from_parsed(
+        p,
+        p.addresses(frame),
+        SampleMeta {
+            // SAFETY: plain helper without arguments.
+            timestamp_ns: unsafe { bpf_ktime_get_ns() },
+            ifindex: ctx.ingress_ifindex() as u32,
+            frame_len: frame_len as u32,
+            sample_rate: rate,
+            multi_buffer,
+        },
+    ));
     // Wake the consumer only every `wakeup_batch` records per CPU; it also
     // drains on a timer, so records in between are never stranded.
     let since = state.sampler.since_wakeup + 1;

@@ -22,6 +22,46 @@ pub enum Command {
     /// Attach the XDP sensor to interfaces and serve Prometheus metrics
     /// until SIGINT/SIGTERM. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
     Run(RunArgs),
+    /// Analyse capture files (pcap, pcapng, gzip-compressed or not) with
+    /// the live sensor's parser, flow table and detectors, in packet time.
+    /// No root needed. Prints a summary; writes flows, alerts and an HTML
+    /// report on request.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Capture files; several are read as one stream in timestamp order.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+
+    /// Write flows to FILE (.jsonl/.ndjson/.json or .csv), as `nta run`.
+    #[arg(long = "flows", value_name = "FILE")]
+    pub flow_files: Vec<std::path::PathBuf>,
+
+    /// Write alerts (incident start, update, end) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<std::path::PathBuf>,
+
+    /// Write an HTML report with charts into DIR (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
+
+    /// Config file: the `[detect]` section as for `nta run`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// A flow with no packet for this long is ended.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flow_idle_timeout: std::time::Duration,
+
+    /// A flow lasting this long is exported periodically.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flow_active_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod flows;
 pub mod iface;
 pub mod metrics;
 pub mod objects;
+pub mod offline;
 pub mod privileges;
 pub mod run;
 pub mod sensor;

@@ -24,12 +24,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     match cli.command {
-        Command::Run(args) => runtime.block_on(nta::run::run(args))?,
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(nta::run::run(args))?;
+        }
+        // Offline analysis needs no async runtime.
+        Command::Analyze(args) => nta::offline::cli::run(args)?,
     }
     Ok(())
 }

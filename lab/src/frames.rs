@@ -271,8 +271,13 @@ impl FrameSpec {
             f.extend_from_slice(&tpid.to_be_bytes());
             f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
         }
-        let l4 = self.l4.header();
+        let mut l4 = self.l4.header();
         let payload = payload_bytes(self.payload_len);
+        if let L4::Udp { .. } = self.l4 {
+            // A real UDP length, so dissectors (tshark) accept the frame.
+            let len = (l4.len() + payload.len()) as u16;
+            l4[4..6].copy_from_slice(&len.to_be_bytes());
+        }
         match &self.l3 {
             L3::Ipv4(h) => {
                 f.extend_from_slice(&0x0800u16.to_be_bytes());

@@ -1,0 +1,478 @@
+//! `nta analyze`: capture files through the live agent's pipeline. Each
+//! frame is parsed by the XDP program's parser and counted by its counting
+//! rule, becomes a sample record at rate 1, and goes through the same flow
+//! table, detectors, incidents and exporters as `nta run`, with the
+//! packets' own timestamps as the clock.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use agent_common::{
+    counters::Counters,
+    parse,
+    sample::{SampleMeta, SampleRecord},
+};
+use serde::Serialize;
+
+use super::{
+    capture::{CaptureError, CaptureFile, Damage, Merged, linktype_name},
+    link,
+    timeline::Timeline,
+};
+use crate::{
+    alert::{self, AlertMetrics, AlertSink, Alerts, FileSink},
+    detect::{AlertEvent, DetectConfig, Engine, NS, Transition, display_addr},
+    export::{self, ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
+    flow::{ExpiredFlow, FlowConfig, FlowTable},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("flow output")]
+    Flows(#[from] ExportError),
+    #[error("alert output")]
+    Alerts(#[from] alert::AlertError),
+    #[error("nothing could be read: {0}")]
+    NothingRead(String),
+    #[error("alert metrics")]
+    Metrics(#[source] prometheus::Error),
+}
+
+/// Called now and then with (bytes read, bytes in all, packets).
+pub type Progress = Box<dyn FnMut(u64, u64, u64)>;
+
+pub struct AnalyzeOptions {
+    pub files: Vec<PathBuf>,
+    pub flow_files: Vec<PathBuf>,
+    pub alerts: Option<PathBuf>,
+    pub detect: DetectConfig,
+    pub flow: FlowConfig,
+    pub progress: Option<Progress>,
+}
+
+/// A talker or port with its packets and bytes.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Top {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct IncidentSummary {
+    pub id: String,
+    pub detector: &'static str,
+    pub severity: &'static str,
+    pub summary: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub peak: f64,
+    pub unit: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FileSummary {
+    pub path: PathBuf,
+    pub packets: u64,
+}
+
+/// Everything the summary, `--json` and the report show.
+#[derive(Debug, Serialize)]
+pub struct Analysis {
+    pub files: Vec<FileSummary>,
+    /// Where files stopped early, and why.
+    pub damage: Vec<DamageSummary>,
+    /// Frames skipped because of their link type, by link type.
+    pub unknown_link_types: BTreeMap<String, u64>,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames stored shorter than they were on the wire.
+    pub truncated_by_snaplen: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Exactly what the XDP program's counters would say.
+    #[serde(skip)]
+    pub counters: Counters,
+    pub classes: BTreeMap<&'static str, ClassCount>,
+    pub tcp_flags: BTreeMap<&'static str, u64>,
+    pub parse_errors: BTreeMap<&'static str, u64>,
+    pub ip_versions: BTreeMap<&'static str, u64>,
+    pub vlan_frames: u64,
+    pub flows: u64,
+    pub top_talkers: Vec<Top>,
+    pub top_ports: Vec<Top>,
+    pub incidents: Vec<IncidentSummary>,
+    #[serde(skip)]
+    pub timeline: Timeline,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ClassCount {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DamageSummary {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub why: String,
+}
+
+impl From<Damage> for DamageSummary {
+    fn from(d: Damage) -> Self {
+        DamageSummary {
+            path: d.path,
+            offset: d.offset,
+            why: d.why,
+        }
+    }
+}
+
+/// Talkers and ports tracked exactly up to this many; beyond, new ones are
+/// not listed (their traffic still counts everywhere else).
+const TOP_TRACKED: usize = 1 << 20;
+const TOP_SHOWN: usize = 10;
+/// Record time between flow sweeps and detector ticks, as live.
+const TICK_NS: u64 = NS / 10;
+
+struct Tops {
+    talkers: HashMap<[u8; 16], (u64, u64)>,
+    ports: HashMap<(u8, u16), (u64, u64)>,
+}
+
+impl Tops {
+    fn add(&mut self, r: &SampleRecord) {
+        if r.ip_version == 0 {
+            return;
+        }
+        let len = u64::from(r.frame_len);
+        let full = self.talkers.len() >= TOP_TRACKED;
+        if let Some(t) = self.talkers.get_mut(&r.src_addr) {
+            t.0 += 1;
+            t.1 += len;
+        } else if !full {
+            self.talkers.insert(r.src_addr, (1, len));
+        }
+        if matches!(r.l4_proto, 6 | 17 | 132)
+            && r.flags & agent_common::sample::record_flags::LATER_FRAGMENT == 0
+        {
+            let key = (r.l4_proto, r.dst_port);
+            let full = self.ports.len() >= TOP_TRACKED;
+            if let Some(t) = self.ports.get_mut(&key) {
+                t.0 += 1;
+                t.1 += len;
+            } else if !full {
+                self.ports.insert(key, (1, len));
+            }
+        }
+    }
+}
+
+fn top<K>(m: HashMap<K, (u64, u64)>, name: impl Fn(&K) -> String) -> Vec<Top> {
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(b.1.0.cmp(&a.1.0)));
+    v.truncate(TOP_SHOWN);
+    v.iter()
+        .map(|(k, (p, b))| Top {
+            name: name(k),
+            packets: *p,
+            bytes: *b,
+        })
+        .collect()
+}
+
+fn transport(proto: u8) -> &'static str {
+    match proto {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        _ => "ip",
+    }
+}
+
+/// Flow records of expired flows, written by every exporter.
+fn export(
+    exporters: &mut [Box<dyn FlowExporter>],
+    expired: &mut Vec<ExpiredFlow>,
+    names: &[String],
+) -> Result<(), ExportError> {
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<FlowRecord> = expired
+        .iter()
+        .map(|f| {
+            let name = names
+                .get((f.stats.ifindex as usize).saturating_sub(1))
+                .map_or("", String::as_str);
+            FlowRecord::new(f, WallClock::unix(), name)
+        })
+        .collect();
+    expired.clear();
+    for e in exporters.iter_mut() {
+        e.export(&records)?;
+    }
+    Ok(())
+}
+
+fn note_incidents(
+    events: &mut Vec<AlertEvent>,
+    incidents: &mut Vec<IncidentSummary>,
+    alerts: Option<&Alerts>,
+    groups: &[String],
+) {
+    for ev in events.drain(..) {
+        let i = &ev.incident;
+        match ev.transition {
+            Transition::Start => incidents.push(IncidentSummary {
+                id: i.id.clone(),
+                detector: i.detector.label(),
+                severity: i.severity.label(),
+                summary: alert::summary(&ev, groups),
+                start_ns: i.started_ns,
+                end_ns: i.last_seen_ns,
+                peak: i.peak,
+                unit: i.latest.unit.label(),
+            }),
+            Transition::Update | Transition::End => {
+                if let Some(s) = incidents.iter_mut().rev().find(|s| s.id == i.id) {
+                    s.end_ns = i.last_seen_ns;
+                    s.peak = i.peak;
+                    s.severity = i.severity.label();
+                }
+            }
+        }
+        if let Some(a) = alerts {
+            a.send(ev);
+        }
+    }
+}
+
+pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
+    let read = Arc::new(AtomicU64::new(0));
+    let total: u64 = o
+        .files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut files = Vec::new();
+    let mut open_errors = Vec::new();
+    for p in &o.files {
+        match CaptureFile::open(p, read.clone()) {
+            Ok(f) => files.push(f),
+            // One unreadable file does not stop the others.
+            Err(e) => {
+                tracing::error!("{e}");
+                open_errors.push(e.to_string());
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(AnalyzeError::NothingRead(open_errors.join("; ")));
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path()
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let rotation = RotationConfig::default();
+    let mut exporters = o
+        .flow_files
+        .iter()
+        .map(|p| export::open_flow_file(p, rotation))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups: Vec<String> = o
+        .detect
+        .host_groups
+        .iter()
+        .map(|g| g.name.clone())
+        .collect();
+    let alerts = match &o.alerts {
+        Some(path) => {
+            let registry = prometheus::Registry::new();
+            let metrics = AlertMetrics::register(&registry).map_err(AnalyzeError::Metrics)?;
+            let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(FileSink::open(path, rotation)?)];
+            Some(Alerts::spawn(
+                sinks,
+                WallClock::unix(),
+                groups.clone(),
+                metrics,
+            ))
+        }
+        None => None,
+    };
+    let detect_on = o.detect.enabled;
+    let mut engine = Engine::new(o.detect.clone());
+    let mut table = FlowTable::new(o.flow);
+    let mut merged = Merged::new(files);
+
+    let mut counters = Counters::default();
+    let mut unknown: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut tops = Tops {
+        talkers: HashMap::new(),
+        ports: HashMap::new(),
+    };
+    let mut timeline = Timeline::default();
+    let (mut expired, mut events, mut incidents) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut frames, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
+    let (mut first_ns, mut last_ns) = (u64::MAX, 0u64);
+    let mut next_tick = 0u64;
+    let mut buf = Vec::with_capacity(65536);
+    let mut last_progress = Instant::now();
+
+    while let Some(pkt) = merged.next_packet() {
+        // Each file is an "interface" of its own in flow records.
+        let ifindex = 1 + pkt.file;
+        let Some(framing) = link::framing(pkt.linktype, &pkt.data) else {
+            *unknown.entry(pkt.linktype).or_default() += 1;
+            continue;
+        };
+        let eth = link::ethernet(framing, &pkt.data, &mut buf);
+        let wire_len =
+            (i64::from(pkt.orig_len) + link::length_delta(framing)).max(eth.len() as i64) as u64;
+        if (pkt.data.len() as u32) < pkt.orig_len {
+            truncated += 1;
+        }
+        let p = parse::parse(eth);
+        counters.count(&p, wire_len);
+        let ts = pkt.ts_ns;
+        let r = SampleRecord::from_parsed(
+            &p,
+            p.addresses(eth),
+            SampleMeta {
+                timestamp_ns: ts,
+                ifindex,
+                frame_len: wire_len.min(u64::from(u32::MAX)) as u32,
+                sample_rate: 1,
+                multi_buffer: false,
+            },
+        );
+        frames += 1;
+        bytes += wire_len;
+        first_ns = first_ns.min(ts);
+        last_ns = last_ns.max(ts);
+        tops.add(&r);
+        timeline.add(&r, &p);
+        let new_flow = table.update(&r, &mut expired);
+        if new_flow {
+            timeline.flow_started(ts);
+        }
+        if detect_on {
+            engine.observe(&r, new_flow, &mut events);
+        }
+        if ts >= next_tick {
+            table.expire_idle(ts, &mut expired);
+            if detect_on {
+                engine.advance(ts, &mut events);
+            }
+            next_tick = ts.saturating_add(TICK_NS);
+            if let Some(cb) = &mut o.progress
+                && last_progress.elapsed().as_millis() >= 100
+            {
+                cb(read.load(Ordering::Relaxed), total, frames);
+                last_progress = Instant::now();
+            }
+        }
+        export(&mut exporters, &mut expired, &names)?;
+        note_incidents(&mut events, &mut incidents, alerts.as_ref(), &groups);
+    }
+    if let Some(cb) = &mut o.progress {
+        cb(read.load(Ordering::Relaxed), total, frames);
+    }
+    // The end of the input ends every flow and incident.
+    let end = if last_ns == 0 { 0 } else { last_ns };
+    if detect_on {
+        engine.finish(end, &mut events);
+    }
+    table.drain(&mut expired);
+    export(&mut exporters, &mut expired, &names)?;
+    for e in &mut exporters {
+        e.flush()?;
+    }
+    note_incidents(&mut events, &mut incidents, alerts.as_ref(), &groups);
+    if let Some(a) = alerts {
+        a.close();
+    }
+
+    let file_summaries: Vec<FileSummary> = merged
+        .files()
+        .map(|f| FileSummary {
+            path: f.path().to_path_buf(),
+            packets: f.packets,
+        })
+        .collect();
+    let damage: Vec<DamageSummary> = merged
+        .files()
+        .filter_map(|f| f.damage.clone())
+        .map(Into::into)
+        .collect();
+    if frames == 0 && unknown.is_empty() && !damage.is_empty() {
+        let why: Vec<String> = damage
+            .iter()
+            .map(|d| format!("{}: at byte {}: {}", d.path.display(), d.offset, d.why))
+            .collect();
+        return Err(AnalyzeError::NothingRead(why.join("; ")));
+    }
+    let c = &counters;
+    use agent_common::class::{ParseError, ProtocolClass, TcpFlagCounter};
+    Ok(Analysis {
+        files: file_summaries,
+        damage,
+        unknown_link_types: unknown
+            .into_iter()
+            .map(|(l, n)| (linktype_name(l), n))
+            .collect(),
+        frames,
+        bytes,
+        truncated_by_snaplen: truncated,
+        first_ns: if frames == 0 { 0 } else { first_ns },
+        last_ns,
+        classes: ProtocolClass::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.label(),
+                    ClassCount {
+                        packets: c.packets[*k as usize],
+                        bytes: c.bytes[*k as usize],
+                    },
+                )
+            })
+            .collect(),
+        tcp_flags: TcpFlagCounter::ALL
+            .iter()
+            .map(|f| (f.label(), c.tcp_flags[*f as usize]))
+            .collect(),
+        parse_errors: ParseError::ALL
+            .iter()
+            .map(|e| (e.label(), c.parse_errors[*e as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        ip_versions: [("4", c.ip_version[0]), ("6", c.ip_version[1])]
+            .into_iter()
+            .collect(),
+        vlan_frames: c.vlan_packets,
+        flows: table.counters().created,
+        top_talkers: top(tops.talkers, |a| display_addr(a).to_string()),
+        top_ports: top(tops.ports, |(proto, port)| {
+            format!("{port}/{}", transport(*proto))
+        }),
+        incidents,
+        counters,
+        timeline,
+    })
+}

@@ -1,0 +1,114 @@
+//! Traffic over time for the report: per second, packets and bytes per
+//! protocol class, TCP flags and new flows; and a frame size histogram.
+
+use std::collections::BTreeMap;
+
+use agent_common::{
+    class::{CLASS_COUNT, ProtocolClass, TcpFlagCounter, tcp_flags},
+    parse::Parsed,
+    sample::SampleRecord,
+};
+
+use crate::detect::NS;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Second {
+    pub packets: [u64; CLASS_COUNT],
+    pub bytes: [u64; CLASS_COUNT],
+    pub tcp_flags: [u64; 4],
+    pub new_flows: u64,
+}
+
+/// Upper bounds of the size histogram's buckets (the last is open).
+pub const SIZE_BUCKETS: [u64; 8] = [64, 128, 256, 512, 1024, 1518, 9000, u64::MAX];
+
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub seconds: BTreeMap<u64, Second>,
+    pub sizes: [u64; SIZE_BUCKETS.len()],
+}
+
+impl Timeline {
+    pub fn add(&mut self, r: &SampleRecord, p: &Parsed) {
+        let s = self.seconds.entry(r.timestamp_ns / NS).or_default();
+        let c = p.class as usize;
+        s.packets[c] += 1;
+        s.bytes[c] += u64::from(r.frame_len);
+        if p.class == ProtocolClass::Tcp {
+            let f = p.tcp_flags;
+            let mut bump = |k: TcpFlagCounter| s.tcp_flags[k as usize] += 1;
+            if f & tcp_flags::SYN != 0 {
+                bump(if f & tcp_flags::ACK != 0 {
+                    TcpFlagCounter::SynAck
+                } else {
+                    TcpFlagCounter::Syn
+                });
+            }
+            if f & tcp_flags::FIN != 0 {
+                bump(TcpFlagCounter::Fin);
+            }
+            if f & tcp_flags::RST != 0 {
+                bump(TcpFlagCounter::Rst);
+            }
+        }
+        let len = u64::from(r.frame_len);
+        let b = SIZE_BUCKETS
+            .iter()
+            .position(|&u| len <= u)
+            .unwrap_or(SIZE_BUCKETS.len() - 1);
+        self.sizes[b] += 1;
+    }
+
+    pub fn flow_started(&mut self, ts_ns: u64) {
+        self.seconds.entry(ts_ns / NS).or_default().new_flows += 1;
+    }
+
+    /// At most `points` bins covering the whole capture, each the sum of
+    /// its seconds, with the bin width in seconds (for rates).
+    pub fn binned(&self, points: usize) -> (Vec<(u64, Second)>, u64) {
+        let (Some((&first, _)), Some((&last, _))) = (
+            self.seconds.first_key_value(),
+            self.seconds.last_key_value(),
+        ) else {
+            return (Vec::new(), 1);
+        };
+        let span = last - first + 1;
+        let width = span.div_ceil(points.max(1) as u64).max(1);
+        let mut bins: Vec<(u64, Second)> = (0..span.div_ceil(width))
+            .map(|i| (first + i * width, Second::default()))
+            .collect();
+        for (sec, s) in &self.seconds {
+            let b = &mut bins[((sec - first) / width) as usize].1;
+            for i in 0..CLASS_COUNT {
+                b.packets[i] += s.packets[i];
+                b.bytes[i] += s.bytes[i];
+            }
+            for i in 0..4 {
+                b.tcp_flags[i] += s.tcp_flags[i];
+            }
+            b.new_flows += s.new_flows;
+        }
+        (bins, width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_cover_the_capture_and_keep_every_count() {
+        let mut t = Timeline::default();
+        for sec in 100..1100u64 {
+            t.seconds.entry(sec).or_default().packets[0] = 2;
+        }
+        t.seconds.entry(1100).or_default().new_flows = 7;
+        let (bins, width) = t.binned(100);
+        assert_eq!(width, 11);
+        assert_eq!(bins.len(), 91, "1001 seconds in bins of 11");
+        let total: u64 = bins.iter().map(|b| b.1.packets[0]).sum();
+        assert_eq!(total, 2000);
+        assert_eq!(bins.iter().map(|b| b.1.new_flows).sum::<u64>(), 7);
+        assert_eq!(bins[0].0, 100);
+    }
+}

@@ -1,0 +1,536 @@
+//! `nta analyze` on capture files made here: per-class counts against
+//! tshark's dissection of the same file, class by class; pcapng and gzip;
+//! several files merged by time; truncated and corrupt files; unknown link
+//! types; flows, alerts and the HTML report.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use nta_lab::cases::{Case, protocol_cases, truncation_cases};
+use pcap_file::{
+    DataLink,
+    pcap::{PcapHeader, PcapPacket, PcapWriter},
+};
+use serde_json::Value;
+
+mod common;
+
+use common::{NTA, TempDir};
+
+/// The corpus, each case a few times, 1 ms apart from 2026-01-01.
+fn corpus() -> Vec<Case> {
+    let mut all = protocol_cases();
+    all.extend(truncation_cases());
+    all
+}
+
+const T0: u64 = 1_767_225_600;
+
+fn write_pcap(path: &Path, frames: &[Frame], link: DataLink) {
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let header = PcapHeader {
+        datalink: link,
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(file, header).unwrap_or_else(|e| panic!("{e}"));
+    for (ts_ns, data, orig) in frames {
+        let p = PcapPacket::new(Duration::from_nanos(*ts_ns), *orig, data);
+        w.write_packet(&p).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// (timestamp, frame, original length) for the corpus, case i repeated
+/// 1 + i % 3 times.
+/// (timestamp ns, frame bytes, original length).
+type Frame = (u64, Vec<u8>, u32);
+
+fn frames() -> (Vec<Frame>, Vec<&'static str>) {
+    let mut out = Vec::new();
+    let mut classes = Vec::new();
+    let mut t = T0 * 1_000_000_000;
+    for (i, c) in corpus().into_iter().enumerate() {
+        for _ in 0..=(i % 3) {
+            t += 1_000_000;
+            out.push((t, c.frame.clone(), c.frame.len() as u32));
+            classes.push(c.class);
+        }
+    }
+    (out, classes)
+}
+
+fn analyze(args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(NTA)
+        .arg("analyze")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json = if args.contains(&"--json") && out.status.success() {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        Value::Null
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), json, text)
+}
+
+fn classes_of(json: &Value) -> BTreeMap<String, u64> {
+    json["classes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v["packets"].as_u64().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn tshark_available() -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("tshark is missing and CI requires the comparison to run");
+    }
+    eprintln!("SKIPPED: tshark not installed");
+    false
+}
+
+/// IPv6 extension header layers in tshark's protocol list.
+const IPV6_EXT: [&str; 5] = [
+    "ipv6.hopopts",
+    "ipv6.routing",
+    "ipv6.fraghdr",
+    "ipv6.dstopts",
+    "ah",
+];
+/// The layers nta parses; a dissector error above them (DNS, LLDP...) is
+/// not nta's business.
+const NTA_LAYERS: [&str; 15] = [
+    "eth",
+    "ethertype",
+    "vlan",
+    "ieee8021ad",
+    "data",
+    "ip",
+    "ipv6",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "sctp",
+    "gre",
+    "ah",
+    "ipv6.hopopts",
+];
+
+fn nta_layer(l: &str) -> bool {
+    NTA_LAYERS.contains(&l) || l.starts_with("ipv6.")
+}
+
+/// nta's class for a frame, from tshark's dissection. Where nta's rules
+/// differ from what tshark shows, the rule is nta's own and documented in
+/// the README:
+/// - nta reads nothing above L4 and no payload of non-IP protocols: a
+///   broken DNS, LLDP or MPLS payload does not make a frame malformed;
+/// - more than two VLAN tags (802.1Q or 802.1ad) is non_ip;
+/// - more than six IPv6 extension headers is malformed (ipv6_ext_limit:
+///   the XDP program's walk is bounded);
+/// - checksums are not verified (tshark checks a few, e.g. IGMP's);
+/// - a non-first fragment is fragment, a first fragment is its L4.
+fn tshark_class(protocols: &str, malformed: bool, frag_v4: u32, frag_v6: u32) -> &'static str {
+    let layers: Vec<&str> = protocols.split(':').collect();
+    let tags = layers
+        .iter()
+        .filter(|l| **l == "vlan" || **l == "ieee8021ad")
+        .count();
+    let last = layers.last().copied().unwrap_or_default();
+    let broken = malformed && nta_layer(last);
+    let ip = layers.iter().position(|l| *l == "ip" || *l == "ipv6");
+    if tags > 2 {
+        return "non_ip";
+    }
+    if broken && ip.is_none() && !layers.contains(&"arp") {
+        return "malformed";
+    }
+    if layers.contains(&"arp") {
+        return "arp";
+    }
+    let Some(ip) = ip else {
+        return "non_ip";
+    };
+    if broken || layers.iter().filter(|l| IPV6_EXT.contains(l)).count() > 6 {
+        return "malformed";
+    }
+    if frag_v4 > 0 || frag_v6 > 0 {
+        return "fragment";
+    }
+    for l in &layers[ip + 1..] {
+        match *l {
+            "tcp" => return "tcp",
+            "udp" => return "udp",
+            "icmp" => return "icmp",
+            "icmpv6" => return "icmpv6",
+            "sctp" => return "sctp",
+            "gre" => return "gre",
+            _ => {}
+        }
+    }
+    "other_ip"
+}
+
+fn tshark_classes(path: &Path) -> Vec<&'static str> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(path)
+        .args([
+            "-o",
+            "ip.defragment:FALSE",
+            "-o",
+            "ipv6.defragment:FALSE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=;",
+            "-e",
+            "frame.protocols",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "_ws.expert.severity",
+            "-e",
+            "_ws.expert.message",
+            "-e",
+            "ip.frag_offset",
+            "-e",
+            "ipv6.fraghdr.offset",
+            "-e",
+            "vlan.id",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("tshark: {e}"));
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let protocols = f.first().copied().unwrap_or_default();
+            // tshark's "error" severity means the frame did not dissect,
+            // except for checksum complaints (nta checks no checksums).
+            let severities = f.get(2).copied().unwrap_or_default().split(';');
+            let messages = f.get(3).copied().unwrap_or_default().split(';');
+            let error = severities.zip(messages).any(|(s, m)| {
+                s.parse::<u64>().unwrap_or(0) >= 8_388_608 && !m.contains("checksum")
+            });
+            let malformed = !f.get(1).copied().unwrap_or_default().is_empty() || error;
+            let first = |s: Option<&&str>| {
+                s.and_then(|s| s.split(';').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            };
+            tshark_class(protocols, malformed, first(f.get(4)), first(f.get(5)))
+        })
+        .collect()
+}
+
+#[test]
+fn per_class_counts_match_tshark_class_by_class() {
+    if !tshark_available() {
+        return;
+    }
+    let dir = TempDir::new("analyze-tshark");
+    let path = dir.join("corpus.pcap");
+    let (frames, expected) = frames();
+    write_pcap(&path, &frames, DataLink::ETHERNET);
+    let (ok, json, text) = analyze(&["--json", path.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    let nta = classes_of(&json);
+    // The corpus's own expectations (the kernel tests hold the XDP
+    // program to the same ones).
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &expected {
+        *want.entry(c.to_string()).or_default() += 1;
+    }
+    assert_eq!(nta, want, "nta analyze against the corpus's expectations");
+
+    let ts = tshark_classes(&path);
+    assert_eq!(ts.len(), frames.len(), "tshark read every frame");
+    let mut by_tshark: BTreeMap<String, u64> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    for (i, (t, e)) in ts.iter().zip(&expected).enumerate() {
+        *by_tshark.entry(t.to_string()).or_default() += 1;
+        if t != e {
+            disagreements.push(format!("frame {}: tshark {t}, nta {e}", i + 1));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} frames classed differently:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    assert_eq!(nta, by_tshark);
+}
+
+#[test]
+fn pcapng_gzip_and_several_files_merge_in_time_order() {
+    let dir = TempDir::new("analyze-formats");
+    let (frames, _) = frames();
+    let (a, b): (Vec<_>, Vec<_>) = frames
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let a: Vec<_> = a.into_iter().map(|x| x.1).collect();
+    let b: Vec<_> = b.into_iter().map(|x| x.1).collect();
+    let pa = dir.join("a.pcap");
+    let pb = dir.join("b.pcap");
+    write_pcap(&pa, &a, DataLink::ETHERNET);
+    write_pcap(&pb, &b, DataLink::ETHERNET);
+    // b as gzip, a as pcapng (converted by editcap, as users would have).
+    let gz = dir.join("b.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap_or_else(|e| panic!("{e}")),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(&pb).unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    enc.finish().unwrap_or_else(|e| panic!("{e}"));
+    let whole = dir.join("whole.pcap");
+    write_pcap(&whole, &frames, DataLink::ETHERNET);
+    let (ok, one, text) = analyze(&["--json", whole.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    let mut inputs: Vec<PathBuf> = vec![pa.clone(), gz.clone()];
+    if Command::new("editcap").arg("-h").output().is_ok() {
+        let ng = dir.join("a.pcapng");
+        let st = Command::new("editcap")
+            .args(["-F", "pcapng"])
+            .arg(&pa)
+            .arg(&ng)
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(st.success());
+        inputs[0] = ng;
+    }
+    let args: Vec<&str> = std::iter::once("--json")
+        .chain(inputs.iter().map(|p| p.to_str().unwrap_or_default()))
+        .collect();
+    let (ok, two, text) = analyze(&args);
+    assert!(ok, "{text}");
+    assert_eq!(classes_of(&two), classes_of(&one));
+    assert_eq!(two["frames"], one["frames"]);
+    assert_eq!(two["bytes"], one["bytes"]);
+    assert_eq!(two["first_ns"], one["first_ns"]);
+    assert_eq!(two["last_ns"], one["last_ns"]);
+    assert_eq!(
+        two["flows"], one["flows"],
+        "merged in time order, flows are the same"
+    );
+    assert_eq!(
+        two["first_ns"].as_u64(),
+        Some(T0 * 1_000_000_000 + 1_000_000)
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_files_count_what_precedes_the_damage() {
+    let dir = TempDir::new("analyze-damage");
+    let (frames, _) = frames();
+    let good = dir.join("good.pcap");
+    write_pcap(&good, &frames[..100], DataLink::ETHERNET);
+    let bytes = std::fs::read(&good).unwrap_or_else(|e| panic!("{e}"));
+    // Cut in the middle of the 51st packet's data.
+    let mut offset = 24;
+    for (_, data, _) in &frames[..50] {
+        offset += 16 + data.len();
+    }
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..offset + 20]).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, json, text) = analyze(&["--json", cut.to_str().unwrap_or_default()]);
+    assert!(ok, "some packets were read, so this is no failure: {text}");
+    assert_eq!(json["frames"], 50);
+    let d = &json["damage"][0];
+    assert_eq!(d["offset"].as_u64(), Some(offset as u64));
+    assert!(
+        d["why"].as_str().unwrap_or_default().contains("truncated"),
+        "{d}"
+    );
+    // The text summary says so too.
+    let (_, _, text) = analyze(&[cut.to_str().unwrap_or_default()]);
+    assert!(
+        text.contains(&format!("stopped at byte {offset}")),
+        "{text}"
+    );
+
+    // A record header claiming a huge packet: reading stops there.
+    let mut bad = bytes[..offset].to_vec();
+    bad.extend_from_slice(&[0xff; 16]);
+    bad.extend_from_slice(&[0u8; 64]);
+    let corrupt = dir.join("corrupt.pcap");
+    std::fs::write(&corrupt, &bad).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, json, text) = analyze(&["--json", corrupt.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    assert_eq!(json["frames"], 50);
+    assert_eq!(json["damage"][0]["offset"].as_u64(), Some(offset as u64));
+
+    // Nothing readable at all: exit non-zero with the reason.
+    let junk = dir.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file at all").unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, text) = analyze(&[junk.to_str().unwrap_or_default()]);
+    assert!(!ok);
+    assert!(text.contains("not a pcap or pcapng file"), "{text}");
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, text) = analyze(&[empty.to_str().unwrap_or_default()]);
+    assert!(!ok);
+    assert!(text.contains("empty file"), "{text}");
+    // A bad file next to a good one: the good one is analysed.
+    let (ok, json, text) = analyze(&[
+        "--json",
+        junk.to_str().unwrap_or_default(),
+        good.to_str().unwrap_or_default(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(json["frames"], 100);
+}
+
+#[test]
+fn cooked_captures_count_like_ethernet_and_unknown_links_are_reported() {
+    let dir = TempDir::new("analyze-links");
+    let (frames, _) = frames();
+    // Linux cooked (SLL): 16-byte header with the ethertype at 14.
+    let sll: Vec<_> = frames
+        .iter()
+        .filter(|(_, f, _)| f.len() >= 14)
+        .map(|(t, f, _)| {
+            let mut d = vec![0u8, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 0, 0, 0];
+            d.extend_from_slice(&f[12..]);
+            let len = d.len() as u32;
+            (*t, d, len)
+        })
+        .collect();
+    let eth: Vec<_> = frames
+        .iter()
+        .filter(|(_, f, _)| f.len() >= 14)
+        .cloned()
+        .collect();
+    let p_sll = dir.join("sll.pcap");
+    let p_eth = dir.join("eth.pcap");
+    write_pcap(&p_sll, &sll, DataLink::LINUX_SLL);
+    write_pcap(&p_eth, &eth, DataLink::ETHERNET);
+    let (ok, a, text) = analyze(&["--json", p_sll.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    let (ok, b, text) = analyze(&["--json", p_eth.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    assert_eq!(classes_of(&a), classes_of(&b));
+
+    let p_wifi = dir.join("wifi.pcap");
+    write_pcap(&p_wifi, &eth[..10], DataLink::IEEE802_11);
+    let (ok, j, text) = analyze(&["--json", p_wifi.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    assert_eq!(j["frames"], 0);
+    let unknown = j["unknown_link_types"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        unknown.values().filter_map(Value::as_u64).sum::<u64>(),
+        10,
+        "{j}"
+    );
+}
+
+#[test]
+fn flows_alerts_and_report_from_a_capture_with_a_scan() {
+    let dir = TempDir::new("analyze-outputs");
+    // A SYN scan of 200 ports, then quiet traffic, from the lab corpus's
+    // SYN frame with the destination port rewritten.
+    let syn = protocol_cases()
+        .into_iter()
+        .find(|c| c.name == "ipv4-tcp-syn")
+        .unwrap_or_else(|| panic!("no SYN case"))
+        .frame;
+    let mut frames = Vec::new();
+    let mut t = T0 * 1_000_000_000;
+    for port in 1..=200u16 {
+        let mut f = syn.clone();
+        // Ethernet 14 + IPv4 20: TCP destination port at 36.
+        f[36..38].copy_from_slice(&port.to_be_bytes());
+        t += 2_000_000;
+        let len = f.len() as u32;
+        frames.push((t, f, len));
+    }
+    let path = dir.join("scan.pcap");
+    write_pcap(&path, &frames, DataLink::ETHERNET);
+    let flows = dir.join("flows.jsonl");
+    let alerts = dir.join("alerts.jsonl");
+    let report = dir.join("report");
+    let (ok, json, text) = analyze(&[
+        "--json",
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+        "--report",
+        report.to_str().unwrap_or_default(),
+        path.to_str().unwrap_or_default(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(json["flows"], 200);
+    let flow_lines = std::fs::read_to_string(&flows).unwrap_or_default();
+    assert_eq!(flow_lines.lines().count(), 200);
+    let incidents = json["incidents"].as_array().cloned().unwrap_or_default();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["detector"], "port_scan");
+    // The 50th probe crossed the threshold: 50 × 2 ms after the start.
+    assert_eq!(
+        incidents[0]["start_ns"].as_u64(),
+        Some(T0 * 1_000_000_000 + 50 * 2_000_000)
+    );
+    let alert_lines: Vec<Value> = std::fs::read_to_string(&alerts)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(
+        alert_lines
+            .first()
+            .map(|a| a["nta"]["alert"]["state"].clone()),
+        Some("start".into())
+    );
+    assert_eq!(
+        alert_lines
+            .last()
+            .map(|a| a["nta"]["alert"]["state"].clone()),
+        Some("end".into())
+    );
+    // Alert times are the packets' own times.
+    assert_eq!(
+        alert_lines[0]["@timestamp"],
+        "2026-01-01T00:00:00.100000000Z"
+    );
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap_or_default();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.matches("<svg").count() >= 8, "charts in the page");
+    assert!(
+        html.contains("port_scan start from"),
+        "the incident is listed"
+    );
+    assert!(!html.contains("src=\"http"), "self-contained");
+}
