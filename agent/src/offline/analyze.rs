@@ -77,6 +77,9 @@ pub struct IncidentSummary {
     pub end_ns: u64,
     pub peak: f64,
     pub unit: &'static str,
+    /// The detector's window: the attack began up to this long before
+    /// `start_ns`.
+    pub window_ns: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -243,6 +246,11 @@ fn note_incidents(
                 end_ns: i.last_seen_ns,
                 peak: i.peak,
                 unit: i.latest.unit.label(),
+                window_ns: if i.latest.unit.label().starts_with("distinct") {
+                    0
+                } else {
+                    i.latest.window_ns
+                },
             }),
             Transition::Update | Transition::End => {
                 if let Some(s) = incidents.iter_mut().rev().find(|s| s.id == i.id) {

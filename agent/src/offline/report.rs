@@ -84,6 +84,7 @@ fn stacked(
             .configure_mesh()
             .x_desc(format!("seconds since {}", rfc3339(t0 * NS)))
             .y_desc(unit)
+            .y_label_formatter(&|v| human(*v))
             .draw()
             .map_err(draw_err)?;
         for (a, b) in incidents {
@@ -159,6 +160,8 @@ fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> Result<String, Repor
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(unit)
+            .x_labels(5)
+            .x_label_formatter(&|v| human(*v))
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
@@ -208,6 +211,7 @@ fn line(
             .configure_mesh()
             .x_desc("seconds")
             .y_desc(unit)
+            .y_label_formatter(&|v| human(*v))
             .draw()
             .map_err(draw_err)?;
         chart
@@ -254,10 +258,14 @@ pub fn write(a: &Analysis, dir: &Path) -> Result<PathBuf, ReportError> {
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (bins, width) = a.timeline.binned(POINTS);
+    // From the start of the window that first crossed the limit.
     let spans: Vec<(f64, f64)> = a
         .incidents
         .iter()
-        .map(|i| ((i.start_ns / NS) as f64, (i.end_ns / NS) as f64))
+        .map(|i| {
+            let from = i.start_ns.saturating_sub(i.window_ns) / NS;
+            (from as f64, (i.end_ns / NS) as f64)
+        })
         .collect();
     let mut charts = vec![
         stacked(
