@@ -534,3 +534,61 @@ fn flows_alerts_and_report_from_a_capture_with_a_scan() {
     );
     assert!(!html.contains("src=\"http"), "self-contained");
 }
+
+mod robustness {
+    use super::*;
+    use nta::offline::{AnalyzeOptions, analyze as run_analysis};
+    use proptest::prelude::*;
+
+    fn options(path: &Path) -> AnalyzeOptions {
+        AnalyzeOptions {
+            files: vec![path.to_path_buf()],
+            flow_files: vec![],
+            alerts: None,
+            detect: Default::default(),
+            flow: nta::flow::FlowConfig {
+                idle_timeout_ns: 15_000_000_000,
+                active_timeout_ns: 60_000_000_000,
+                capacity: 10_000,
+            },
+            progress: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Any corruption of a valid capture: never a panic, never more
+        /// frames than were written, and damage reported when reading
+        /// stopped early.
+        #[test]
+        fn corrupted_captures_never_panic(
+            flips in proptest::collection::vec((0usize..4000, any::<u8>()), 1..8),
+            cut in 0usize..5000,
+        ) {
+            let dir = TempDir::new("analyze-fuzz");
+            let (frames, _) = frames();
+            let good = dir.join("g.pcap");
+            write_pcap(&good, &frames[..40], DataLink::ETHERNET);
+            let mut bytes = std::fs::read(&good).unwrap_or_default();
+            for (at, v) in &flips {
+                if let Some(b) = bytes.get_mut(*at) {
+                    *b = *v;
+                }
+            }
+            bytes.truncate(cut.max(1));
+            let bad = dir.join("b.pcap");
+            std::fs::write(&bad, &bytes).unwrap_or_else(|e| panic!("{e}"));
+            if let Ok(a) = run_analysis(options(&bad)) {
+                // Every record needs its 16-byte header after the 24-byte
+                // file header.
+                let most = (bytes.len().saturating_sub(24) / 16) as u64;
+                prop_assert!(a.frames <= most, "{} frames from {} bytes", a.frames, bytes.len());
+                let read: u64 = a.files.iter().map(|f| f.packets).sum();
+                let skipped: u64 = a.unknown_link_types.values().sum();
+                prop_assert_eq!(read, a.frames + skipped);
+                let classes: u64 = a.classes.values().map(|c| c.packets).sum();
+                prop_assert_eq!(classes, a.frames, "every frame in exactly one class");
+            }
+        }
+    }
+}

@@ -80,6 +80,8 @@ pub struct IncidentSummary {
     /// The detector's window: the attack began up to this long before
     /// `start_ns`.
     pub window_ns: u64,
+    /// Sample packets, one line each.
+    pub evidence: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -228,6 +230,33 @@ fn export(
     Ok(())
 }
 
+/// One sample packet as a line: time, endpoints, protocol, flags, size.
+fn evidence_line(e: &crate::detect::Evidence) -> String {
+    let ports = matches!(e.proto, 6 | 17 | 132);
+    let end = |a: &[u8; 16], p: u16| {
+        let ip = display_addr(a);
+        match (ports, ip) {
+            (true, std::net::IpAddr::V6(v6)) => format!("[{v6}]:{p}"),
+            (true, ip) => format!("{ip}:{p}"),
+            (false, ip) => ip.to_string(),
+        }
+    };
+    let flags = if e.proto == 6 {
+        format!(" flags 0x{:02x}", e.tcp_flags)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {} > {} {}{flags} len {} ttl {}",
+        crate::export::rfc3339(e.ts_ns),
+        end(&e.src, e.src_port),
+        end(&e.dst, e.dst_port),
+        transport(e.proto),
+        e.frame_len,
+        e.ttl
+    )
+}
+
 fn note_incidents(
     events: &mut Vec<AlertEvent>,
     incidents: &mut Vec<IncidentSummary>,
@@ -251,12 +280,14 @@ fn note_incidents(
                 } else {
                     i.latest.window_ns
                 },
+                evidence: i.evidence.iter().map(evidence_line).collect(),
             }),
             Transition::Update | Transition::End => {
                 if let Some(s) = incidents.iter_mut().rev().find(|s| s.id == i.id) {
                     s.end_ns = i.last_seen_ns;
                     s.peak = i.peak;
                     s.severity = i.severity.label();
+                    s.evidence = i.evidence.iter().map(evidence_line).collect();
                 }
             }
         }

@@ -383,21 +383,26 @@ pub fn write(a: &Analysis, dir: &Path) -> Result<PathBuf, ReportError> {
     if a.incidents.is_empty() {
         html.push_str("<p>None.</p>\n");
     } else {
-        html.push_str("<table><tr><th>what</th><th>severity</th><th>start</th><th>end</th><th>peak</th><th>id</th></tr>\n");
+        html.push_str("<table><tr><th>what</th><th>severity</th><th>start</th><th>end</th><th>peak</th><th>evidence (sample packets)</th></tr>\n");
         for i in &a.incidents {
             let _ = writeln!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td><code>{}</code></td></tr>",
                 escape(&i.summary),
+                escape(&i.id),
                 i.severity,
                 rfc3339(i.start_ns),
                 rfc3339(i.end_ns),
                 human(i.peak),
                 i.unit,
-                escape(&i.id)
+                i.evidence
+                    .iter()
+                    .map(|e| escape(e))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
-        html.push_str("</table>\n<p>The alerts file (<code>--alerts</code>) holds each incident's evidence: sample packets, top sources, thresholds and bands.</p>\n");
+        html.push_str("</table>\n<p>The alerts file (<code>--alerts</code>) holds more of each incident: top sources, thresholds and learned bands, sampling.</p>\n");
     }
     html.push_str(
         "<h2>Protocols</h2>\n<table><tr><th>class</th><th>packets</th><th>bytes</th></tr>\n",
