@@ -165,6 +165,21 @@ pub mod ipproto {
     pub const NONE: u8 = 59;
     pub const DSTOPTS: u8 = 60;
     pub const SCTP: u8 = 132;
+
+    /// The IANA keyword of a transport protocol (ECS `network.transport`).
+    pub const fn name(p: u8) -> Option<&'static str> {
+        match p {
+            ICMP => Some("icmp"),
+            TCP => Some("tcp"),
+            UDP => Some("udp"),
+            GRE => Some("gre"),
+            ESP => Some("esp"),
+            AH => Some("ah"),
+            ICMPV6 => Some("ipv6-icmp"),
+            SCTP => Some("sctp"),
+            _ => None,
+        }
+    }
 }
 
 /// Ethertypes the parser knows.

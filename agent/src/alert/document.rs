@@ -187,12 +187,7 @@ fn subject_text(s: &Subject, groups: &[String]) -> String {
 }
 
 fn transport(proto: u8) -> &'static str {
-    match proto {
-        6 => "tcp",
-        17 => "udp",
-        132 => "sctp",
-        _ => "ip",
-    }
+    agent_common::class::ipproto::name(proto).unwrap_or("ip")
 }
 
 /// Serialises `ev` as one JSON document (no trailing newline).

@@ -80,17 +80,8 @@ impl FlowRecord {
     }
 
     pub fn transport(&self) -> String {
-        match self.key.protocol {
-            1 => "icmp".into(),
-            6 => "tcp".into(),
-            17 => "udp".into(),
-            47 => "gre".into(),
-            50 => "esp".into(),
-            51 => "ah".into(),
-            58 => "ipv6-icmp".into(),
-            132 => "sctp".into(),
-            p => p.to_string(),
-        }
+        let p = self.key.protocol;
+        agent_common::class::ipproto::name(p).map_or_else(|| p.to_string(), String::from)
     }
 
     pub fn is_icmp(&self) -> bool {

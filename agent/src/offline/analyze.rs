@@ -197,12 +197,7 @@ fn top<K>(m: HashMap<K, (u64, u64)>, name: impl Fn(&K) -> String) -> Vec<Top> {
 }
 
 fn transport(proto: u8) -> &'static str {
-    match proto {
-        6 => "tcp",
-        17 => "udp",
-        132 => "sctp",
-        _ => "ip",
-    }
+    agent_common::class::ipproto::name(proto).unwrap_or("ip")
 }
 
 /// Flow records of expired flows, written by every exporter.

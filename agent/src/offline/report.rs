@@ -53,6 +53,37 @@ const COLORS: [RGBColor; CLASS_COUNT] = [
     full_palette::RED_700,
 ];
 
+use plotters::coord::types::RangedCoordf64;
+
+type TimeChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axes of a chart over time: seconds across, a rate up.
+fn time_axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    unit: &str,
+    x_desc: &str,
+    x_max: f64,
+    y_max: f64,
+) -> Result<TimeChart<'a, 'b>, ReportError> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(unit)
+        .y_label_formatter(&|v| human(*v))
+        .draw()
+        .map_err(draw_err)?;
+    Ok(chart)
+}
+
 /// A stacked area chart of per-class rates over time, with incident spans.
 fn stacked(
     title: &str,
@@ -73,20 +104,8 @@ fn stacked(
             .map(|(_, s)| (0..CLASS_COUNT).map(|c| value(s, c)).sum::<f64>() / width as f64)
             .collect();
         let y_max = totals.iter().copied().fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("seconds since {}", rfc3339(t0 * NS)))
-            .y_desc(unit)
-            .y_label_formatter(&|v| human(*v))
-            .draw()
-            .map_err(draw_err)?;
+        let x_desc = format!("seconds since {}", rfc3339(t0 * NS));
+        let mut chart = time_axes(&root, title, unit, &x_desc, x_max, y_max)?;
         for (a, b) in incidents {
             let (a, b) = (
                 (a - t0 as f64).max(0.0),
@@ -200,20 +219,7 @@ fn line(
         let x_max = (bins.len() as f64 * width as f64).max(1.0);
         let values: Vec<f64> = bins.iter().map(|(_, s)| value(s) / width as f64).collect();
         let y_max = values.iter().copied().fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc(unit)
-            .y_label_formatter(&|v| human(*v))
-            .draw()
-            .map_err(draw_err)?;
+        let mut chart = time_axes(&root, title, unit, "seconds", x_max, y_max)?;
         chart
             .draw_series(LineSeries::new(
                 values
