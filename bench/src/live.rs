@@ -245,7 +245,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<String> {
         }
         for (i, rate) in rates.iter().enumerate() {
             let r = rate.to_string();
-            let agent = NtaProcess::start(&lab, &args.nta, &["--sample-rate", &r])?;
+            // Fixed rates: adaptive sampling would change them under load.
+            let agent = NtaProcess::start(
+                &lab,
+                &args.nta,
+                &["--sample-rate", &r, "--sample-budget", "0"],
+            )?;
             with_nta[i].push(measure(&lab, limits, Some(&agent))?);
         }
     }
