@@ -43,7 +43,7 @@ struct Families {
     parse_errors: IntCounterVec,
     samples: IntCounterVec,
     samples_dropped: IntCounterVec,
-    counter_read_errors: IntCounterVec,
+    map_read_errors: IntCounterVec,
     xdp_attached: IntGaugeVec,
 }
 
@@ -93,8 +93,8 @@ impl Families {
                 "Sample records lost: ringbuf (ring buffer full), queue (agent queue full), decode (bad record).",
                 &["interface", "stage"],
             )?,
-            counter_read_errors: c(
-                "nta_counter_read_errors_total",
+            map_read_errors: c(
+                "nta_map_read_errors_total",
                 "Failed reads of the kernel counter map at scrape time.",
                 &["interface"],
             )?,
@@ -118,7 +118,7 @@ impl Families {
             &self.parse_errors,
             &self.samples,
             &self.samples_dropped,
-            &self.counter_read_errors,
+            &self.map_read_errors,
         ]
     }
 
@@ -172,15 +172,11 @@ impl SensorCollector {
                 Err(e) => {
                     *errors += 1;
                     tracing::warn!(interface = i, error = %e, "reading kernel counters failed");
-                    f.counter_read_errors
-                        .with_label_values(&[i])
-                        .inc_by(*errors);
+                    f.map_read_errors.with_label_values(&[i]).inc_by(*errors);
                     continue;
                 }
             };
-            f.counter_read_errors
-                .with_label_values(&[i])
-                .inc_by(*errors);
+            f.map_read_errors.with_label_values(&[i]).inc_by(*errors);
             dropped("ringbuf", c.ringbuf_dropped);
             for class in ProtocolClass::ALL {
                 let k = class as usize;

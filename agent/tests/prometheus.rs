@@ -1,0 +1,284 @@
+//! nta with the real Prometheus: the alert rules pass promtool's unit
+//! tests; nta's exposition passes `promtool check metrics`; and a real
+//! Prometheus server scraping nta in a lab run answers every PromQL query
+//! of every dashboard panel with data and loads every alert rule healthy,
+//! with every metric the rules use present.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use nta_lab::{mix::protocol_mix, privileged, scrape::http_get, send::send_frames};
+use serde_json::Value;
+
+mod common;
+
+use common::{Agent, TempDir, free_port, lab};
+
+fn dashboards() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
+}
+
+fn promtool_available() -> bool {
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("promtool is missing and CI requires these tests to run");
+    }
+    eprintln!("SKIPPED: promtool not installed (Debian package prometheus)");
+    false
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    if !promtool_available() {
+        return;
+    }
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(dashboards())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Percent-encodes a query parameter (RFC 3986 unreserved kept).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query(prom: SocketAddr, q: &str) -> Value {
+    let body = http_get(prom, &format!("/api/v1/query?query={}", encode(q)))
+        .unwrap_or_else(|e| panic!("query {q}: {e}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The Prometheus server, killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The dashboard variables as Grafana would fill them for "All".
+fn grafana_substitute(expr: &str) -> String {
+    expr.replace("$interface", ".*")
+        .replace("$instance", ".*")
+        .replace("$__rate_interval", "15s")
+        .replace("$__range", "1m")
+}
+
+#[test]
+fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
+    if !privileged("a_real_prometheus_answers_every_dashboard_query") || !promtool_available() {
+        return;
+    }
+    let (ns, veth) = lab("ntpr");
+    let dir = TempDir::new("prometheus");
+    let config = dir.join("nta.toml");
+    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flows = dir.join("flows.jsonl");
+    let alerts = dir.join("alerts.jsonl");
+    let agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+    ]);
+    // nta's own exposition is lint-clean.
+    let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = lint.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = lint.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Traffic all along, so rates and per-destination series have data.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        let ns = ns.name().to_string();
+        let inner = veth.inner.clone();
+        thread::spawn(move || {
+            let frames: Vec<Vec<u8>> = protocol_mix().iter().map(|m| m.frame.clone()).collect();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = send_frames(&ns, &inner, &frames, 5);
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let prom_addr = free_port();
+    std::fs::copy(dashboards().join("alerts.yml"), dir.join("alerts.yml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prom_config = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\n\
+             scrape_configs:\n  - job_name: nta\n    static_configs:\n      - targets: ['{}']\n",
+            agent.addr
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting prometheus: {e}")),
+    );
+    // Wait for 20 s of scrapes: enough for 15 s rate windows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first_up = None;
+    loop {
+        let up = http_get(
+            prom_addr,
+            &format!("/api/v1/query?query={}", encode("up{job=\"nta\"} == 1")),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .is_some_and(|v| {
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        });
+        if up && first_up.is_none() {
+            first_up = Some(Instant::now());
+        }
+        if first_up.is_some_and(|t| t.elapsed() > Duration::from_secs(20)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never scraped nta");
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dashboards()).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for panel in json["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let Some(expr) = target["expr"].as_str() else {
+                    continue;
+                };
+                let q = grafana_substitute(expr);
+                let v = query(prom_addr, &q);
+                assert_eq!(
+                    v["status"],
+                    "success",
+                    "{} {:?}: {q}: {v}",
+                    path.display(),
+                    panel["title"]
+                );
+                let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    !result.is_empty(),
+                    "{} panel {:?} returns no data: {q}",
+                    path.display(),
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} queries found");
+
+    // Every rule loaded and evaluates without error; every metric it
+    // reads is there.
+    let rules: Value = serde_json::from_str(
+        &http_get(prom_addr, "/api/v1/rules").unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut rule_count = 0;
+    for group in rules["data"]["groups"].as_array().into_iter().flatten() {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            rule_count += 1;
+            assert_eq!(rule["health"], "ok", "{rule}");
+            let q = rule["query"].as_str().unwrap_or_default();
+            for word in q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("nta_") {
+                    let v = query(prom_addr, &format!("count({word})"));
+                    let n = v["data"]["result"].as_array().map_or(0, Vec::len);
+                    assert!(
+                        n > 0,
+                        "rule {} reads {word}, which has no series",
+                        rule["name"]
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(rule_count, 6, "{rules}");
+    // A healthy sensor fires nothing but what its traffic warrants.
+    let firing = query(
+        prom_addr,
+        "ALERTS{alertname=~\"NtaDown|NtaXdpDetached|NtaSampleLoss\"}",
+    );
+    assert_eq!(
+        firing["data"]["result"].as_array().map_or(0, Vec::len),
+        0,
+        "{firing}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+}
