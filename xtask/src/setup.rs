@@ -29,6 +29,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "sysctl: disable IPv6 autoconfiguration on lab links",
     ),
     ("util-linux", "setpriv: run nta with reduced capabilities"),
+    (
+        "systemd",
+        "systemd-analyze: verify and score the shipped unit",
+    ),
     ("bpftool", "inspect loaded programs when a test fails"),
     (
         "tcpdump",

@@ -1,0 +1,172 @@
+//! The shipped systemd unit: it verifies, its hardening scores well, and
+//! nta runs as an unprivileged user with exactly the capabilities it
+//! grants, and fails clearly with any one of them missing.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nta_lab::{mix::protocol_mix, privileged, scrape::scrape, send::send_frames};
+
+mod common;
+
+use common::{NTA, TempDir, free_port, lab, stderr_of};
+
+fn unit_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nta.service");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The capabilities the unit grants, as setpriv names them (`bpf`...).
+fn unit_capabilities() -> Vec<String> {
+    let text = unit_text();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .unwrap_or_else(|| panic!("no AmbientCapabilities in the unit"));
+    let bounding = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap_or_default();
+    assert_eq!(line, bounding, "ambient and bounding sets differ");
+    line.split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect()
+}
+
+fn systemd_analyze_available() -> bool {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("systemd-analyze is missing and CI requires this test");
+    }
+    eprintln!("SKIPPED: systemd-analyze not installed");
+    false
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_well_hardened() {
+    if !systemd_analyze_available() {
+        return;
+    }
+    let dir = TempDir::new("unit");
+    let unit = dir.join("nta.service");
+    std::fs::write(&unit, unit_text().replace("/usr/local/bin/nta", NTA))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for nta.service:").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(
+        score <= 3.0,
+        "exposure {score} (want <= 3.0, \"OK\"):\n{text}"
+    );
+}
+
+/// Runs nta as `nobody` with exactly `caps` (setpriv, util-linux).
+fn run_as_nobody(caps: &[String], iface: &str, listen: &str) -> std::process::Child {
+    let set = if caps.is_empty() {
+        "-all".to_string()
+    } else {
+        format!(
+            "-all,{}",
+            caps.iter()
+                .map(|c| format!("+{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            &format!("--inh-caps={set}"),
+            &format!("--ambient-caps={set}"),
+            &format!("--bounding-set={set}"),
+            "--",
+            NTA,
+            "run",
+            "--iface",
+            iface,
+            "--listen",
+            listen,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"))
+}
+
+#[test]
+fn runs_unprivileged_with_exactly_the_units_capabilities() {
+    if !privileged("runs_unprivileged_with_exactly_the_units_capabilities") {
+        return;
+    }
+    let caps = unit_capabilities();
+    assert_eq!(caps, ["bpf", "perfmon", "net_admin"]);
+    let (ns, veth) = lab("ntcp");
+    let addr = free_port();
+    let mut child = run_as_nobody(&caps, &veth.outer, &addr.to_string());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while scrape(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nta exited with {status}: {}", stderr_of(&mut child));
+        }
+        assert!(Instant::now() < deadline, "nta did not come up");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let frames: Vec<Vec<u8>> = protocol_mix().iter().map(|m| m.frame.clone()).collect();
+    let sent = send_frames(ns.name(), &veth.inner, &frames, 10).unwrap_or_else(|e| panic!("{e}"));
+    let i = veth.outer.as_str();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counted = loop {
+        let s = scrape(addr).unwrap_or_else(|e| panic!("{e}"));
+        let n = s.sum("nta_packets_total", &[("interface", i)]);
+        if n >= sent as f64 || Instant::now() > deadline {
+            break n;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(counted, sent as f64, "counted as an unprivileged user");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Without any one of them: a clear error naming it, nothing attached.
+    for missing in &caps {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
+        let mut child = run_as_nobody(&fewer, &veth.outer, &free_port().to_string());
+        let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+        let err = stderr_of(&mut child);
+        assert!(!status.success(), "nta ran without {missing}");
+        let name = format!("CAP_{}", missing.to_ascii_uppercase());
+        assert!(err.contains(&name), "without {missing}: {err}");
+        assert!(!common::xdp_attached(&veth.outer));
+    }
+}
