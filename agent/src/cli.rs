@@ -27,6 +27,12 @@ pub enum Command {
     /// No root needed. Prints a summary; writes flows, alerts and an HTML
     /// report on request.
     Analyze(AnalyzeArgs),
+    /// Validate a config file without running: prints its SHA-1 (as
+    /// nta_config_info shows it) or the precise error (file, line, key).
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -134,7 +140,8 @@ pub struct RunArgs {
 
     /// Config file (TOML). Today it holds the `[detect]` section:
     /// thresholds per detector and host group, windows, allowlist and
-    /// incident timing (see README). Unknown keys are errors.
+    /// incident timing (see README). Unknown keys are errors. SIGHUP
+    /// reloads it; a bad file is refused and the old config stays.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 

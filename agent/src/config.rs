@@ -32,13 +32,27 @@ pub struct FileConfig {
     pub detect: DetectConfig,
 }
 
+/// SHA-1 of a config file's bytes, hex: shows which config is in force.
+pub fn hash(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        Self::load_with_hash(path).map(|(c, _)| c)
+    }
+
+    /// The config and the hash of the bytes it was parsed from.
+    pub fn load_with_hash(path: &Path) -> Result<(FileConfig, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        Ok((Self::parse(&text, path)?, hash(&text)))
     }
 
     /// Parses and validates; errors name the file, line, column and key.

@@ -247,6 +247,11 @@ impl DetectionStage {
         self.engine.observe(r, new_flow, &mut self.events);
     }
 
+    /// A reloaded `[detect]` section.
+    pub fn reconfigure(&mut self, config: crate::detect::DetectConfig) {
+        self.engine.reconfigure(config);
+    }
+
     /// Hands what the samples so far raised to the alert sinks.
     pub fn flush(&mut self) {
         self.dispatch();

@@ -177,6 +177,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<SampleBatch>,
     stage: FlowStage,
     mut detection: Option<DetectionStage>,
+    mut reload: mpsc::Receiver<crate::detect::DetectConfig>,
     now_ns: impl Fn() -> u64,
 ) {
     let FlowStage {
@@ -238,6 +239,11 @@ pub async fn run(
                 table.expire_idle(now_ns(), &mut expired);
                 send(&mut expired);
                 metrics.observe_table(&table, &mut last);
+            }
+            Some(config) = reload.recv() => {
+                if let Some(d) = &mut detection {
+                    d.reconfigure(config);
+                }
             }
             _ = detect_tick.tick(), if detection.is_some() => {
                 if let Some(d) = &mut detection {

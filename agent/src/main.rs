@@ -36,6 +36,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Offline analysis needs no async runtime.
         Command::Analyze(args) => nta::offline::cli::run(args)?,
+        Command::CheckConfig { file } => {
+            let (_, sha1) = nta::config::FileConfig::load_with_hash(&file)?;
+            println!("{}: ok (sha1 {sha1})", file.display());
+        }
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ use crate::{
     iface,
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
     privileges,
+    reload::{self, ReloadMetrics},
     sensor::{Sensor, SensorError},
     server::{self, ServerError},
 };
@@ -70,9 +71,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             return Err(RunError::Privileges(privileges::describe_missing(&missing)));
         }
     }
-    let file_config = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
+    let (file_config, config_hash) = match &args.config {
+        Some(path) => FileConfig::load_with_hash(path)?,
+        None => (FileConfig::default(), String::new()),
     };
     let detect_on = file_config.detect.enabled && !args.no_detect;
     // Open outputs before touching the kernel, so a bad path fails fast.
@@ -201,7 +202,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     } else {
         None
     };
-    let sink = tokio::spawn(flows::run(rx, stage, detection, export::monotonic_now_ns));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let reload_metrics = ReloadMetrics::register(metrics.registry(), &config_hash)
+        .map_err(RunError::DetectMetrics)?;
+    tokio::spawn(reload::watch_sighup(
+        args.config.clone(),
+        config_hash,
+        detection.is_some(),
+        reload_tx,
+        reload_metrics,
+        shutdown_rx.clone(),
+    ));
+    let sink = tokio::spawn(flows::run(
+        rx,
+        stage,
+        detection,
+        reload_rx,
+        export::monotonic_now_ns,
+    ));
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: args.listen,
         source,

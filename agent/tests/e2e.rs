@@ -772,3 +772,131 @@ fn every_metric_the_dashboards_use_is_exposed() {
     }
     assert!(checked > 10, "found only {checked} metric references");
 }
+
+/// SYNs from `src` to `ports` distinct ports of 198.18.1.1.
+fn syn_scan(src: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
+    use nta_lab::frames::{FrameSpec, L4};
+    (1..=ports)
+        .map(|p| {
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40000,
+                dport: p,
+                flags: 0x02,
+            })
+            .with_ipv4(|h| {
+                h.src = src.into();
+                h.dst = [198, 18, 1, 1].into();
+            })
+            .build()
+        })
+        .collect()
+}
+
+#[test]
+fn sighup_reloads_the_config_and_refuses_a_bad_one() {
+    if !privileged("sighup_reloads_the_config_and_refuses_a_bad_one") {
+        return;
+    }
+    let (ns, veth) = lab("ntrl");
+    let dir = TempDir::new("reload");
+    let cfg = dir.join("nta.toml");
+    let alerts = dir.join("alerts.jsonl");
+    std::fs::write(
+        &cfg,
+        "[detect]\nport_scan = { window = \"10s\", distinct = 1000 }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let check = Command::new(NTA)
+        .args(["check-config", cfg.to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(check.status.success());
+    let first_hash = String::from_utf8_lossy(&check.stdout)
+        .split("sha1 ")
+        .nth(1)
+        .map(|s| s.trim_end_matches(|c| c == ')' || c == '\n').to_string())
+        .unwrap_or_default();
+    assert_eq!(first_hash.len(), 40);
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+    ]);
+    let info = |s: &nta_lab::scrape::Samples, h: &str| s.get("nta_config_info", &[("sha1", h)]);
+    assert_eq!(info(&agent.scrape(), &first_hash), Some(1.0));
+    let scan_starts = || {
+        std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"name\":\"port_scan\"") && l.contains("\"state\":\"start\""))
+            .count()
+    };
+    // 100 ports: under the first config's 1000.
+    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 7], 100), 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(scan_starts(), 0);
+
+    // A stricter config, then SIGHUP: the next scan alerts.
+    std::fs::write(
+        &cfg,
+        "[detect]\nport_scan = { window = \"10s\", distinct = 50 }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    agent.signal(libc::SIGHUP);
+    let s = agent
+        .scrape_until(|s| s.get("nta_config_reloads_total", &[("result", "success")]) == Some(1.0));
+    assert_eq!(
+        s.get("nta_config_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(info(&s, &first_hash), None, "the old hash is gone");
+    let before = s.sum("nta_packets_total", &[]);
+    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 8], 100), 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scan_starts() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(scan_starts(), 1, "the reloaded threshold is in force");
+
+    // A broken config is refused; the previous one stays in force.
+    std::fs::write(
+        &cfg,
+        "[detect]\nport_scan = { window = \"10s\", distinct = 50 }\n[detect.bogus]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    agent.signal(libc::SIGHUP);
+    let s = agent
+        .scrape_until(|s| s.get("nta_config_reloads_total", &[("result", "failure")]) == Some(1.0));
+    assert_eq!(
+        s.get("nta_config_reloads_total", &[("result", "failure")]),
+        Some(1.0)
+    );
+    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 9], 100), 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scan_starts() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        scan_starts(),
+        2,
+        "still the reloaded config after a bad one"
+    );
+    // Nothing was reset or detached on the way.
+    let s = agent.scrape();
+    assert!(s.sum("nta_packets_total", &[]) >= before + 200.0);
+    assert!(xdp_attached(&veth.outer));
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit();
+    assert!(status.success(), "{status}");
+    let err = stderr_of(&mut agent.child);
+    assert!(
+        err.contains("config reload refused") && err.contains("unknown field `bogus`"),
+        "{err}"
+    );
+}

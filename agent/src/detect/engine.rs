@@ -29,6 +29,18 @@ pub struct Engine {
     last_advance: u64,
 }
 
+fn detectors(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
+    let n = config.tracked_keys;
+    vec![
+        Box::new(PortScanDetector::new(config.port_scan, n)),
+        Box::new(SweepDetector::new(config.sweep, n)),
+        Box::new(flood::syn_flood(config)),
+        Box::new(flood::amplification(config)),
+        Box::new(flood::icmp_flood(config)),
+        Box::new(flood::fragment_flood(config)),
+    ]
+}
+
 /// How often (record time) incidents are checked for their end.
 const INCIDENT_TICK: u64 = NS / 4;
 
@@ -39,24 +51,25 @@ impl Engine {
     }
 
     pub fn with_incidents(config: DetectConfig, incidents: Incidents) -> Engine {
-        let n = config.tracked_keys;
-        let detectors: Vec<Box<dyn Detector>> = vec![
-            Box::new(PortScanDetector::new(config.port_scan, n)),
-            Box::new(SweepDetector::new(config.sweep, n)),
-            Box::new(flood::syn_flood(&config)),
-            Box::new(flood::amplification(&config)),
-            Box::new(flood::icmp_flood(&config)),
-            Box::new(flood::fragment_flood(&config)),
-        ];
         Engine {
             volume: VolumeDetector::new(&config),
-            detectors,
+            detectors: detectors(&config),
             incidents,
             findings: Vec::new(),
             counters: EngineCounters::default(),
             last_advance: 0,
             config,
         }
+    }
+
+    /// Takes a new configuration (config reload): detectors start over
+    /// with the new thresholds (windows and learned baselines restart);
+    /// open incidents, their ids and the counters carry on.
+    pub fn reconfigure(&mut self, config: DetectConfig) {
+        self.detectors = detectors(&config);
+        self.volume = VolumeDetector::new(&config);
+        self.incidents.set_config(config.incidents);
+        self.config = config;
     }
 
     /// One sample; `new_flow` as the flow table said (see [`Detector`]).

@@ -81,6 +81,11 @@ impl Incidents {
         }
     }
 
+    /// New timing and limits; open incidents stay open.
+    pub fn set_config(&mut self, config: IncidentConfig) {
+        self.config = config;
+    }
+
     pub fn on_finding(&mut self, f: Finding, out: &mut Vec<AlertEvent>) {
         let key = (f.detector, f.subject);
         let update_ns = self.config.update_ns();
