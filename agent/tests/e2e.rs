@@ -814,7 +814,7 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     let first_hash = String::from_utf8_lossy(&check.stdout)
         .split("sha1 ")
         .nth(1)
-        .map(|s| s.trim_end_matches(|c| c == ')' || c == '\n').to_string())
+        .map(|s| s.trim_end_matches([')', '\n']).to_string())
         .unwrap_or_default();
     assert_eq!(first_hash.len(), 40);
     let mut agent = Agent::start(&[
