@@ -1,0 +1,261 @@
+//! What a sensor must survive, in lab namespaces: its consumer stalled
+//! under load, SIGKILL under traffic and a restart, the interface going
+//! down and up, and a storm of concurrent scrapes.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use nta_lab::{mix::protocol_mix, privileged, scrape::http_get, send::send_paced};
+
+mod common;
+
+use common::{Agent, lab, xdp_attached};
+
+fn frames() -> Vec<Vec<u8>> {
+    protocol_mix().iter().map(|m| m.frame.clone()).collect()
+}
+
+/// Frames the interface (in this namespace) received.
+fn rx_packets(iface: &str) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/statistics/rx_packets"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rx counter for {iface}"))
+}
+
+/// Paced traffic from the namespace until the returned flag is set.
+fn traffic(ns: &str, iface: &str, pps: u32) -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ns, iface, s) = (ns.to_string(), iface.to_string(), stop.clone());
+    let h = thread::spawn(move || {
+        let mut sent = 0;
+        while !s.load(Ordering::Relaxed) {
+            sent += send_paced(
+                &ns,
+                &iface,
+                &frames(),
+                pps,
+                Duration::from_millis(200),
+                u64::MAX,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        sent
+    });
+    (stop, h)
+}
+
+fn counted(agent: &Agent, iface: &str) -> f64 {
+    agent
+        .scrape()
+        .sum("nta_packets_total", &[("interface", iface)])
+}
+
+/// Waits until nta has counted `want` frames on `iface` (or 10 s).
+fn counted_reaches(agent: &Agent, iface: &str, want: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = counted(agent, iface);
+        if n >= want || Instant::now() > deadline {
+            return n;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stalled_consumer_loses_samples_visibly_and_recovers() {
+    if !privileged("a_stalled_consumer_loses_samples_visibly_and_recovers") {
+        return;
+    }
+    let (ns, veth) = lab("ntst");
+    let i = veth.outer.as_str();
+    let mut agent = Agent::start(&["--iface", i, "--sample-rate", "1", "--sample-budget", "0"]);
+    let rx0 = rx_packets(i);
+    let (stop, sender) = traffic(ns.name(), &veth.inner, 20_000);
+    thread::sleep(Duration::from_secs(1));
+    let rss_before = agent.rss_bytes();
+    // Stall the whole agent for 10 s: the ring buffer fills, XDP goes on.
+    agent.signal(libc::SIGSTOP);
+    thread::sleep(Duration::from_secs(10));
+    agent.signal(libc::SIGCONT);
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap_or_else(|_| panic!("sender panicked"));
+    let received = (rx_packets(i) - rx0) as f64;
+    assert!(sent > 150_000, "too little traffic: {sent}");
+    let n = counted_reaches(&agent, i, received);
+    assert_eq!(n, received, "kernel counters stay exact through the stall");
+    let s = agent.scrape();
+    let lost = s.sum(
+        "nta_samples_dropped_total",
+        &[("interface", i), ("stage", "ringbuf")],
+    );
+    assert!(
+        lost > 10_000.0,
+        "a 10 s stall at 20 kpps must overflow the ring: {lost}"
+    );
+    // The agent is consuming again: new samples arrive after the stall.
+    let samples = s.sum("nta_samples_total", &[("interface", i)]);
+    let more = send_paced(
+        ns.name(),
+        &veth.inner,
+        &frames(),
+        10_000,
+        Duration::from_millis(500),
+        5_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let flows_seen = |a: &Agent| a.scrape().sum("nta_flows_created_total", &[]);
+    let before_flows = flows_seen(&agent);
+    while agent.scrape().sum("nta_samples_total", &[("interface", i)]) < samples + more as f64
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(agent.scrape().sum("nta_samples_total", &[("interface", i)]) >= samples + more as f64);
+    assert!(flows_seen(&agent) >= before_flows);
+    let rss_after = agent.rss_bytes();
+    assert!(
+        rss_after < rss_before + (64 << 20),
+        "memory grew from {} to {} MiB",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+}
+
+#[test]
+fn sigkill_under_traffic_then_restart_resumes_counting() {
+    if !privileged("sigkill_under_traffic_then_restart_resumes_counting") {
+        return;
+    }
+    let (ns, veth) = lab("ntkr");
+    let i = veth.outer.as_str();
+    let mut agent = Agent::start(&["--iface", i]);
+    let (stop, sender) = traffic(ns.name(), &veth.inner, 10_000);
+    thread::sleep(Duration::from_millis(500));
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(i) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!xdp_attached(i), "a killed nta leaves nothing attached");
+    // Restart under traffic: counting starts over from zero and is exact
+    // for what arrives after the attach.
+    let agent = Agent::start(&["--iface", i]);
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    let rx0 = rx_packets(i);
+    let before = counted(&agent, i);
+    assert!(before > 0.0, "the restarted agent counts");
+    let sent = send_paced(
+        ns.name(),
+        &veth.inner,
+        &frames(),
+        10_000,
+        Duration::from_secs(1),
+        5_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let received = (rx_packets(i) - rx0) as f64;
+    assert_eq!(received, sent as f64);
+    assert_eq!(
+        counted_reaches(&agent, i, before + received),
+        before + received
+    );
+}
+
+#[test]
+fn interface_down_and_up_stays_attached_and_counting() {
+    if !privileged("interface_down_and_up_stays_attached_and_counting") {
+        return;
+    }
+    let (ns, veth) = lab("ntdu");
+    let i = veth.outer.as_str();
+    let agent = Agent::start(&["--iface", i]);
+    nta_lab::netns::run("ip", &["link", "set", i, "down"]).unwrap_or_else(|e| panic!("{e}"));
+    thread::sleep(Duration::from_millis(300));
+    nta_lab::netns::run("ip", &["link", "set", i, "up"]).unwrap_or_else(|e| panic!("{e}"));
+    // veth needs its peer up too; wait for the carrier.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/sys/class/net/{i}/operstate"))
+        .map(|s| s.trim() != "up")
+        .unwrap_or(true)
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(xdp_attached(i));
+    let s = agent.scrape();
+    assert_eq!(s.sum("nta_xdp_attached", &[("interface", i)]), 1.0);
+    let before = counted(&agent, i);
+    let rx0 = rx_packets(i);
+    let sent = send_paced(
+        ns.name(),
+        &veth.inner,
+        &frames(),
+        10_000,
+        Duration::from_secs(1),
+        3_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((rx_packets(i) - rx0), sent);
+    assert_eq!(
+        counted_reaches(&agent, i, before + sent as f64),
+        before + sent as f64
+    );
+}
+
+#[test]
+fn a_thousand_concurrent_scrapes_do_not_disturb_the_sensor() {
+    if !privileged("a_thousand_concurrent_scrapes_do_not_disturb_the_sensor") {
+        return;
+    }
+    let (ns, veth) = lab("ntsc");
+    let i = veth.outer.as_str();
+    let agent = Agent::start(&["--iface", i]);
+    let rss_before = agent.rss_bytes();
+    let rx0 = rx_packets(i);
+    let (stop, sender) = traffic(ns.name(), &veth.inner, 10_000);
+    let addr = agent.addr;
+    let storm: Vec<_> = (0..1000)
+        .map(|_| thread::spawn(move || http_get(addr, "/metrics").is_ok()))
+        .collect();
+    // Meanwhile a normal scrape still gets through promptly.
+    let t = Instant::now();
+    let s = agent.scrape();
+    let took = t.elapsed();
+    assert!(s.sum("nta_packets_total", &[]) > 0.0);
+    let ok = storm
+        .into_iter()
+        .map(|h| h.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    assert!(
+        took < Duration::from_secs(5),
+        "a scrape during the storm took {took:?}"
+    );
+    assert!(ok >= 990, "only {ok} of 1000 concurrent scrapes answered");
+    // The packet path was not disturbed: every frame counted.
+    let received = (rx_packets(i) - rx0) as f64;
+    let before = counted_reaches(&agent, i, received);
+    assert!(before >= received, "{before} counted of {received}");
+    let rss_after = agent.rss_bytes();
+    assert!(
+        rss_after < rss_before + (64 << 20),
+        "memory grew from {} to {} MiB",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+}
