@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod objects;
 pub mod offline;
 pub mod privileges;
+pub mod reattach;
 pub mod reload;
 pub mod run;
 pub mod sensor;

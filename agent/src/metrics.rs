@@ -30,6 +30,8 @@ pub enum MetricsError {
 pub struct InterfaceSource {
     pub name: String,
     pub mode: AttachMode,
+    /// False while the interface is gone (deleted, not yet recreated).
+    pub attached: Arc<std::sync::atomic::AtomicBool>,
     pub counters: Arc<CountersReader>,
     pub pipeline: Arc<PipelineStats>,
 }
@@ -161,7 +163,7 @@ impl SensorCollector {
             let i = src.name.as_str();
             f.xdp_attached
                 .with_label_values(&[i, src.mode.label()])
-                .set(1);
+                .set(i64::from(src.attached.load(Ordering::Relaxed)));
             let p = &src.pipeline;
             let dropped =
                 |stage: &str, n: u64| f.samples_dropped.with_label_values(&[i, stage]).inc_by(n);

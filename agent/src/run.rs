@@ -26,7 +26,7 @@ use crate::{
     flows::{self, FlowMetrics, FlowStage},
     iface,
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
-    privileges,
+    privileges, reattach,
     reload::{self, ReloadMetrics},
     sensor::{Sensor, SensorError},
     server::{self, ServerError},
@@ -124,6 +124,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut sources = Vec::new();
     let mut names = HashMap::new();
     let mut controlled = Vec::new();
+    let mut watched = Vec::new();
     for name in &ifaces {
         names.insert(iface::ifindex(name)?, name.clone());
         let err = |source| RunError::Sensor {
@@ -142,13 +143,21 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             stats.clone(),
             shutdown_rx.clone(),
         ));
+        let attached = Arc::new(std::sync::atomic::AtomicBool::new(true));
         sources.push(InterfaceSource {
             name: name.clone(),
             mode,
+            attached: attached.clone(),
             counters: counters.clone(),
             pipeline: stats.clone(),
         });
         let sensor = Arc::new(Mutex::new(sensor));
+        watched.push(reattach::Watched {
+            name: name.clone(),
+            sensor: sensor.clone(),
+            attached,
+            mode: args.xdp_mode,
+        });
         controlled.push(Controlled {
             name: name.clone(),
             sensor: sensor.clone(),
@@ -164,6 +173,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let sampling =
         SamplingMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
     let controller = tokio::spawn(adaptive::run(controlled, sampling, shutdown_rx.clone()));
+    let reattacher = tokio::spawn(reattach::run(watched, shutdown_rx.clone()));
     let stage = FlowStage {
         config: FlowConfig {
             idle_timeout_ns: args.flow_idle_timeout.as_nanos() as u64,
@@ -234,6 +244,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tracing::info!("stopping: detaching XDP and draining samples");
     let _ = shutdown_tx.send(true);
     let _ = controller.await;
+    let _ = reattacher.await;
     for s in sensors {
         let detached = s.lock().map(|mut s| s.detach());
         if let Ok(Err(e)) = detached {

@@ -122,6 +122,9 @@ pub struct Sensor {
     ebpf: Ebpf,
     config: Array<MapData, SamplerConfig>,
     attachment: Option<(String, AttachMode, XdpLinkId)>,
+    /// The ifindex the program was attached to (a recreated interface of
+    /// the same name gets a new one).
+    attached_ifindex: Option<u32>,
 }
 
 /// The maps a sensor hands to the rest of the agent.
@@ -153,6 +156,7 @@ impl Sensor {
             ebpf,
             config: config_map,
             attachment: None,
+            attached_ifindex: None,
         };
         sensor.program_mut()?.load().map_err(SensorError::Program)?;
         Ok((
@@ -198,7 +202,7 @@ impl Sensor {
         iface_name: &str,
         choice: ModeChoice,
     ) -> Result<AttachMode, SensorError> {
-        iface::ifindex(iface_name)?;
+        let ifindex = iface::ifindex(iface_name)?;
         let modes: &[AttachMode] = match choice {
             ModeChoice::Auto => &[AttachMode::Native, AttachMode::Skb],
             ModeChoice::Native => &[AttachMode::Native],
@@ -209,6 +213,7 @@ impl Sensor {
             match self.program_mut()?.attach(iface_name, mode.xdp_mode()) {
                 Ok(link) => {
                     self.attachment = Some((iface_name.to_string(), mode, link));
+                    self.attached_ifindex = Some(ifindex);
                     return Ok(mode);
                 }
                 Err(e) => {
@@ -226,8 +231,25 @@ impl Sensor {
         }))
     }
 
+    /// The ifindex of the interface the program is attached to.
+    pub fn attached_ifindex(&self) -> Option<u32> {
+        self.attached_ifindex
+    }
+
+    /// Forgets a link whose interface is gone (its link died with it).
+    pub fn forget_attachment(&mut self) {
+        if let Some((_, _, link)) = self.attachment.take()
+            && let Ok(p) = self.program_mut()
+        {
+            // The interface is gone: detaching its dead link may fail.
+            let _ = p.detach(link);
+        }
+        self.attached_ifindex = None;
+    }
+
     /// Detaches now (dropping the sensor also detaches).
     pub fn detach(&mut self) -> Result<(), SensorError> {
+        self.attached_ifindex = None;
         if let Some((_, _, link)) = self.attachment.take() {
             self.program_mut()?
                 .detach(link)

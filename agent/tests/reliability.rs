@@ -259,3 +259,85 @@ fn a_thousand_concurrent_scrapes_do_not_disturb_the_sensor() {
         rss_after >> 20
     );
 }
+
+#[test]
+fn a_deleted_and_recreated_interface_is_attached_again() {
+    if !privileged("a_deleted_and_recreated_interface_is_attached_again") {
+        return;
+    }
+    let (ns, veth) = lab("ntre");
+    let (o, p) = (veth.outer.clone(), veth.inner.clone());
+    let agent = Agent::start(&["--iface", &o]);
+    let attached = |a: &Agent| a.scrape().sum("nta_xdp_attached", &[("interface", &o)]);
+    assert_eq!(attached(&agent), 1.0);
+    let sent = send_paced(
+        ns.name(),
+        &p,
+        &frames(),
+        10_000,
+        Duration::from_millis(300),
+        1_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let before = counted_reaches(&agent, &o, sent as f64);
+    assert_eq!(before, sent as f64);
+
+    let run = |args: &[&str]| nta_lab::netns::run("ip", args).unwrap_or_else(|e| panic!("{e}"));
+    run(&["link", "del", &o]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while attached(&agent) != 0.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(attached(&agent), 0.0, "the gap shows in nta_xdp_attached");
+    // The same names again, as a restarted VM or container would bring.
+    run(&[
+        "link",
+        "add",
+        &o,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &p,
+        "netns",
+        ns.name(),
+    ]);
+    nta_lab::netns::run(
+        "sysctl",
+        &["-qw", &format!("net.ipv6.conf.{o}.disable_ipv6=1")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    ns.exec(
+        "sysctl",
+        &["-qw", &format!("net.ipv6.conf.{p}.disable_ipv6=1")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    run(&["link", "set", &o, "up"]);
+    ns.exec("ip", &["link", "set", &p, "up"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while attached(&agent) != 1.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(attached(&agent), 1.0, "attached again within a few seconds");
+    assert!(xdp_attached(&o));
+    // Counting goes on, on top of the old counts.
+    thread::sleep(Duration::from_millis(300));
+    let rx0 = rx_packets(&o);
+    let base = counted(&agent, &o);
+    assert!(base >= before, "counters were not reset");
+    let sent = send_paced(
+        ns.name(),
+        &p,
+        &frames(),
+        10_000,
+        Duration::from_millis(300),
+        1_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx_packets(&o) - rx0, sent);
+    assert_eq!(
+        counted_reaches(&agent, &o, base + sent as f64),
+        base + sent as f64
+    );
+}
