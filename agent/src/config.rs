@@ -122,3 +122,47 @@ mod example {
         assert_eq!(d.incidents.quiet, std::time::Duration::from_secs(30));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn example() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nta.example.toml");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Truncated, mutated and hostile config files: a precise error
+        /// (the file, and a line for syntax errors) or a valid config,
+        /// never a panic.
+        #[test]
+        fn mutated_configs_fail_precisely(
+            cut in 0usize..4000,
+            flips in proptest::collection::vec((0usize..4000, any::<u8>()), 0..6),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = example().into_bytes();
+            for (at, v) in &flips {
+                if let Some(b) = bytes.get_mut(*at) {
+                    *b = *v;
+                }
+            }
+            bytes.truncate(cut);
+            bytes.extend_from_slice(&junk);
+            let text = String::from_utf8_lossy(&bytes);
+            match FileConfig::parse(&text, Path::new("fuzz.toml")) {
+                Ok(c) => prop_assert_eq!(c.detect.validate(), Ok(())),
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.starts_with("fuzz.toml: "), "{msg}");
+                    if let ConfigError::Parse { message, .. } = &e {
+                        prop_assert!(message.contains("line "), "{message}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -61,6 +61,33 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     }
 }
 
+#[test]
+fn deploy_prometheus_config_is_valid_with_the_alert_rules() {
+    if !promtool_available() {
+        return;
+    }
+    let dir = TempDir::new("promcfg");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(
+        root.join("deploy/prometheus.yml"),
+        dir.join("prometheus.yml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(dashboards().join("alerts.yml"), dir.join("nta-alerts.yml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Percent-encodes a query parameter (RFC 3986 unreserved kept).
 fn encode(s: &str) -> String {
     s.bytes()
