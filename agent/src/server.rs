@@ -1,6 +1,12 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format) and `/healthz`.
+//!
+//! Hardened against misbehaving clients: at most [`MAX_CONNECTIONS`] open
+//! connections (more are closed at once), request headers must arrive
+//! within [`HEADER_TIMEOUT`], a connection lives at most
+//! [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`] scrapes render at
+//! once (the rest wait up to [`RENDER_WAIT`], then get 503).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -9,9 +15,25 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use tokio::net::TcpListener;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::metrics::Metrics;
+
+pub const MAX_CONNECTIONS: usize = 512;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_RENDERS: usize = 8;
+pub const RENDER_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    renders: Arc<Semaphore>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -36,7 +58,17 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
         })
 }
 
-async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(RENDER_WAIT, state.renders.clone().acquire_owned()).await
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent scrapes\n".to_string(),
+        )
+            .into_response();
+    };
+    let m = state.metrics;
     // Reading the maps is a few syscalls; keep it off the async workers.
     let rendered = tokio::task::spawn_blocking(move || m.render()).await;
     match rendered {
@@ -62,17 +94,48 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(healthz))
-        .with_state(metrics)
+        .with_state(AppState {
+            metrics,
+            renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+        })
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves. Written on hyper directly (not
+/// `axum::serve`) for the header timeout and the connection cap.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    let app = router(metrics);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: pause, go on.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Over the cap: close at once rather than queue.
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            drop(permit);
+        });
+    }
 }

@@ -341,3 +341,58 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
         base + sent as f64
     );
 }
+
+#[test]
+fn slow_and_idle_clients_are_cut_off_and_scrapes_go_on() {
+    if !privileged("slow_and_idle_clients_are_cut_off_and_scrapes_go_on") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let (_ns, veth) = lab("ntsl");
+    let agent = Agent::start(&["--iface", &veth.outer]);
+    // 300 connections that never send a request, one that trickles half a
+    // header, and connections beyond the cap.
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(agent.addr).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let mut slow = std::net::TcpStream::connect(agent.addr).unwrap_or_else(|e| panic!("{e}"));
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let body = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
+    assert!(body.contains("nta_packets_total"));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "scrape took {:?}",
+        t.elapsed()
+    );
+    // The header timeout (5 s) closes them all.
+    thread::sleep(Duration::from_secs(6));
+    idle.push(slow);
+    let mut closed = 0;
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = [0u8; 512];
+        // Closed: EOF (possibly after a 408 response) or a reset; a read
+        // timeout means the server still holds the connection open.
+        let is_closed = |r: std::io::Result<usize>| match r {
+            Ok(0) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(_) => false,
+        };
+        let first = c.read(&mut buf);
+        if matches!(first, Ok(n) if n > 0) {
+            if is_closed(c.read(&mut buf)) {
+                closed += 1;
+            }
+        } else if is_closed(first) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 301, "idle and slow connections must be cut off");
+    assert!(http_get(agent.addr, "/healthz").is_ok());
+}
