@@ -64,6 +64,7 @@ pub enum RunError {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    raise_fd_limit();
     let ifaces = resolve_interfaces(&args.ifaces)?;
     if let Some(eff) = privileges::effective() {
         let missing = privileges::missing(eff);
@@ -263,6 +264,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (as Go programs do):
+/// a burst of scrapers must not run nta out of file descriptors at the
+/// 1024 that many systems set by default.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::debug!("could not raise the open-files limit");
+            }
+        }
+    }
 }
 
 fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, RunError> {

@@ -1,7 +1,8 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format) and `/healthz`.
 //!
-//! Hardened against misbehaving clients: at most [`MAX_CONNECTIONS`] open
-//! connections (more are closed at once), request headers must arrive
+//! Hardened against misbehaving clients: at most [`MAX_CONNECTIONS`]
+//! connections served at once (more wait up to [`CONNECTION_WAIT`] for a
+//! slot, then are closed), request headers must arrive
 //! within [`HEADER_TIMEOUT`], a connection lives at most
 //! [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`] scrapes render at
 //! once (the rest wait up to [`RENDER_WAIT`], then get 503).
@@ -24,6 +25,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use crate::metrics::Metrics;
 
 pub const MAX_CONNECTIONS: usize = 512;
+pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_RENDERS: usize = 8;
@@ -123,13 +125,15 @@ pub async fn serve(
             },
             _ = &mut shutdown => return Ok(()),
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            // Over the cap: close at once rather than queue.
-            drop(stream);
-            continue;
-        };
         let service = TowerToHyperService::new(app.clone());
+        let connections = connections.clone();
         tokio::spawn(async move {
+            // Over the cap: wait a little for a slot, else close.
+            let Ok(Ok(permit)) =
+                tokio::time::timeout(CONNECTION_WAIT, connections.acquire_owned()).await
+            else {
+                return;
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
