@@ -97,6 +97,19 @@ impl Lab {
     }
 }
 
+/// The `nta` that `cargo test --workspace` builds, for tests that run it
+/// against the generator (bench tests cannot name another package's
+/// binary through `CARGO_BIN_EXE_*`).
+pub fn debug_nta_binary() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/nta");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build -p nta`; `cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
 /// `nta run` inside the receiver namespace; SIGTERM on drop.
 pub struct NtaProcess {
     child: Child,

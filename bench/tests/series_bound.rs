@@ -2,24 +2,14 @@
 //! size: 65536 distinct flows from the lab generator add no series beyond
 //! the bounded top-destination gauges.
 
-use std::{path::PathBuf, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use nta_bench::{
     generator::Limits,
-    live::{Lab, NtaProcess},
+    live::{Lab, NtaProcess, debug_nta_binary},
     mixes::MixName,
 };
 use nta_lab::privileged;
-
-fn nta_binary() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/nta");
-    assert!(
-        p.exists(),
-        "{} is missing: build it first (`cargo build -p nta`; `cargo xtask test` does)",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn many_flows_do_not_grow_the_series_count() {
@@ -27,7 +17,7 @@ fn many_flows_do_not_grow_the_series_count() {
         return;
     }
     let lab = Lab::new().unwrap_or_else(|e| panic!("{e:#}"));
-    let nta = NtaProcess::start(&lab, &nta_binary(), &["--sample-rate", "1"])
+    let nta = NtaProcess::start(&lab, &debug_nta_binary(), &["--sample-rate", "1"])
         .unwrap_or_else(|e| panic!("{e:#}"));
     let series = |lab: &Lab| {
         lab.scrape(nta.addr)

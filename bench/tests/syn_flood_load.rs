@@ -6,7 +6,6 @@
 //! again once the flood is over.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,21 +16,10 @@ use std::{
 
 use nta_bench::{
     generator::Limits,
-    live::{Lab, NtaProcess},
+    live::{Lab, NtaProcess, debug_nta_binary},
     mixes::MixName,
 };
 use nta_lab::{privileged, scrape::Samples};
-
-/// `nta` as `cargo test --workspace` builds it for the agent's own tests.
-fn nta_binary() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/nta");
-    assert!(
-        p.exists(),
-        "{} is missing: build it first (`cargo build -p nta`; `cargo xtask test` does)",
-        p.display()
-    );
-    p
-}
 
 fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -53,7 +41,7 @@ fn line_rate_random_source_syn_flood() {
     let alerts = dir.join("alerts.jsonl");
     let nta = NtaProcess::start(
         &lab,
-        &nta_binary(),
+        &debug_nta_binary(),
         &["--alerts", &alerts.to_string_lossy()],
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
