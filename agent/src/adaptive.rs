@@ -44,6 +44,12 @@ impl RateController {
         }
     }
 
+    /// New configured rates and budget (config reload): in force at once.
+    pub fn reconfigure(&mut self, configured: SamplerConfig, budget_per_s: u64) -> SamplerConfig {
+        *self = RateController::new(configured, budget_per_s);
+        configured
+    }
+
     pub fn current(&self) -> SamplerConfig {
         self.current
     }
@@ -155,10 +161,15 @@ pub struct Controlled {
     pub controller: RateController,
 }
 
-/// Watches each interface every [`TICK`] until `shutdown` turns true.
+/// New sampling from a config reload: data rate, control rate, budget.
+pub type NewSampling = (u32, u32, u64);
+
+/// Watches each interface every [`TICK`] until `shutdown` turns true;
+/// takes reloaded sampling settings from `reload`.
 pub async fn run(
     mut interfaces: Vec<Controlled>,
     metrics: SamplingMetrics,
+    mut reload: tokio::sync::mpsc::Receiver<NewSampling>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     for i in &interfaces {
@@ -174,6 +185,21 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Some((data, control, budget)) = reload.recv() => {
+                for i in &mut interfaces {
+                    let configured = SamplerConfig {
+                        data_rate: data,
+                        control_rate: control,
+                        ..i.controller.current()
+                    };
+                    let next = i.controller.reconfigure(configured, budget);
+                    match i.sensor.lock().map(|mut s| s.set_sampling(next)) {
+                        Ok(Ok(())) => metrics.show(&i.name, next),
+                        _ => tracing::warn!(interface = %i.name, "applying reloaded sampling failed"),
+                    }
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
         for (i, prev) in interfaces.iter_mut().zip(last.iter_mut()) {

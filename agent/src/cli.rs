@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::sensor::ModeChoice;
 
+/// Samples per second per interface before nta raises its rates.
+pub const DEFAULT_SAMPLE_BUDGET: u64 = 250_000;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nta",
@@ -86,7 +89,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: ModeChoice,
 
-    /// Sample 1 in N data packets into the ring buffer (0 disables).
+    /// Sample 1 in N data packets into the ring buffer (0 disables). Also
+    /// `[sampling] data_rate` in the config file; the flag wins.
     #[arg(long, default_value_t = agent_common::config::DEFAULT_DATA_RATE, value_name = "N")]
     pub sample_rate: u32,
 
@@ -159,8 +163,13 @@ pub struct RunArgs {
     /// when samples are lost, nta raises the sampling rates (records carry
     /// their rate, so estimates stay unbiased) and lowers them again when
     /// the load falls. 0 keeps the rates fixed.
-    #[arg(long, default_value_t = 250_000, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_SAMPLE_BUDGET, value_name = "N")]
     pub sample_budget: u64,
+
+    /// Sampling values given explicitly on the command line (filled by
+    /// `main` from clap's value sources; they win over the config file).
+    #[arg(skip)]
+    pub explicit_sampling: crate::config::SamplingSection,
 
     /// Turn detection off (counting, flows and exports go on).
     #[arg(long)]

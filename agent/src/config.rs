@@ -29,7 +29,33 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    pub sampling: SamplingSection,
     pub detect: DetectConfig,
+}
+
+/// `[sampling]`: what `--sample-rate`, `--control-sample-rate` and
+/// `--sample-budget` set; a flag given on the command line wins.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingSection {
+    /// 1-in-N for data packets (0 disables).
+    pub data_rate: Option<u32>,
+    /// 1-in-M for control packets (0 disables).
+    pub control_rate: Option<u32>,
+    /// Samples per second per interface before the rates are raised (0:
+    /// fixed rates).
+    pub budget: Option<u64>,
+}
+
+impl SamplingSection {
+    /// These values, with `over`'s set ones taking precedence.
+    pub fn overridden_by(self, over: SamplingSection) -> SamplingSection {
+        SamplingSection {
+            data_rate: over.data_rate.or(self.data_rate),
+            control_rate: over.control_rate.or(self.control_rate),
+            budget: over.budget.or(self.budget),
+        }
+    }
 }
 
 /// SHA-1 of a config file's bytes, hex: shows which config is in force.
@@ -96,6 +122,25 @@ mod tests {
             e,
             "nta.toml: detect.icmp_flood.pps: must be a positive number, not 0"
         );
+    }
+
+    #[test]
+    fn sampling_section_and_flag_precedence() {
+        let c = FileConfig::parse("[sampling]\ndata_rate = 128\nbudget = 0\n", Path::new("x"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sampling.data_rate, Some(128));
+        assert_eq!(c.sampling.control_rate, None);
+        let flags = SamplingSection {
+            data_rate: Some(16),
+            ..Default::default()
+        };
+        let eff = c.sampling.overridden_by(flags);
+        assert_eq!(
+            (eff.data_rate, eff.control_rate, eff.budget),
+            (Some(16), None, Some(0))
+        );
+        let e = err("[sampling]\ndata = 1\n");
+        assert!(e.contains("unknown field `data`"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,24 @@
 use std::{io::IsTerminal, process::ExitCode};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use nta::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // Which sampling flags the user gave: those win over the config file.
+    if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
+        let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+        args.explicit_sampling = nta::config::SamplingSection {
+            data_rate: given("sample_rate").then_some(args.sample_rate),
+            control_rate: given("control_sample_rate").then_some(args.control_sample_rate),
+            budget: given("sample_budget").then_some(args.sample_budget),
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -1,7 +1,8 @@
 //! Config reload on SIGHUP: the file is read and validated again; a good
-//! one goes to the detection stage (thresholds, windows, host groups,
-//! allowlist, incident timing) without detaching XDP or resetting any
-//! counter; a bad one is refused with its precise error and the config in
+//! one goes to the sampling controller (rates, budget; flags given on the
+//! command line keep winning) and the detection stage (thresholds,
+//! windows, host groups, allowlist, incident timing) without detaching XDP
+//! or resetting any counter; a bad one is refused with its precise error and the config in
 //! force stays. Outcomes and the hash of the config in force are metrics.
 
 use std::path::PathBuf;
@@ -12,7 +13,12 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::{config::FileConfig, detect::DetectConfig};
+use crate::{
+    adaptive::NewSampling,
+    config::{FileConfig, SamplingSection},
+    detect::DetectConfig,
+    run::Sampling,
+};
 
 #[derive(Clone)]
 pub struct ReloadMetrics {
@@ -55,15 +61,31 @@ impl ReloadMetrics {
     }
 }
 
-/// Waits for SIGHUP until `shutdown`; each one reloads `path`.
-pub async fn watch_sighup(
-    path: Option<PathBuf>,
-    mut hash: String,
-    detect_running: bool,
-    to_detection: mpsc::Sender<DetectConfig>,
-    metrics: ReloadMetrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What a reload needs to know and where it sends the new settings.
+pub struct Reload {
+    pub path: Option<PathBuf>,
+    pub hash: String,
+    pub detect_running: bool,
+    /// Sampling flags given on the command line: they keep winning.
+    pub explicit_sampling: SamplingSection,
+    pub defaults: Sampling,
+    pub to_detection: mpsc::Sender<DetectConfig>,
+    pub to_sampling: mpsc::Sender<NewSampling>,
+    pub metrics: ReloadMetrics,
+}
+
+/// Waits for SIGHUP until `shutdown`; each one reloads the file.
+pub async fn watch_sighup(r: Reload, mut shutdown: watch::Receiver<bool>) {
+    let Reload {
+        path,
+        mut hash,
+        detect_running,
+        explicit_sampling,
+        defaults,
+        to_detection,
+        to_sampling,
+        metrics,
+    } = r;
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; config reload is off");
         return;
@@ -85,7 +107,15 @@ pub async fn watch_sighup(
                         "detect.enabled changed: turning detection on or off takes a restart; the rest of the new config is in force"
                     );
                 }
-                if to_detection.send(config.detect).await.is_err() {
+                let s = Sampling::from_section(
+                    config.sampling.overridden_by(explicit_sampling),
+                    defaults,
+                );
+                let sampling_ok = to_sampling
+                    .send((s.data_rate, s.control_rate, s.budget))
+                    .await
+                    .is_ok();
+                if !sampling_ok || to_detection.send(config.detect).await.is_err() {
                     tracing::warn!("detection stage gone; reload not applied");
                     metrics.reloads.with_label_values(&["failure"]).inc();
                     continue;

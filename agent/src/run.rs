@@ -77,6 +77,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         None => (FileConfig::default(), String::new()),
     };
     let detect_on = file_config.detect.enabled && !args.no_detect;
+    let sampling = Sampling::resolve(&file_config, &args);
     // Open outputs before touching the kernel, so a bad path fails fast.
     let rotation = RotationConfig {
         max_bytes: args.flows_max_bytes,
@@ -90,7 +91,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if let Some(collector) = &args.ipfix {
         let sampling = ifaces
             .iter()
-            .map(|i| iface::ifindex(i).map(|idx| (idx, args.sample_rate)))
+            .map(|i| iface::ifindex(i).map(|idx| (idx, sampling.data_rate)))
             .collect::<Result<Vec<_>, _>>()?;
         exporters.push(Box::new(export::IpfixExporter::connect(
             export::IpfixConfig {
@@ -112,8 +113,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .transpose()?;
     let listener = server::bind(args.listen).await?;
     let config = SamplerConfig {
-        data_rate: args.sample_rate,
-        control_rate: args.control_sample_rate,
+        data_rate: sampling.data_rate,
+        control_rate: sampling.control_rate,
         mirror: u32::from(args.mirror),
         ..SamplerConfig::default()
     };
@@ -164,16 +165,22 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             sensor: sensor.clone(),
             counters,
             pipeline: stats,
-            controller: RateController::new(config, args.sample_budget),
+            controller: RateController::new(config, sampling.budget),
         });
         sensors.push(sensor);
     }
     drop(tx);
 
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
-    let sampling =
+    let sampling_metrics =
         SamplingMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
-    let controller = tokio::spawn(adaptive::run(controlled, sampling, shutdown_rx.clone()));
+    let (sampling_tx, sampling_rx) = tokio::sync::mpsc::channel(4);
+    let controller = tokio::spawn(adaptive::run(
+        controlled,
+        sampling_metrics,
+        sampling_rx,
+        shutdown_rx.clone(),
+    ));
     let reattacher = tokio::spawn(reattach::run(watched, shutdown_rx.clone()));
     let stage = FlowStage {
         config: FlowConfig {
@@ -217,11 +224,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let reload_metrics = ReloadMetrics::register(metrics.registry(), &config_hash)
         .map_err(RunError::DetectMetrics)?;
     tokio::spawn(reload::watch_sighup(
-        args.config.clone(),
-        config_hash,
-        detection.is_some(),
-        reload_tx,
-        reload_metrics,
+        reload::Reload {
+            path: args.config.clone(),
+            hash: config_hash,
+            detect_running: detection.is_some(),
+            explicit_sampling: args.explicit_sampling,
+            defaults: Sampling::defaults(),
+            to_detection: reload_tx,
+            to_sampling: sampling_tx,
+            metrics: reload_metrics,
+        },
         shutdown_rx.clone(),
     ));
     let sink = tokio::spawn(flows::run(
@@ -264,6 +276,40 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The sampling in force: command-line flags, else the config file, else
+/// the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    pub data_rate: u32,
+    pub control_rate: u32,
+    pub budget: u64,
+}
+
+impl Sampling {
+    pub fn defaults() -> Sampling {
+        Sampling {
+            data_rate: agent_common::config::DEFAULT_DATA_RATE,
+            control_rate: agent_common::config::DEFAULT_CONTROL_RATE,
+            budget: crate::cli::DEFAULT_SAMPLE_BUDGET,
+        }
+    }
+
+    pub fn from_section(s: crate::config::SamplingSection, d: Sampling) -> Sampling {
+        Sampling {
+            data_rate: s.data_rate.unwrap_or(d.data_rate),
+            control_rate: s.control_rate.unwrap_or(d.control_rate),
+            budget: s.budget.unwrap_or(d.budget),
+        }
+    }
+
+    fn resolve(file: &FileConfig, args: &RunArgs) -> Sampling {
+        Self::from_section(
+            file.sampling.overridden_by(args.explicit_sampling),
+            Self::defaults(),
+        )
+    }
 }
 
 /// Raises the soft open-files limit to the hard one (as Go programs do):

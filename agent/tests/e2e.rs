@@ -900,3 +900,81 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
         "{err}"
     );
 }
+
+#[test]
+fn sampling_from_the_config_file_reloads_and_flags_win() {
+    if !privileged("sampling_from_the_config_file_reloads_and_flags_win") {
+        return;
+    }
+    let (_ns, veth) = lab("ntsm");
+    let dir = TempDir::new("sampling");
+    let cfg = dir.join("nta.toml");
+    let write = |t: &str| std::fs::write(&cfg, t).unwrap_or_else(|e| panic!("{e}"));
+    let rate = |a: &Agent, kind: &str| {
+        a.scrape().get(
+            "nta_sampling_rate",
+            &[("interface", &veth.outer), ("kind", kind)],
+        )
+    };
+    write("[sampling]\ndata_rate = 32\ncontrol_rate = 2\n");
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(rate(&agent, "data"), Some(32.0));
+    assert_eq!(rate(&agent, "control"), Some(2.0));
+    write("[sampling]\ndata_rate = 128\ncontrol_rate = 4\n");
+    agent.signal(libc::SIGHUP);
+    let s = agent.scrape_until(|s| {
+        s.get(
+            "nta_sampling_rate",
+            &[("interface", &veth.outer), ("kind", "data")],
+        ) == Some(128.0)
+    });
+    assert_eq!(
+        s.get(
+            "nta_sampling_rate",
+            &[("interface", &veth.outer), ("kind", "data")]
+        ),
+        Some(128.0)
+    );
+    assert_eq!(rate(&agent, "control"), Some(4.0));
+    agent.signal(libc::SIGTERM);
+    agent.wait_exit();
+
+    // A flag on the command line wins over the file, also after a reload.
+    write("[sampling]\ndata_rate = 32\n");
+    let agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+        "--sample-rate",
+        "16",
+    ]);
+    assert_eq!(rate(&agent, "data"), Some(16.0));
+    assert_eq!(
+        rate(&agent, "control"),
+        Some(1.0),
+        "default where neither sets it"
+    );
+    write("[sampling]\ndata_rate = 256\ncontrol_rate = 8\n");
+    let mut agent = agent;
+    agent.signal(libc::SIGHUP);
+    let s = agent.scrape_until(|s| {
+        s.get(
+            "nta_sampling_rate",
+            &[("interface", &veth.outer), ("kind", "control")],
+        ) == Some(8.0)
+    });
+    assert_eq!(
+        s.get(
+            "nta_sampling_rate",
+            &[("interface", &veth.outer), ("kind", "control")]
+        ),
+        Some(8.0)
+    );
+    assert_eq!(rate(&agent, "data"), Some(16.0), "the flag still wins");
+}
