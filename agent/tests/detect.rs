@@ -404,6 +404,7 @@ fn random_destination_flood_keeps_memory_fixed_and_finds_the_target() {
     for (_, n, _) in e.tracked() {
         assert!(n <= 4096, "{:?}", e.tracked());
     }
+
     let v = starts(&ev, DetectorKind::Volume);
     assert_eq!(v.len(), 1, "{ev:?}");
     assert_eq!(
@@ -494,4 +495,29 @@ fn static_volume_threshold_exactly_at_below_and_above() {
             assert_eq!(s.incident.latest.unit, nta::detect::Unit::PacketsPerSecond);
         }
     }
+}
+
+#[test]
+fn rate_detectors_give_idle_keys_back() {
+    let mut e = engine(config());
+    // SYNs and ICMP to 1000 destinations for a second, then quiet.
+    feed(&mut e, 10, 1, 2000, |ts, i| {
+        let mut r = if i % 2 == 0 {
+            syn(ts, [198, 18, 0, 1])
+        } else {
+            icmp(ts, [198, 18, 0, 1])
+        };
+        r.dst_addr = map_ipv4([198, 19, (i >> 8) as u8, i as u8]);
+        r
+    });
+    let held =
+        |e: &Engine, d: DetectorKind| e.tracked().iter().find(|t| t.0 == d).map_or(0, |t| t.1);
+    assert!(held(&e, DetectorKind::SynFlood) >= 1000);
+    assert!(held(&e, DetectorKind::IcmpFlood) >= 1000);
+    let mut out = Vec::new();
+    for s in 12..15 {
+        e.advance(s * NS, &mut out);
+    }
+    assert_eq!(held(&e, DetectorKind::SynFlood), 0);
+    assert_eq!(held(&e, DetectorKind::IcmpFlood), 0);
 }

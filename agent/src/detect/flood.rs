@@ -103,9 +103,8 @@ impl<S: RateShape> RateDetector<S> {
                 reason: j.reason,
             });
         }
-        // Keys idle for a while give their room back.
-        self.keys
-            .retain(|_, st| st.window.second + 2 >= closing || st.window.packets > 0);
+        // Keys idle for two seconds give their room back.
+        self.keys.retain(|_, st| st.window.second + 2 >= closing);
         self.keys.decay();
     }
 
