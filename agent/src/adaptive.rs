@@ -12,6 +12,7 @@ use agent_common::config::SamplerConfig;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::{
+    config::Sampling,
     events::PipelineStats,
     sensor::{CountersReader, Sensor},
 };
@@ -45,9 +46,8 @@ impl RateController {
     }
 
     /// New configured rates and budget (config reload): in force at once.
-    pub fn reconfigure(&mut self, configured: SamplerConfig, budget_per_s: u64) -> SamplerConfig {
+    pub fn reconfigure(&mut self, configured: SamplerConfig, budget_per_s: u64) {
         *self = RateController::new(configured, budget_per_s);
-        configured
     }
 
     pub fn current(&self) -> SamplerConfig {
@@ -161,15 +161,12 @@ pub struct Controlled {
     pub controller: RateController,
 }
 
-/// New sampling from a config reload: data rate, control rate, budget.
-pub type NewSampling = (u32, u32, u64);
-
 /// Watches each interface every [`TICK`] until `shutdown` turns true;
 /// takes reloaded sampling settings from `reload`.
 pub async fn run(
     mut interfaces: Vec<Controlled>,
     metrics: SamplingMetrics,
-    mut reload: tokio::sync::mpsc::Receiver<NewSampling>,
+    mut reload: tokio::sync::mpsc::Receiver<Sampling>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     for i in &interfaces {
@@ -185,14 +182,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            Some((data, control, budget)) = reload.recv() => {
+            Some(sampling) = reload.recv() => {
                 for i in &mut interfaces {
                     let configured = SamplerConfig {
-                        data_rate: data,
-                        control_rate: control,
+                        data_rate: sampling.data_rate,
+                        control_rate: sampling.control_rate,
                         ..i.controller.current()
                     };
-                    let next = i.controller.reconfigure(configured, budget);
+                    i.controller.reconfigure(configured, sampling.budget);
+                    let next = i.controller.current();
                     match i.sensor.lock().map(|mut s| s.set_sampling(next)) {
                         Ok(Ok(())) => metrics.show(&i.name, next),
                         _ => tracing::warn!(interface = %i.name, "applying reloaded sampling failed"),

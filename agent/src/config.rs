@@ -47,6 +47,31 @@ pub struct SamplingSection {
     pub budget: Option<u64>,
 }
 
+/// The sampling in force: command-line flags, else the config file, else
+/// the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    pub data_rate: u32,
+    pub control_rate: u32,
+    pub budget: u64,
+}
+
+impl Sampling {
+    /// `file`'s values under the flags given on the command line.
+    pub fn resolve(file: SamplingSection, explicit: SamplingSection) -> Sampling {
+        let s = file.overridden_by(explicit);
+        Sampling {
+            data_rate: s
+                .data_rate
+                .unwrap_or(agent_common::config::DEFAULT_DATA_RATE),
+            control_rate: s
+                .control_rate
+                .unwrap_or(agent_common::config::DEFAULT_CONTROL_RATE),
+            budget: s.budget.unwrap_or(crate::cli::DEFAULT_SAMPLE_BUDGET),
+        }
+    }
+}
+
 impl SamplingSection {
     /// These values, with `over`'s set ones taking precedence.
     pub fn overridden_by(self, over: SamplingSection) -> SamplingSection {

@@ -14,10 +14,8 @@ use tokio::{
 };
 
 use crate::{
-    adaptive::NewSampling,
-    config::{FileConfig, SamplingSection},
+    config::{FileConfig, Sampling, SamplingSection},
     detect::DetectConfig,
-    run::Sampling,
 };
 
 #[derive(Clone)]
@@ -68,9 +66,8 @@ pub struct Reload {
     pub detect_running: bool,
     /// Sampling flags given on the command line: they keep winning.
     pub explicit_sampling: SamplingSection,
-    pub defaults: Sampling,
     pub to_detection: mpsc::Sender<DetectConfig>,
-    pub to_sampling: mpsc::Sender<NewSampling>,
+    pub to_sampling: mpsc::Sender<Sampling>,
     pub metrics: ReloadMetrics,
 }
 
@@ -81,7 +78,6 @@ pub async fn watch_sighup(r: Reload, mut shutdown: watch::Receiver<bool>) {
         mut hash,
         detect_running,
         explicit_sampling,
-        defaults,
         to_detection,
         to_sampling,
         metrics,
@@ -107,14 +103,8 @@ pub async fn watch_sighup(r: Reload, mut shutdown: watch::Receiver<bool>) {
                         "detect.enabled changed: turning detection on or off takes a restart; the rest of the new config is in force"
                     );
                 }
-                let s = Sampling::from_section(
-                    config.sampling.overridden_by(explicit_sampling),
-                    defaults,
-                );
-                let sampling_ok = to_sampling
-                    .send((s.data_rate, s.control_rate, s.budget))
-                    .await
-                    .is_ok();
+                let sampling = Sampling::resolve(config.sampling, explicit_sampling);
+                let sampling_ok = to_sampling.send(sampling).await.is_ok();
                 if !sampling_ok || to_detection.send(config.detect).await.is_err() {
                     tracing::warn!("detection stage gone; reload not applied");
                     metrics.reloads.with_label_values(&["failure"]).inc();

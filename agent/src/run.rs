@@ -17,7 +17,7 @@ use crate::{
     adaptive::{self, Controlled, RateController, SamplingMetrics},
     alert::{self, AlertError, AlertMetrics, AlertSink, Alerts},
     cli::RunArgs,
-    config::{ConfigError, FileConfig},
+    config::{ConfigError, FileConfig, Sampling},
     detect::Engine,
     detection::{DetectMetrics, DetectionStage},
     events::{self, PipelineStats},
@@ -59,8 +59,6 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("alert output")]
     AlertOutput(#[from] AlertError),
-    #[error("registering detection and sampling metrics")]
-    DetectMetrics(#[source] prometheus::Error),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -77,7 +75,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         None => (FileConfig::default(), String::new()),
     };
     let detect_on = file_config.detect.enabled && !args.no_detect;
-    let sampling = Sampling::resolve(&file_config, &args);
+    let sampling = Sampling::resolve(file_config.sampling, args.explicit_sampling);
     // Open outputs before touching the kernel, so a bad path fails fast.
     let rotation = RotationConfig {
         max_bytes: args.flows_max_bytes,
@@ -173,7 +171,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
     let sampling_metrics =
-        SamplingMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
+        SamplingMetrics::register(metrics.registry()).map_err(MetricsError::from)?;
     let (sampling_tx, sampling_rx) = tokio::sync::mpsc::channel(4);
     let controller = tokio::spawn(adaptive::run(
         controlled,
@@ -201,7 +199,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .map(|g| g.name.clone())
             .collect();
         let alert_metrics =
-            AlertMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?;
+            AlertMetrics::register(metrics.registry()).map_err(MetricsError::from)?;
         if let Some(w) = webhook {
             alert_sinks.push(Box::new(alert::WebhookSink::start(
                 w,
@@ -215,21 +213,20 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         Some(DetectionStage::new(
             Engine::new(file_config.detect),
             alerts,
-            DetectMetrics::register(metrics.registry()).map_err(RunError::DetectMetrics)?,
+            DetectMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
         ))
     } else {
         None
     };
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-    let reload_metrics = ReloadMetrics::register(metrics.registry(), &config_hash)
-        .map_err(RunError::DetectMetrics)?;
+    let reload_metrics =
+        ReloadMetrics::register(metrics.registry(), &config_hash).map_err(MetricsError::from)?;
     tokio::spawn(reload::watch_sighup(
         reload::Reload {
             path: args.config.clone(),
             hash: config_hash,
             detect_running: detection.is_some(),
             explicit_sampling: args.explicit_sampling,
-            defaults: Sampling::defaults(),
             to_detection: reload_tx,
             to_sampling: sampling_tx,
             metrics: reload_metrics,
@@ -276,40 +273,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The sampling in force: command-line flags, else the config file, else
-/// the defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sampling {
-    pub data_rate: u32,
-    pub control_rate: u32,
-    pub budget: u64,
-}
-
-impl Sampling {
-    pub fn defaults() -> Sampling {
-        Sampling {
-            data_rate: agent_common::config::DEFAULT_DATA_RATE,
-            control_rate: agent_common::config::DEFAULT_CONTROL_RATE,
-            budget: crate::cli::DEFAULT_SAMPLE_BUDGET,
-        }
-    }
-
-    pub fn from_section(s: crate::config::SamplingSection, d: Sampling) -> Sampling {
-        Sampling {
-            data_rate: s.data_rate.unwrap_or(d.data_rate),
-            control_rate: s.control_rate.unwrap_or(d.control_rate),
-            budget: s.budget.unwrap_or(d.budget),
-        }
-    }
-
-    fn resolve(file: &FileConfig, args: &RunArgs) -> Sampling {
-        Self::from_section(
-            file.sampling.overridden_by(args.explicit_sampling),
-            Self::defaults(),
-        )
-    }
 }
 
 /// Raises the soft open-files limit to the hard one (as Go programs do):

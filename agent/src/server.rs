@@ -46,8 +46,6 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("serving HTTP")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Binds early so a busy port fails before anything is attached.

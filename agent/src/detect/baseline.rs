@@ -73,10 +73,6 @@ impl Baseline {
         let band = self.band(c);
         (value > band.upper).then_some(band)
     }
-
-    pub fn seconds(&self) -> u32 {
-        self.seconds
-    }
 }
 
 #[cfg(test)]

@@ -403,9 +403,11 @@ impl DetectConfig {
     pub fn group_of(&self, a: &Addr) -> Option<&HostGroup> {
         self.host_groups.iter().find(|g| g.contains(a))
     }
+}
 
-    pub fn scan_window_ns(s: &ScanConfig) -> u64 {
-        (s.window.as_nanos() as u64).max(NS / 10)
+impl ScanConfig {
+    pub fn window_ns(&self) -> u64 {
+        (self.window.as_nanos() as u64).max(NS / 10)
     }
 }
 

@@ -128,10 +128,6 @@ impl Engine {
         &self.incidents
     }
 
-    pub fn config(&self) -> &DetectConfig {
-        &self.config
-    }
-
     /// Keys held and evicted, per detector.
     pub fn tracked(&self) -> Vec<(DetectorKind, usize, u64)> {
         let mut v: Vec<_> = self

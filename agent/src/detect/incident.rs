@@ -170,10 +170,6 @@ impl Incidents {
         }
     }
 
-    pub fn active(&self) -> impl Iterator<Item = &Incident> {
-        self.active.values()
-    }
-
     pub fn active_count(&self, d: DetectorKind) -> usize {
         self.active.keys().filter(|k| k.0 == d).count()
     }

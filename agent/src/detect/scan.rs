@@ -23,9 +23,7 @@ use agent_common::{
 use cardinality_estimator::CardinalityEstimator;
 
 use super::{
-    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
-    config::{DetectConfig, ScanConfig},
-    tracked::Tracked,
+    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit, config::ScanConfig, tracked::Tracked,
     window::Evidence3,
 };
 
@@ -166,7 +164,7 @@ impl<S: ScanShape> ScanDetector<S> {
     pub fn new(config: ScanConfig, tracked_keys: usize) -> ScanDetector<S> {
         ScanDetector {
             config,
-            window_ns: DetectConfig::scan_window_ns(&config),
+            window_ns: config.window_ns(),
             keys: Tracked::new(tracked_keys),
             last_prune: 0,
         }

@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     alert::{self, AlertMetrics, AlertSink, Alerts, FileSink},
-    detect::{AlertEvent, DetectConfig, Engine, NS, Transition, display_addr},
+    detect::{AlertEvent, DetectConfig, Engine, NS, Transition, Unit, display_addr},
     export::{self, ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
     flow::{ExpiredFlow, FlowConfig, FlowTable},
 };
@@ -270,10 +270,11 @@ fn note_incidents(
                 end_ns: i.last_seen_ns,
                 peak: i.peak,
                 unit: i.latest.unit.label(),
-                window_ns: if i.latest.unit.label().starts_with("distinct") {
-                    0
-                } else {
-                    i.latest.window_ns
+                // Scans alert at the probe that crossed; rates at the end
+                // of their window.
+                window_ns: match i.latest.unit {
+                    Unit::DistinctPorts | Unit::DistinctHosts => 0,
+                    Unit::PacketsPerSecond | Unit::BitsPerSecond => i.latest.window_ns,
                 },
                 evidence: i.evidence.iter().map(evidence_line).collect(),
             }),
@@ -428,9 +429,8 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         cb(read.load(Ordering::Relaxed), total, frames);
     }
     // The end of the input ends every flow and incident.
-    let end = if last_ns == 0 { 0 } else { last_ns };
     if detect_on {
-        engine.finish(end, &mut events);
+        engine.finish(last_ns, &mut events);
     }
     table.drain(&mut expired);
     export(&mut exporters, &mut expired, &names)?;
