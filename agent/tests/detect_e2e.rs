@@ -259,7 +259,6 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
         let s = agent.scrape();
         slowest = slowest.max(t.elapsed());
         scrapes += 1;
-        assert!(s.sum("nta_packets_total", &[]) >= base);
         max_control_rate = max_control_rate.max(control_rate(&s));
         max_rss = max_rss.max(agent.rss_bytes());
         thread::sleep(Duration::from_millis(250));

@@ -19,16 +19,7 @@ use nta_bench::{
     live::{Lab, NtaProcess, debug_nta_binary},
     mixes::MixName,
 };
-use nta_lab::{privileged, scrape::Samples};
-
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
+use nta_lab::{netns::rss_bytes, privileged, scrape::Samples};
 
 #[test]
 fn line_rate_random_source_syn_flood() {

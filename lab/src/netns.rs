@@ -254,6 +254,16 @@ fn parse_link_stats(out: &str) -> Option<LinkStats> {
     })
 }
 
+/// Resident memory of process `pid` (`VmRSS` in /proc), 0 if unreadable.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// True when this process can create namespaces and load BPF (root).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

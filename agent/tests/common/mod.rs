@@ -93,15 +93,9 @@ impl Agent {
         }
     }
 
-    /// Resident memory of the agent, from /proc.
+    /// Resident memory of the agent.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        nta_lab::netns::rss_bytes(self.child.id())
     }
 
     pub fn wait_healthy(&mut self) {
