@@ -13,7 +13,7 @@
 use std::{
     hint::black_box,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     thread,
     time::{Duration, Instant, SystemTime},
 };
@@ -22,19 +22,18 @@ use agent_common::{
     class::{ProtocolClass, tcp_flags},
     sample::{RECORD_VERSION, SampleRecord, map_ipv4, record_flags},
 };
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use nta::{
     detect::{DetectConfig, Engine, NS},
     flow::{FlowConfig, FlowTable},
 };
-use nta_lab::{
-    attack::{AttackLab, VICTIM},
-    netns::run_in_netns,
-    scrape::http_get,
-};
+use nta_lab::attack::{AttackLab, VICTIM};
 use serde_json::Value;
 
-use crate::report::{XorShift, mmm};
+use crate::{
+    live::NtaProcess,
+    report::{XorShift, mmm},
+};
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
@@ -358,14 +357,6 @@ fn wait_quiet(path: &Path, within: Duration) -> anyhow::Result<()> {
     }
 }
 
-struct Nta(Child);
-
-impl Drop for Nta {
-    fn drop(&mut self) {
-        stop(&mut self.0);
-    }
-}
-
 fn latency(args: &DetectArgs) -> anyhow::Result<String> {
     let lab = AttackLab::new("ntbd")?;
     lab.install_spoof_guard()?;
@@ -376,33 +367,13 @@ fn latency(args: &DetectArgs) -> anyhow::Result<String> {
     std::fs::write(&config, LATENCY_CONFIG)?;
     let file = dir.join("alerts.jsonl");
     let _ = std::fs::remove_file(&file);
-    let nta = Command::new("ip")
-        .args(["netns", "exec", lab.victim.name()])
-        .arg(&args.nta)
-        .args([
-            "run",
-            "--iface",
-            &lab.veth.outer,
-            "--listen",
-            "127.0.0.1:9464",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--alerts")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", args.nta.display()))?;
-    let _nta = Nta(nta);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9464));
-    while run_in_netns(lab.victim.name(), || http_get(listen, "/healthz"))?.is_err() {
-        if Instant::now() > deadline {
-            bail!("nta did not become healthy");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let (config_arg, file_arg) = (config.to_string_lossy(), file.to_string_lossy());
+    let _nta = NtaProcess::start_in(
+        &lab.victim,
+        &lab.veth.outer,
+        &args.nta,
+        &["--config", &config_arg, "--alerts", &file_arg],
+    )?;
     let mut md = String::from(
         "| detector | attack (in the attacker namespace) | alerts | latency: tool start to alert written, ms | of which: crossing sample or window end to alert written, ms |\n|---|---|---|---|---|\n",
     );

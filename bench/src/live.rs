@@ -118,15 +118,26 @@ pub struct NtaProcess {
 
 impl NtaProcess {
     pub fn start(lab: &Lab, nta: &Path, extra: &[&str]) -> anyhow::Result<NtaProcess> {
+        Self::start_in(&lab.recv_ns, &lab.veth.inner, nta, extra)
+    }
+
+    /// `nta run --iface IFACE` inside `ns`, listening on 127.0.0.1:9464
+    /// there; returns once /healthz answers.
+    pub fn start_in(
+        ns: &NetNs,
+        iface: &str,
+        nta: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<NtaProcess> {
         let addr: SocketAddr = "127.0.0.1:9464".parse()?;
         let mut args = vec![
             "netns".to_string(),
             "exec".into(),
-            lab.recv_ns.name().into(),
+            ns.name().into(),
             nta.display().to_string(),
             "run".into(),
             "--iface".into(),
-            lab.veth.inner.clone(),
+            iface.to_string(),
             "--xdp-mode".into(),
             "native".into(),
             "--listen".into(),
@@ -142,8 +153,7 @@ impl NtaProcess {
         let mut p = NtaProcess { child, addr };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let ns = lab.recv_ns.name();
-            if run_in_netns(ns, || http_get(addr, "/healthz"))?.is_ok() {
+            if run_in_netns(ns.name(), || http_get(addr, "/healthz"))?.is_ok() {
                 return Ok(p);
             }
             if let Some(status) = p.child.try_wait()? {
