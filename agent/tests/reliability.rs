@@ -11,11 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nta_lab::{mix::protocol_mix, privileged, scrape::http_get, send::send_paced};
+use nta_lab::{NetNs, mix::protocol_mix, privileged, scrape::http_get, send::send_paced};
 
 mod common;
 
 use common::{Agent, lab, xdp_attached};
+
+/// These tests time the agent under load on 2 CPUs: one at a time, so a
+/// stalled agent in one does not starve the scrapes of another.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn frames() -> Vec<Vec<u8>> {
     protocol_mix().iter().map(|m| m.frame.clone()).collect()
@@ -69,6 +73,25 @@ fn counted_reaches(agent: &Agent, iface: &str, want: f64) -> f64 {
     }
 }
 
+/// Sends up to `max` frames from `inner` (at 10 kpps, at most 1 s) and
+/// checks that `outer` received them all and nta counted exactly those.
+fn sent_and_counted_exactly(agent: &Agent, ns: &NetNs, inner: &str, outer: &str, max: u64) {
+    let before = counted(agent, outer);
+    let rx0 = rx_packets(outer);
+    let sent = send_paced(
+        ns.name(),
+        inner,
+        &frames(),
+        10_000,
+        Duration::from_secs(1),
+        max,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx_packets(outer) - rx0, sent, "received");
+    let want = before + sent as f64;
+    assert_eq!(counted_reaches(agent, outer, want), want, "counted");
+}
+
 /// The agent grew by less than 64 MiB.
 fn assert_memory_flat(before: u64, after: u64) {
     assert!(
@@ -84,6 +107,7 @@ fn a_stalled_consumer_loses_samples_visibly_and_recovers() {
     if !privileged("a_stalled_consumer_loses_samples_visibly_and_recovers") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntst");
     let i = veth.outer.as_str();
     let mut agent = Agent::start(&["--iface", i, "--sample-rate", "1", "--sample-budget", "0"]);
@@ -137,6 +161,7 @@ fn sigkill_under_traffic_then_restart_resumes_counting() {
     if !privileged("sigkill_under_traffic_then_restart_resumes_counting") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntkr");
     let i = veth.outer.as_str();
     let mut agent = Agent::start(&["--iface", i]);
@@ -155,24 +180,8 @@ fn sigkill_under_traffic_then_restart_resumes_counting() {
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
-    let rx0 = rx_packets(i);
-    let before = counted(&agent, i);
-    assert!(before > 0.0, "the restarted agent counts");
-    let sent = send_paced(
-        ns.name(),
-        &veth.inner,
-        &frames(),
-        10_000,
-        Duration::from_secs(1),
-        5_000,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let received = (rx_packets(i) - rx0) as f64;
-    assert_eq!(received, sent as f64);
-    assert_eq!(
-        counted_reaches(&agent, i, before + received),
-        before + received
-    );
+    assert!(counted(&agent, i) > 0.0, "the restarted agent counts");
+    sent_and_counted_exactly(&agent, &ns, &veth.inner, i, 5_000);
 }
 
 #[test]
@@ -180,6 +189,7 @@ fn interface_down_and_up_stays_attached_and_counting() {
     if !privileged("interface_down_and_up_stays_attached_and_counting") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntdu");
     let i = veth.outer.as_str();
     let agent = Agent::start(&["--iface", i]);
@@ -198,22 +208,7 @@ fn interface_down_and_up_stays_attached_and_counting() {
     assert!(xdp_attached(i));
     let s = agent.scrape();
     assert_eq!(s.sum("nta_xdp_attached", &[("interface", i)]), 1.0);
-    let before = counted(&agent, i);
-    let rx0 = rx_packets(i);
-    let sent = send_paced(
-        ns.name(),
-        &veth.inner,
-        &frames(),
-        10_000,
-        Duration::from_secs(1),
-        3_000,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((rx_packets(i) - rx0), sent);
-    assert_eq!(
-        counted_reaches(&agent, i, before + sent as f64),
-        before + sent as f64
-    );
+    sent_and_counted_exactly(&agent, &ns, &veth.inner, i, 3_000);
 }
 
 #[test]
@@ -221,6 +216,7 @@ fn a_thousand_concurrent_scrapes_do_not_disturb_the_sensor() {
     if !privileged("a_thousand_concurrent_scrapes_do_not_disturb_the_sensor") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntsc");
     let i = veth.outer.as_str();
     let agent = Agent::start(&["--iface", i]);
@@ -260,6 +256,7 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
     if !privileged("a_deleted_and_recreated_interface_is_attached_again") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntre");
     let (o, p) = (veth.outer.clone(), veth.inner.clone());
     let agent = Agent::start(&["--iface", &o]);
@@ -318,23 +315,8 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
     assert!(xdp_attached(&o));
     // Counting goes on, on top of the old counts.
     thread::sleep(Duration::from_millis(300));
-    let rx0 = rx_packets(&o);
-    let base = counted(&agent, &o);
-    assert!(base >= before, "counters were not reset");
-    let sent = send_paced(
-        ns.name(),
-        &p,
-        &frames(),
-        10_000,
-        Duration::from_millis(300),
-        1_000,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(rx_packets(&o) - rx0, sent);
-    assert_eq!(
-        counted_reaches(&agent, &o, base + sent as f64),
-        base + sent as f64
-    );
+    assert!(counted(&agent, &o) >= before, "counters were not reset");
+    sent_and_counted_exactly(&agent, &ns, &p, &o, 1_000);
 }
 
 #[test]
@@ -342,6 +324,7 @@ fn slow_and_idle_clients_are_cut_off_and_scrapes_go_on() {
     if !privileged("slow_and_idle_clients_are_cut_off_and_scrapes_go_on") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use std::io::{Read, Write};
     let (_ns, veth) = lab("ntsl");
     let agent = Agent::start(&["--iface", &veth.outer]);
