@@ -73,7 +73,7 @@ pub struct AnalyzeArgs {
     pub flow_active_timeout: std::time::Duration,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Interface to watch (repeat for several). Default: the interface of
     /// the default route.
@@ -89,8 +89,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: ModeChoice,
 
-    /// Sample 1 in N data packets into the ring buffer (0 disables). Also
-    /// `[sampling] data_rate` in the config file; the flag wins.
+    /// Sample 1 in N data packets into the ring buffer (0 disables).
     #[arg(long, default_value_t = agent_common::config::DEFAULT_DATA_RATE, value_name = "N")]
     pub sample_rate: u32,
 
@@ -142,10 +141,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub flow_capacity: u64,
 
-    /// Config file (TOML). Today it holds the `[detect]` section:
-    /// thresholds per detector and host group, windows, allowlist and
-    /// incident timing (see README). Unknown keys are errors. SIGHUP
-    /// reloads it; a bad file is refused and the old config stays.
+    /// Config file (TOML): every flag has a key there ([sensor],
+    /// [metrics], [sampling], [flows], [flows.ipfix], [alerts]) plus the
+    /// [detect] thresholds; a flag given on the command line wins (see
+    /// deploy/nta.example.toml). Unknown keys are errors. SIGHUP reloads
+    /// it (sampling, flow timeouts and outputs, alert outputs, detection,
+    /// web config); a bad file is refused and the old config stays.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
@@ -166,10 +167,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_SAMPLE_BUDGET, value_name = "N")]
     pub sample_budget: u64,
 
-    /// Sampling values given explicitly on the command line (filled by
-    /// `main` from clap's value sources; they win over the config file).
+    /// Ids of the flags given on the command line (filled by `main` from
+    /// clap's value sources): they win over the config file.
     #[arg(skip)]
-    pub explicit_sampling: crate::config::SamplingSection,
+    pub given: std::collections::BTreeSet<String>,
+
+    /// Serve /metrics over TLS and/or with basic auth, configured by a
+    /// YAML file in the Prometheus exporter-toolkit web-config format
+    /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes).
+    /// Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
 
     /// Turn detection off (counting, flows and exports go on).
     #[arg(long)]

@@ -1,12 +1,19 @@
-//! The config file (`--config FILE`, TOML). Today it holds the `[detect]`
-//! section; unknown sections and keys are errors, so a typo never
-//! silently falls back to a default.
+//! The config file (`--config FILE`, TOML). Every `nta run` flag has a key
+//! here (a flag given on the command line wins); unknown sections and keys
+//! are errors, so a typo never silently falls back to a default.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
-use crate::detect::{DetectConfig, DetectConfigError};
+use crate::{
+    detect::{DetectConfig, DetectConfigError},
+    sensor::ModeChoice,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -24,13 +31,76 @@ pub enum ConfigError {
         #[source]
         source: DetectConfigError,
     },
+    #[error("{path}: {key}: {why}")]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        why: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    pub sensor: SensorSection,
+    pub metrics: MetricsSection,
     pub sampling: SamplingSection,
+    pub flows: FlowsSection,
+    pub alerts: AlertsSection,
     pub detect: DetectConfig,
+}
+
+/// `[sensor]`: where and how XDP attaches (`--iface`, `--xdp-mode`,
+/// `--mirror`). Changing these takes a restart.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorSection {
+    pub interfaces: Option<Vec<String>>,
+    pub xdp_mode: Option<ModeChoice>,
+    pub mirror: Option<bool>,
+}
+
+/// `[metrics]`: the HTTP endpoint (`--listen`, `--web-config-file`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+    pub web_config_file: Option<PathBuf>,
+}
+
+/// `[flows]`: the flow table and flow outputs (`--flows`,
+/// `--flows-max-bytes`, `--flows-keep`, `--flow-*-timeout`,
+/// `--flow-capacity`, `--ipfix*`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsSection {
+    pub files: Option<Vec<PathBuf>>,
+    pub max_bytes: Option<u64>,
+    pub keep: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub active_timeout: Option<Duration>,
+    pub capacity: Option<u64>,
+    pub ipfix: IpfixSection,
+}
+
+/// `[flows.ipfix]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpfixSection {
+    pub collector: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub template_refresh: Option<Duration>,
+    pub domain: Option<u32>,
+}
+
+/// `[alerts]`: alert outputs (`--alerts`, `--webhook`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    pub file: Option<PathBuf>,
+    pub webhook: Option<String>,
 }
 
 /// `[sampling]`: what `--sample-rate`, `--control-sample-rate` and
@@ -116,7 +186,58 @@ impl FileConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        c.validate_outputs()
+            .map_err(|(key, why)| ConfigError::Value {
+                path: path.to_path_buf(),
+                key,
+                why,
+            })?;
         Ok(c)
+    }
+
+    /// Checks the values serde's types cannot: the same ones clap checks
+    /// for the flags.
+    fn validate_outputs(&self) -> Result<(), (&'static str, String)> {
+        if let Some(ifaces) = &self.sensor.interfaces {
+            if ifaces.is_empty() {
+                return Err((
+                    "sensor.interfaces",
+                    "empty list; leave the key out to use the default route's interface".into(),
+                ));
+            }
+            if let Some(dup) = ifaces
+                .iter()
+                .enumerate()
+                .find(|(i, n)| ifaces[..*i].contains(n))
+            {
+                return Err(("sensor.interfaces", format!("{} is listed twice", dup.1)));
+            }
+        }
+        if self.flows.capacity == Some(0) {
+            return Err(("flows.capacity", "must be at least 1".into()));
+        }
+        for (key, d) in [
+            ("flows.idle_timeout", self.flows.idle_timeout),
+            ("flows.active_timeout", self.flows.active_timeout),
+            (
+                "flows.ipfix.template_refresh",
+                self.flows.ipfix.template_refresh,
+            ),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err((key, "must be longer than 0s".into()));
+            }
+        }
+        if let Some(files) = &self.flows.files {
+            for f in files {
+                crate::export::flow_file_format(f).map_err(|e| ("flows.files", e.to_string()))?;
+            }
+        }
+        if let Some(url) = &self.alerts.webhook {
+            crate::alert::WebhookConfig::new(url)
+                .map_err(|e| ("alerts.webhook", format!("{e:#}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -169,6 +290,33 @@ mod tests {
     }
 
     #[test]
+    fn output_values_are_checked_like_the_flags() {
+        let e = err("[flows]\nfiles = [\"/tmp/flows.txt\"]\n");
+        assert!(
+            e.starts_with("nta.toml: flows.files: /tmp/flows.txt: unknown flow file type"),
+            "{e}"
+        );
+        let e = err("[flows]\ncapacity = 0\n");
+        assert_eq!(e, "nta.toml: flows.capacity: must be at least 1");
+        let e = err("[flows]\nidle_timeout = \"0s\"\n");
+        assert_eq!(e, "nta.toml: flows.idle_timeout: must be longer than 0s");
+        let e = err("[alerts]\nwebhook = \"ftp://x\"\n");
+        assert!(e.starts_with("nta.toml: alerts.webhook: "), "{e}");
+        let e = err("[sensor]\ninterfaces = [\"a\", \"a\"]\n");
+        assert_eq!(e, "nta.toml: sensor.interfaces: a is listed twice");
+        let e = err("[sensor]\nxdp_mode = \"fast\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("unknown variant `fast`"),
+            "{e}"
+        );
+        let e = err("[metrics]\nlisten = \"localhost\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("invalid socket address"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn empty_file_is_the_defaults() {
         let c = FileConfig::parse("", Path::new("x")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c, FileConfig::default());
@@ -184,6 +332,16 @@ mod example {
     fn deploy_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nta.example.toml");
         let c = FileConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sensor.interfaces, None);
+        assert_eq!(c.sensor.xdp_mode, Some(ModeChoice::Auto));
+        assert_eq!(c.metrics.listen.map(|l| l.port()), Some(9464));
+        assert_eq!(c.flows.files, Some(vec![]));
+        assert_eq!(c.flows.capacity, Some(1_000_000));
+        assert_eq!(c.flows.ipfix.collector, None);
+        assert_eq!(
+            c.flows.idle_timeout,
+            Some(std::time::Duration::from_secs(15))
+        );
         let d = &c.detect;
         assert_eq!(d.port_scan.distinct, 50);
         assert_eq!(d.amplification.reflectors.len(), 3);

@@ -249,7 +249,13 @@ impl DetectionStage {
 
     /// A reloaded `[detect]` section.
     pub fn reconfigure(&mut self, config: crate::detect::DetectConfig) {
+        self.alerts.set_groups(config.group_names());
         self.engine.reconfigure(config);
+    }
+
+    /// Reloaded alert outputs.
+    pub fn replace_sinks(&mut self, sinks: Vec<Box<dyn crate::alert::AlertSink>>) {
+        self.alerts.replace_sinks(sinks);
     }
 
     /// Hands what the samples so far raised to the alert sinks.

@@ -14,6 +14,8 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::mpsc;
 
 use crate::{
+    alert::AlertSink,
+    detect::DetectConfig,
     detection::{self, DetectionStage},
     events::SampleBatch,
     export::{FlowExporter, FlowRecord, WallClock},
@@ -106,19 +108,37 @@ pub struct FlowStage {
     pub metrics: FlowMetrics,
 }
 
+/// A config reload, as the flow stage applies it between batches.
+pub struct StageReload {
+    pub detect: DetectConfig,
+    pub idle_timeout_ns: u64,
+    pub active_timeout_ns: u64,
+    /// New flow exporters (None: keep the ones running).
+    pub exporters: Option<Vec<Box<dyn FlowExporter>>>,
+    /// New alert sinks (None: keep the ones running).
+    pub alert_sinks: Option<Vec<Box<dyn AlertSink>>>,
+}
+
+/// What the exporter thread receives.
+enum ExportMessage {
+    Records(Vec<FlowRecord>),
+    /// Replace the exporters: the old ones are flushed first.
+    Exporters(Vec<Box<dyn FlowExporter>>),
+}
+
 /// Runs the exporters on a thread until the channel closes, then flushes.
 fn spawn_exporters(
     mut exporters: Vec<Box<dyn FlowExporter>>,
     metrics: FlowMetrics,
-) -> (
-    std_mpsc::SyncSender<Vec<FlowRecord>>,
-    thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std_mpsc::sync_channel::<Vec<FlowRecord>>(EXPORT_QUEUE);
+) -> (std_mpsc::SyncSender<ExportMessage>, thread::JoinHandle<()>) {
+    let (tx, rx) = std_mpsc::sync_channel::<ExportMessage>(EXPORT_QUEUE);
     let handle = thread::spawn(move || {
+        // Whether each exporter is in a run of failures (logged once).
         let mut failing = vec![false; exporters.len()];
-        let mut write = |exporters: &mut Vec<Box<dyn FlowExporter>>,
-                         batch: Option<&[FlowRecord]>| {
+        let write = |exporters: &mut Vec<Box<dyn FlowExporter>>,
+                     failing: &mut Vec<bool>,
+                     batch: Option<&[FlowRecord]>| {
+            failing.resize(exporters.len(), false);
             for (e, failing) in exporters.iter_mut().zip(failing.iter_mut()) {
                 let kind = e.kind();
                 let result = match batch {
@@ -148,12 +168,31 @@ fn spawn_exporters(
                 }
             }
         };
-        while let Ok(batch) = rx.recv() {
-            write(&mut exporters, Some(&batch));
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                ExportMessage::Records(batch) => {
+                    write(&mut exporters, &mut failing, Some(&batch));
+                }
+                ExportMessage::Exporters(new) => {
+                    write(&mut exporters, &mut failing, None);
+                    zero_series(&metrics, &new);
+                    exporters = new;
+                    failing.clear();
+                }
+            }
         }
-        write(&mut exporters, None);
+        write(&mut exporters, &mut failing, None);
     });
     (tx, handle)
+}
+
+/// Zero series for each exporter, so dashboards and alert rules see them
+/// before the first flow is written.
+fn zero_series(metrics: &FlowMetrics, exporters: &[Box<dyn FlowExporter>]) {
+    for e in exporters {
+        metrics.exported.with_label_values(&[e.kind()]);
+        metrics.export_errors.with_label_values(&[e.kind()]);
+    }
 }
 
 fn to_records(
@@ -177,7 +216,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<SampleBatch>,
     stage: FlowStage,
     mut detection: Option<DetectionStage>,
-    mut reload: mpsc::Receiver<crate::detect::DetectConfig>,
+    mut reload: mpsc::Receiver<StageReload>,
     now_ns: impl Fn() -> u64,
 ) {
     let FlowStage {
@@ -187,12 +226,7 @@ pub async fn run(
         interfaces,
         metrics,
     } = stage;
-    // Zero series for each configured exporter, so dashboards and alert
-    // rules see them before the first flow is written.
-    for e in &exporters {
-        metrics.exported.with_label_values(&[e.kind()]);
-        metrics.export_errors.with_label_values(&[e.kind()]);
-    }
+    zero_series(&metrics, &exporters);
     let interfaces = Arc::new(interfaces);
     let mut table = FlowTable::new(config);
     let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());
@@ -209,8 +243,10 @@ pub async fn run(
         }
         let records = to_records(expired, clock, &interfaces);
         expired.clear();
-        if let Err(std_mpsc::TrySendError::Full(r) | std_mpsc::TrySendError::Disconnected(r)) =
-            tx.try_send(records)
+        if let Err(
+            std_mpsc::TrySendError::Full(ExportMessage::Records(r))
+            | std_mpsc::TrySendError::Disconnected(ExportMessage::Records(r)),
+        ) = tx.try_send(ExportMessage::Records(records))
         {
             metrics.export_dropped.inc_by(r.len() as u64);
         }
@@ -241,9 +277,19 @@ pub async fn run(
                 send(&mut expired);
                 metrics.observe_table(&table, &mut last);
             }
-            Some(config) = reload.recv() => {
+            Some(r) = reload.recv() => {
+                table.set_timeouts(r.idle_timeout_ns, r.active_timeout_ns);
+                if let Some(new) = r.exporters {
+                    // Waits for room: a reload is never dropped.
+                    if tx.send(ExportMessage::Exporters(new)).is_err() {
+                        tracing::warn!("exporter thread gone; new flow outputs not applied");
+                    }
+                }
                 if let Some(d) = &mut detection {
-                    d.reconfigure(config);
+                    d.reconfigure(r.detect);
+                    if let Some(sinks) = r.alert_sinks {
+                        d.replace_sinks(sinks);
+                    }
                 }
             }
             _ = detect_tick.tick(), if detection.is_some() => {
@@ -260,7 +306,7 @@ pub async fn run(
     table.drain(&mut expired);
     // At shutdown wait for room rather than drop: these are the last flows.
     let records = to_records(&expired, clock, &interfaces);
-    if !records.is_empty() && tx.send(records).is_err() {
+    if !records.is_empty() && tx.send(ExportMessage::Records(records)).is_err() {
         tracing::warn!("exporter thread gone; final flows not written");
     }
     metrics.observe_table(&table, &mut last);

@@ -10,14 +10,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    // Which sampling flags the user gave: those win over the config file.
+    // Which flags the user gave: those win over the config file.
     if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
-        let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
-        args.explicit_sampling = nta::config::SamplingSection {
-            data_rate: given("sample_rate").then_some(args.sample_rate),
-            control_rate: given("control_sample_rate").then_some(args.control_sample_rate),
-            budget: given("sample_budget").then_some(args.sample_budget),
-        };
+        args.given = m
+            .ids()
+            .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect();
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,9 +1,11 @@
 //! Config reload on SIGHUP: the file is read and validated again; a good
-//! one goes to the sampling controller (rates, budget; flags given on the
-//! command line keep winning) and the detection stage (thresholds,
-//! windows, host groups, allowlist, incident timing) without detaching XDP
-//! or resetting any counter; a bad one is refused with its precise error and the config in
-//! force stays. Outcomes and the hash of the config in force are metrics.
+//! one goes to the sampling controller (rates, budget), the flow stage
+//! (timeouts, flow outputs) and the detection stage (thresholds, windows,
+//! host groups, allowlist, incident timing, alert outputs) without
+//! detaching XDP or resetting any counter. Flags given on the command line
+//! keep winning. A bad file, or an output that cannot be opened, is
+//! refused with its precise error and the config in force stays. Outcomes
+//! and the hash of the config in force are metrics.
 
 use std::path::PathBuf;
 
@@ -14,8 +16,13 @@ use tokio::{
 };
 
 use crate::{
-    config::{FileConfig, Sampling, SamplingSection},
-    detect::DetectConfig,
+    alert::{AlertError, AlertMetrics},
+    cli::RunArgs,
+    config::{ConfigError, FileConfig, Sampling},
+    export::ExportError,
+    flows::StageReload,
+    outputs,
+    settings::RunSettings,
 };
 
 #[derive(Clone)]
@@ -63,25 +70,32 @@ impl ReloadMetrics {
 pub struct Reload {
     pub path: Option<PathBuf>,
     pub hash: String,
-    pub detect_running: bool,
-    /// Sampling flags given on the command line: they keep winning.
-    pub explicit_sampling: SamplingSection,
-    pub to_detection: mpsc::Sender<DetectConfig>,
+    /// The command line: its flags keep winning over the file.
+    pub args: RunArgs,
+    pub in_force: RunSettings,
+    /// Watched interfaces, for the IPFIX sampling announcement.
+    pub ifindexes: Vec<u32>,
+    pub alert_metrics: AlertMetrics,
+    pub to_stage: mpsc::Sender<StageReload>,
     pub to_sampling: mpsc::Sender<Sampling>,
     pub metrics: ReloadMetrics,
 }
 
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("opening the new flow outputs")]
+    FlowOutputs(#[from] ExportError),
+    #[error("opening the new alert outputs")]
+    AlertOutputs(#[from] AlertError),
+    #[error("the flow stage has stopped")]
+    StageGone,
+}
+
 /// Waits for SIGHUP until `shutdown`; each one reloads the file.
-pub async fn watch_sighup(r: Reload, mut shutdown: watch::Receiver<bool>) {
-    let Reload {
-        path,
-        mut hash,
-        detect_running,
-        explicit_sampling,
-        to_detection,
-        to_sampling,
-        metrics,
-    } = r;
+pub async fn watch_sighup(mut r: Reload, mut shutdown: watch::Receiver<bool>) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; config reload is off");
         return;
@@ -91,34 +105,77 @@ pub async fn watch_sighup(r: Reload, mut shutdown: watch::Receiver<bool>) {
             _ = hup.recv() => {}
             _ = shutdown.changed() => return,
         }
-        let Some(path) = &path else {
+        let Some(path) = r.path.clone() else {
             tracing::warn!("SIGHUP: no --config file to reload");
-            metrics.reloads.with_label_values(&["failure"]).inc();
+            r.metrics.reloads.with_label_values(&["failure"]).inc();
             continue;
         };
-        match FileConfig::load_with_hash(path) {
-            Ok((config, new_hash)) => {
-                if config.detect.enabled != detect_running {
-                    tracing::warn!(
-                        "detect.enabled changed: turning detection on or off takes a restart; the rest of the new config is in force"
-                    );
-                }
-                let sampling = Sampling::resolve(config.sampling, explicit_sampling);
-                let sampling_ok = to_sampling.send(sampling).await.is_ok();
-                if !sampling_ok || to_detection.send(config.detect).await.is_err() {
-                    tracing::warn!("detection stage gone; reload not applied");
-                    metrics.reloads.with_label_values(&["failure"]).inc();
-                    continue;
-                }
-                metrics.in_force(&hash, &new_hash);
+        match r.apply(&path).await {
+            Ok(new_hash) => {
+                r.metrics.in_force(&r.hash, &new_hash);
                 tracing::info!(config = %path.display(), sha1 = %new_hash, "config reloaded");
-                hash = new_hash;
-                metrics.reloads.with_label_values(&["success"]).inc();
+                r.hash = new_hash;
+                r.metrics.reloads.with_label_values(&["success"]).inc();
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "config reload refused; the previous config stays in force");
-                metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %error_chain(&e), "config reload refused; the previous config stays in force");
+                r.metrics.reloads.with_label_values(&["failure"]).inc();
             }
         }
     }
+}
+
+impl Reload {
+    /// Reads, validates and opens everything first; only when all of it
+    /// worked is anything sent, so a refused reload changes nothing.
+    async fn apply(&mut self, path: &std::path::Path) -> Result<String, ReloadError> {
+        let (file, new_hash) = FileConfig::load_with_hash(path)?;
+        let new = RunSettings::resolve(&self.args, &file);
+        let restart = self.in_force.restart_needed(&new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                keys = %restart.join(", "),
+                "these settings take a restart; they keep their running values, the rest of the new config is in force"
+            );
+        }
+        let new = new.keeping_restart_fields_of(&self.in_force);
+        let exporters = if self.in_force.flow_outputs_changed(&new) {
+            Some(outputs::open_flow_exporters(&new, &self.ifindexes)?)
+        } else {
+            None
+        };
+        let alert_sinks = if new.detect_on && self.in_force.alert_outputs_changed(&new) {
+            Some(outputs::open_alert_sinks(&new, &self.alert_metrics)?)
+        } else {
+            None
+        };
+        self.to_sampling
+            .send(new.sampling)
+            .await
+            .map_err(|_| ReloadError::StageGone)?;
+        self.to_stage
+            .send(StageReload {
+                detect: new.detect.clone(),
+                idle_timeout_ns: new.flow_table.idle_timeout_ns,
+                active_timeout_ns: new.flow_table.active_timeout_ns,
+                exporters,
+                alert_sinks,
+            })
+            .await
+            .map_err(|_| ReloadError::StageGone)?;
+        self.in_force = new;
+        Ok(new_hash)
+    }
+}
+
+/// The error and its causes, for one log line.
+fn error_chain(e: &ReloadError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -15,21 +15,21 @@ use tokio::{
 
 use crate::{
     adaptive::{self, Controlled, RateController, SamplingMetrics},
-    alert::{self, AlertError, AlertMetrics, AlertSink, Alerts},
+    alert::{AlertError, AlertMetrics, Alerts},
     cli::RunArgs,
-    config::{ConfigError, FileConfig, Sampling},
+    config::{ConfigError, FileConfig},
     detect::Engine,
     detection::{DetectMetrics, DetectionStage},
     events::{self, PipelineStats},
-    export::{self, ExportError, RotationConfig, WallClock},
-    flow::FlowConfig,
+    export::{self, ExportError, WallClock},
     flows::{self, FlowMetrics, FlowStage},
     iface,
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
-    privileges, reattach,
+    outputs, privileges, reattach,
     reload::{self, ReloadMetrics},
     sensor::{Sensor, SensorError},
     server::{self, ServerError},
+    settings::RunSettings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -63,57 +63,36 @@ pub enum RunError {
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     raise_fd_limit();
-    let ifaces = resolve_interfaces(&args.ifaces)?;
+    let (file_config, config_hash) = match &args.config {
+        Some(path) => FileConfig::load_with_hash(path)?,
+        None => (FileConfig::default(), String::new()),
+    };
+    let settings = RunSettings::resolve(&args, &file_config);
+    let ifaces = resolve_interfaces(&settings.interfaces)?;
     if let Some(eff) = privileges::effective() {
         let missing = privileges::missing(eff);
         if !missing.is_empty() {
             return Err(RunError::Privileges(privileges::describe_missing(&missing)));
         }
     }
-    let (file_config, config_hash) = match &args.config {
-        Some(path) => FileConfig::load_with_hash(path)?,
-        None => (FileConfig::default(), String::new()),
-    };
-    let detect_on = file_config.detect.enabled && !args.no_detect;
-    let sampling = Sampling::resolve(file_config.sampling, args.explicit_sampling);
-    // Open outputs before touching the kernel, so a bad path fails fast.
-    let rotation = RotationConfig {
-        max_bytes: args.flows_max_bytes,
-        keep: args.flows_keep,
-    };
-    let mut exporters = args
-        .flow_files
+    let sampling = settings.sampling;
+    let ifindexes = ifaces
         .iter()
-        .map(|p| export::open_flow_file(p, rotation))
+        .map(|i| iface::ifindex(i))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(collector) = &args.ipfix {
-        let sampling = ifaces
-            .iter()
-            .map(|i| iface::ifindex(i).map(|idx| (idx, sampling.data_rate)))
-            .collect::<Result<Vec<_>, _>>()?;
-        exporters.push(Box::new(export::IpfixExporter::connect(
-            export::IpfixConfig {
-                collector: export::resolve_collector(collector)?,
-                observation_domain: args.ipfix_domain,
-                template_refresh: args.ipfix_template_refresh,
-                sampling,
-            },
-        )?));
-    }
-    let mut alert_sinks: Vec<Box<dyn AlertSink>> = Vec::new();
-    if let Some(path) = &args.alerts {
-        alert_sinks.push(Box::new(alert::FileSink::open(path, rotation)?));
-    }
-    let webhook = args
-        .webhook
-        .as_deref()
-        .map(alert::WebhookConfig::new)
-        .transpose()?;
-    let listener = server::bind(args.listen).await?;
+    // Open outputs before touching the kernel, so a bad path fails fast.
+    let exporters = outputs::open_flow_exporters(&settings, &ifindexes)?;
+    let alert_metrics = AlertMetrics::new().map_err(MetricsError::from)?;
+    let alert_sinks = if settings.detect_on {
+        outputs::open_alert_sinks(&settings, &alert_metrics)?
+    } else {
+        Vec::new()
+    };
+    let listener = server::bind(settings.listen).await?;
     let config = SamplerConfig {
         data_rate: sampling.data_rate,
         control_rate: sampling.control_rate,
-        mirror: u32::from(args.mirror),
+        mirror: u32::from(settings.mirror),
         ..SamplerConfig::default()
     };
 
@@ -125,15 +104,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut names = HashMap::new();
     let mut controlled = Vec::new();
     let mut watched = Vec::new();
-    for name in &ifaces {
-        names.insert(iface::ifindex(name)?, name.clone());
+    for (name, &ifindex) in ifaces.iter().zip(&ifindexes) {
+        names.insert(ifindex, name.clone());
         let err = |source| RunError::Sensor {
             iface: name.clone(),
             source: Box::new(source),
         };
         let (mut sensor, maps) = Sensor::load(config).map_err(err)?;
-        let mode = sensor.attach(name, args.xdp_mode).map_err(err)?;
-        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = args.mirror, "XDP sensor attached");
+        let mode = sensor.attach(name, settings.xdp_mode).map_err(err)?;
+        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = settings.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
         let counters = Arc::new(maps.counters);
         tasks.spawn(events::consume_ring(
@@ -156,7 +135,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             name: name.clone(),
             sensor: sensor.clone(),
             attached,
-            mode: args.xdp_mode,
+            mode: settings.xdp_mode,
         });
         controlled.push(Controlled {
             name: name.clone(),
@@ -181,37 +160,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ));
     let reattacher = tokio::spawn(reattach::run(watched, shutdown_rx.clone()));
     let stage = FlowStage {
-        config: FlowConfig {
-            idle_timeout_ns: args.flow_idle_timeout.as_nanos() as u64,
-            active_timeout_ns: args.flow_active_timeout.as_nanos() as u64,
-            capacity: args.flow_capacity as usize,
-        },
+        config: settings.flow_table,
         exporters,
         clock: WallClock::monotonic(),
         interfaces: names,
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
     };
-    let detection = if detect_on {
-        let groups: Vec<String> = file_config
-            .detect
-            .host_groups
-            .iter()
-            .map(|g| g.name.clone())
-            .collect();
-        let alert_metrics =
-            AlertMetrics::register(metrics.registry()).map_err(MetricsError::from)?;
-        if let Some(w) = webhook {
-            alert_sinks.push(Box::new(alert::WebhookSink::start(
-                w,
-                alert_metrics.clone(),
-            )));
-        }
-        alert_sinks.push(Box::new(alert::LogSink {
-            groups: groups.clone(),
-        }));
-        let alerts = Alerts::spawn(alert_sinks, WallClock::monotonic(), groups, alert_metrics);
+    let detection = if settings.detect_on {
+        alert_metrics
+            .register_in(metrics.registry())
+            .map_err(MetricsError::from)?;
+        let alerts = Alerts::spawn(
+            alert_sinks,
+            WallClock::monotonic(),
+            settings.detect.group_names(),
+            alert_metrics.clone(),
+        );
         Some(DetectionStage::new(
-            Engine::new(file_config.detect),
+            Engine::new(settings.detect.clone()),
             alerts,
             DetectMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
         ))
@@ -221,13 +187,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let reload_metrics =
         ReloadMetrics::register(metrics.registry(), &config_hash).map_err(MetricsError::from)?;
+    let listen = settings.listen;
     tokio::spawn(reload::watch_sighup(
         reload::Reload {
             path: args.config.clone(),
             hash: config_hash,
-            detect_running: detection.is_some(),
-            explicit_sampling: args.explicit_sampling,
-            to_detection: reload_tx,
+            args,
+            in_force: settings,
+            ifindexes,
+            alert_metrics,
+            to_stage: reload_tx,
             to_sampling: sampling_tx,
             metrics: reload_metrics,
         },
@@ -241,7 +210,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         export::monotonic_now_ns,
     ));
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: args.listen,
+        addr: listen,
         source,
     })?;
     tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");

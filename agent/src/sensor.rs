@@ -63,7 +63,8 @@ pub enum SensorError {
 }
 
 /// `--xdp-mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModeChoice {
     /// Native (driver) mode, falling back to generic (skb) mode.
     Auto,

@@ -978,3 +978,123 @@ fn sampling_from_the_config_file_reloads_and_flags_win() {
     );
     assert_eq!(rate(&agent, "data"), Some(16.0), "the flag still wins");
 }
+
+/// TCP connections ending with FIN, one per source port, 3 segments each.
+fn finished_connections(sports: std::ops::Range<u16>) -> Vec<Vec<u8>> {
+    use nta_lab::frames::{FrameSpec, L4, pad_to_min};
+    let mut frames = Vec::new();
+    for sport in sports {
+        for flags in [0x02, 0x10, 0x11] {
+            frames.push(pad_to_min(
+                FrameSpec::ipv4(L4::Tcp {
+                    sport,
+                    dport: 443,
+                    flags,
+                })
+                .build(),
+            ));
+        }
+    }
+    frames
+}
+
+#[test]
+fn config_file_sets_every_output_and_reload_swaps_them() {
+    if !privileged("config_file_sets_every_output_and_reload_swaps_them") {
+        return;
+    }
+    let (ns, veth) = lab("ntco");
+    let dir = TempDir::new("outputs");
+    let cfg = dir.join("nta.toml");
+    let (first, second, alerts) = (
+        dir.join("first.jsonl"),
+        dir.join("second.csv"),
+        dir.join("alerts.jsonl"),
+    );
+    let write = |flows: &std::path::Path, extra: &str| {
+        let text = format!(
+            "[sensor]\ninterfaces = [\"{}\"]\n[sampling]\ndata_rate = 1\n[flows]\nfiles = [\"{}\"]\n{extra}",
+            veth.outer,
+            flows.display()
+        );
+        std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    // No --iface and no --flows: both come from the file.
+    write(&first, "");
+    let mut agent = Agent::start(&["--config", cfg.to_str().unwrap_or_default()]);
+    assert!(
+        xdp_attached(&veth.outer),
+        "attached to the file's interface"
+    );
+    let exported = |s: &nta_lab::scrape::Samples, kind: &str| {
+        s.get("nta_flows_exported_total", &[("exporter", kind)])
+            .unwrap_or(0.0)
+    };
+    let reloads = |s: &nta_lab::scrape::Samples, r: &str| {
+        s.get("nta_config_reloads_total", &[("result", r)])
+            .unwrap_or(0.0)
+    };
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &finished_connections(41000..41003),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    agent.scrape_until(|s| exported(s, "jsonl") >= 3.0);
+
+    // An output that cannot be opened: the reload is refused and the
+    // running outputs go on.
+    write(std::path::Path::new("/nonexistent-nta-dir/flows.jsonl"), "");
+    agent.signal(libc::SIGHUP);
+    agent.scrape_until(|s| reloads(s, "failure") >= 1.0);
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &finished_connections(42000..42002),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = agent.scrape_until(|s| exported(s, "jsonl") >= 5.0);
+    assert_eq!(exported(&s, "jsonl"), 5.0);
+    assert_eq!(reloads(&s, "success"), 0.0);
+
+    // New flow file (CSV), alert file and flow timeout: all applied
+    // without detaching or resetting counters.
+    let before = s.sum("nta_packets_total", &[]);
+    write(
+        &second,
+        &format!(
+            "idle_timeout = \"2s\"\n[alerts]\nfile = \"{}\"\n",
+            alerts.display()
+        ),
+    );
+    agent.signal(libc::SIGHUP);
+    agent.scrape_until(|s| reloads(s, "success") >= 1.0);
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &finished_connections(43000..43004),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = agent.scrape_until(|s| exported(s, "csv") >= 4.0);
+    assert_eq!(exported(&s, "csv"), 4.0);
+    assert_eq!(exported(&s, "jsonl"), 5.0, "the old exporter is gone");
+    assert_eq!(s.sum("nta_packets_total", &[]), before + 12.0);
+    assert!(xdp_attached(&veth.outer));
+    assert!(alerts.exists(), "the new alert file is open");
+
+    // The retired JSON lines file is complete: five whole documents.
+    let text = std::fs::read_to_string(&first).unwrap_or_else(|e| panic!("{e}"));
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect();
+    assert_eq!(docs.len(), 5);
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    let csv = std::fs::read_to_string(&second).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(csv.lines().count(), 1 + 4, "header and four flows:\n{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.contains(",443,")), "{csv}");
+}

@@ -42,8 +42,16 @@ pub struct AlertMetrics {
 
 impl AlertMetrics {
     pub fn register(registry: &Registry) -> Result<AlertMetrics, prometheus::Error> {
+        let m = AlertMetrics::new()?;
+        m.register_in(registry)?;
+        Ok(m)
+    }
+
+    /// The counters, not yet registered: sinks can start counting before
+    /// the registry exists.
+    pub fn new() -> Result<AlertMetrics, prometheus::Error> {
         let c = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["sink"]);
-        let m = AlertMetrics {
+        Ok(AlertMetrics {
             delivered: c(
                 "nta_alert_deliveries_total",
                 "Alert events (incident start, update, end) delivered, by sink.",
@@ -56,11 +64,14 @@ impl AlertMetrics {
                 "nta_alert_dropped_total",
                 "Alert events dropped because a sink's queue was full.",
             )?,
-        };
-        registry.register(Box::new(m.delivered.clone()))?;
-        registry.register(Box::new(m.errors.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
-        Ok(m)
+        })
+    }
+
+    pub fn register_in(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.delivered.clone()))?;
+        registry.register(Box::new(self.errors.clone()))?;
+        registry.register(Box::new(self.dropped.clone()))?;
+        Ok(())
     }
 
     fn zero(&self, sink: &str) {
@@ -81,6 +92,8 @@ pub trait AlertSink: Send {
     fn flush(&mut self) -> Result<(), AlertError> {
         Ok(())
     }
+    /// The host group names changed (a config reload).
+    fn set_groups(&mut self, _groups: &[String]) {}
 }
 
 /// `--alerts FILE`: one JSON document per line, size-rotated.
@@ -128,6 +141,10 @@ impl AlertSink for LogSink {
         "log"
     }
 
+    fn set_groups(&mut self, groups: &[String]) {
+        self.groups = groups.to_vec();
+    }
+
     fn deliver(&mut self, ev: &AlertEvent, _json: &[u8]) -> Result<(), AlertError> {
         let i = &ev.incident;
         let text = summary(ev, &self.groups);
@@ -152,9 +169,43 @@ impl AlertSink for LogSink {
     }
 }
 
+/// The sinks a run asks for: the file, the webhook (its own thread) and
+/// the log, which is always on.
+pub fn open_sinks(
+    file: Option<&Path>,
+    rotation: RotationConfig,
+    webhook: Option<&str>,
+    groups: &[String],
+    metrics: &AlertMetrics,
+) -> Result<Vec<Box<dyn AlertSink>>, AlertError> {
+    let mut sinks: Vec<Box<dyn AlertSink>> = Vec::new();
+    if let Some(path) = file {
+        sinks.push(Box::new(FileSink::open(path, rotation)?));
+    }
+    // Checked before the webhook thread starts, so an error leaves nothing
+    // running.
+    if let Some(url) = webhook {
+        let config = WebhookConfig::new(url)?;
+        sinks.push(Box::new(WebhookSink::start(config, metrics.clone())));
+    }
+    sinks.push(Box::new(LogSink {
+        groups: groups.to_vec(),
+    }));
+    Ok(sinks)
+}
+
+/// What the alert thread receives. Events are nearly all of it, so they
+/// stay unboxed.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Event(AlertEvent),
+    Groups(Vec<String>),
+    Sinks(Vec<Box<dyn AlertSink>>),
+}
+
 /// The sender side of the alert thread.
 pub struct Alerts {
-    tx: SyncSender<AlertEvent>,
+    tx: SyncSender<Message>,
     handle: thread::JoinHandle<()>,
     metrics: AlertMetrics,
 }
@@ -164,17 +215,38 @@ impl Alerts {
     pub fn spawn(
         mut sinks: Vec<Box<dyn AlertSink>>,
         clock: WallClock,
-        groups: Vec<String>,
+        mut groups: Vec<String>,
         metrics: AlertMetrics,
     ) -> Alerts {
         for s in &sinks {
             metrics.zero(s.kind());
         }
-        let (tx, rx) = mpsc::sync_channel::<AlertEvent>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE);
         let m = metrics.clone();
         let handle = thread::spawn(move || {
             let mut failing = vec![false; sinks.len()];
-            while let Ok(ev) = rx.recv() {
+            while let Ok(msg) = rx.recv() {
+                let ev = match msg {
+                    Message::Event(ev) => ev,
+                    Message::Groups(g) => {
+                        for s in &mut sinks {
+                            s.set_groups(&g);
+                        }
+                        groups = g;
+                        continue;
+                    }
+                    Message::Sinks(new) => {
+                        for s in &new {
+                            m.zero(s.kind());
+                        }
+                        let old = std::mem::replace(&mut sinks, new);
+                        failing = vec![false; sinks.len()];
+                        // Off this thread: a webhook drains its queue
+                        // (with retries) without holding the new sinks up.
+                        thread::spawn(move || flush_all(old));
+                        continue;
+                    }
+                };
                 let json = to_json(&ev, clock, &groups);
                 for (s, failing) in sinks.iter_mut().zip(failing.iter_mut()) {
                     let kind = s.kind();
@@ -194,11 +266,7 @@ impl Alerts {
                     }
                 }
             }
-            for s in &mut sinks {
-                if let Err(e) = s.flush() {
-                    tracing::warn!(sink = s.kind(), error = %e, "flushing alerts");
-                }
-            }
+            flush_all(sinks);
         });
         Alerts {
             tx,
@@ -209,14 +277,35 @@ impl Alerts {
 
     /// Queues an event; a full queue drops it and counts the drop.
     pub fn send(&self, ev: AlertEvent) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(ev) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(Message::Event(ev))
+        {
             self.metrics.dropped.with_label_values(&["queue"]).inc();
         }
+    }
+
+    /// New host group names, for events queued after this call.
+    pub fn set_groups(&self, groups: Vec<String>) {
+        // Waits for room: a reload must not be lost to a busy queue.
+        let _ = self.tx.send(Message::Groups(groups));
+    }
+
+    /// Replaces the sinks (a reload); the old ones are flushed and closed.
+    pub fn replace_sinks(&self, sinks: Vec<Box<dyn AlertSink>>) {
+        let _ = self.tx.send(Message::Sinks(sinks));
     }
 
     /// Waits until every queued event went out and sinks are flushed.
     pub fn close(self) {
         drop(self.tx);
         let _ = self.handle.join();
+    }
+}
+
+fn flush_all(mut sinks: Vec<Box<dyn AlertSink>>) {
+    for s in &mut sinks {
+        if let Err(e) = s.flush() {
+            tracing::warn!(sink = s.kind(), error = %e, "flushing alerts");
+        }
     }
 }

@@ -291,6 +291,11 @@ impl IncidentConfig {
 
 impl DetectConfig {
     /// Checks what serde cannot: positive thresholds, sane windows.
+    /// Host group names, in the order incidents index them.
+    pub fn group_names(&self) -> Vec<String> {
+        self.host_groups.iter().map(|g| g.name.clone()).collect()
+    }
+
     pub fn validate(&self) -> Result<(), DetectConfigError> {
         if self.tracked_keys == 0 {
             return Err(invalid("tracked_keys", "must be at least 1"));

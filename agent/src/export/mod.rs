@@ -48,14 +48,29 @@ pub trait FlowExporter: Send {
     fn flush(&mut self) -> Result<(), ExportError>;
 }
 
+/// The formats a flow file can have, by its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowFileFormat {
+    Jsonl,
+    Csv,
+}
+
+/// The format a `--flows FILE` asks for, by file extension.
+pub fn flow_file_format(path: &Path) -> Result<FlowFileFormat, ExportError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "ndjson" | "json") => Ok(FlowFileFormat::Jsonl),
+        Some("csv") => Ok(FlowFileFormat::Csv),
+        _ => Err(ExportError::UnknownFormat(path.to_path_buf())),
+    }
+}
+
 /// Opens the exporter a `--flows FILE` asks for, by file extension.
 pub fn open_flow_file(
     path: &Path,
     rotation: RotationConfig,
 ) -> Result<Box<dyn FlowExporter>, ExportError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl" | "ndjson" | "json") => Ok(Box::new(JsonlExporter::open(path, rotation)?)),
-        Some("csv") => Ok(Box::new(CsvExporter::open(path, rotation)?)),
-        _ => Err(ExportError::UnknownFormat(path.to_path_buf())),
-    }
+    Ok(match flow_file_format(path)? {
+        FlowFileFormat::Jsonl => Box::new(JsonlExporter::open(path, rotation)?),
+        FlowFileFormat::Csv => Box::new(CsvExporter::open(path, rotation)?),
+    })
 }

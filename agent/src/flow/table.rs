@@ -252,6 +252,13 @@ impl FlowTable {
         self.config
     }
 
+    /// New idle and active timeouts (a reload); they apply from the next
+    /// packet and sweep. The capacity stays: the table is sized for it.
+    pub fn set_timeouts(&mut self, idle_timeout_ns: u64, active_timeout_ns: u64) {
+        self.config.idle_timeout_ns = idle_timeout_ns;
+        self.config.active_timeout_ns = active_timeout_ns;
+    }
+
     /// Bytes held by the table's structures (allocated capacity).
     pub fn memory_bytes(&self) -> usize {
         let index = self.index.capacity() * (std::mem::size_of::<(FlowKey, u32)>() + 1);
