@@ -23,3 +23,4 @@ pub mod run;
 pub mod sensor;
 pub mod server;
 pub mod settings;
+pub mod webconfig;

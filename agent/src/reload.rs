@@ -22,7 +22,9 @@ use crate::{
     export::ExportError,
     flows::StageReload,
     outputs,
+    server::SharedWebConfig,
     settings::RunSettings,
+    webconfig::WebConfigError,
 };
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ pub struct Reload {
     pub alert_metrics: AlertMetrics,
     pub to_stage: mpsc::Sender<StageReload>,
     pub to_sampling: mpsc::Sender<Sampling>,
+    pub web: SharedWebConfig,
     pub metrics: ReloadMetrics,
 }
 
@@ -90,6 +93,8 @@ enum ReloadError {
     FlowOutputs(#[from] ExportError),
     #[error("opening the new alert outputs")]
     AlertOutputs(#[from] AlertError),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     #[error("the flow stage has stopped")]
     StageGone,
 }
@@ -105,15 +110,15 @@ pub async fn watch_sighup(mut r: Reload, mut shutdown: watch::Receiver<bool>) {
             _ = hup.recv() => {}
             _ = shutdown.changed() => return,
         }
-        let Some(path) = r.path.clone() else {
-            tracing::warn!("SIGHUP: no --config file to reload");
-            r.metrics.reloads.with_label_values(&["failure"]).inc();
-            continue;
-        };
-        match r.apply(&path).await {
+        let path = r.path.clone();
+        match r.apply(path.as_deref()).await {
             Ok(new_hash) => {
                 r.metrics.in_force(&r.hash, &new_hash);
-                tracing::info!(config = %path.display(), sha1 = %new_hash, "config reloaded");
+                let shown = path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                tracing::info!(config = %shown, sha1 = %new_hash, "config reloaded");
                 r.hash = new_hash;
                 r.metrics.reloads.with_label_values(&["success"]).inc();
             }
@@ -128,8 +133,13 @@ pub async fn watch_sighup(mut r: Reload, mut shutdown: watch::Receiver<bool>) {
 impl Reload {
     /// Reads, validates and opens everything first; only when all of it
     /// worked is anything sent, so a refused reload changes nothing.
-    async fn apply(&mut self, path: &std::path::Path) -> Result<String, ReloadError> {
-        let (file, new_hash) = FileConfig::load_with_hash(path)?;
+    /// Without a config file the flags are the whole config; the web
+    /// config file is re-read all the same.
+    async fn apply(&mut self, path: Option<&std::path::Path>) -> Result<String, ReloadError> {
+        let (file, new_hash) = match path {
+            Some(path) => FileConfig::load_with_hash(path)?,
+            None => (FileConfig::default(), String::new()),
+        };
         let new = RunSettings::resolve(&self.args, &file);
         let restart = self.in_force.restart_needed(&new);
         if !restart.is_empty() {
@@ -144,6 +154,8 @@ impl Reload {
         } else {
             None
         };
+        // Re-read even when the path is the same: certificates rotate.
+        let web = crate::run::load_web_config(new.web_config_file.as_deref())?;
         let alert_sinks = if new.detect_on && self.in_force.alert_outputs_changed(&new) {
             Some(outputs::open_alert_sinks(&new, &self.alert_metrics)?)
         } else {
@@ -163,6 +175,9 @@ impl Reload {
             })
             .await
             .map_err(|_| ReloadError::StageGone)?;
+        if let Ok(mut w) = self.web.write() {
+            *w = std::sync::Arc::new(web);
+        }
         self.in_force = new;
         Ok(new_hash)
     }

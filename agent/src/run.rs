@@ -28,8 +28,9 @@ use crate::{
     outputs, privileges, reattach,
     reload::{self, ReloadMetrics},
     sensor::{Sensor, SensorError},
-    server::{self, ServerError},
+    server::{self, ServerError, SharedWebConfig},
     settings::RunSettings,
+    webconfig::{WebConfig, WebConfigError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,17 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("alert output")]
     AlertOutput(#[from] AlertError),
+    #[error("web config")]
+    WebConfig(#[from] WebConfigError),
+}
+
+/// The web config file's TLS and users, or none (plain HTTP, no auth).
+pub fn load_web_config(path: Option<&std::path::Path>) -> Result<WebConfig, WebConfigError> {
+    path.map_or_else(|| Ok(WebConfig::default()), WebConfig::load)
+}
+
+fn current_tls(web: &SharedWebConfig) -> bool {
+    web.read().map(|w| w.tls.is_some()).unwrap_or(false)
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -81,6 +93,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .map(|i| iface::ifindex(i))
         .collect::<Result<Vec<_>, _>>()?;
     // Open outputs before touching the kernel, so a bad path fails fast.
+    let web: SharedWebConfig = Arc::new(std::sync::RwLock::new(Arc::new(load_web_config(
+        settings.web_config_file.as_deref(),
+    )?)));
     let exporters = outputs::open_flow_exporters(&settings, &ifindexes)?;
     let alert_metrics = AlertMetrics::new().map_err(MetricsError::from)?;
     let alert_sinks = if settings.detect_on {
@@ -198,6 +213,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             alert_metrics,
             to_stage: reload_tx,
             to_sampling: sampling_tx,
+            web: web.clone(),
             metrics: reload_metrics,
         },
         shutdown_rx.clone(),
@@ -213,9 +229,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         addr: listen,
         source,
     })?;
-    tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
+    let scheme = if current_tls(&web) { "https" } else { "http" };
+    tracing::info!("metrics at {scheme}://{addr}/metrics, health at {scheme}://{addr}/healthz");
     let mut server_shutdown = shutdown_rx.clone();
-    let server = tokio::spawn(server::serve(listener, metrics, async move {
+    let server = tokio::spawn(server::serve(listener, metrics, web, async move {
         let _ = server_shutdown.changed().await;
     }));
 

@@ -7,13 +7,18 @@
 //! [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`] scrapes render at
 //! once (the rest wait up to [`RENDER_WAIT`], then get 503).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use axum::{
     Router,
-    extract::State,
+    extract::{Request, State},
     http::{StatusCode, header},
-    response::IntoResponse,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use hyper_util::{
@@ -22,7 +27,7 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, webconfig::WebConfig};
 
 pub const MAX_CONNECTIONS: usize = 512;
 pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
@@ -35,6 +40,15 @@ pub const RENDER_WAIT: Duration = Duration::from_secs(10);
 struct AppState {
     metrics: Arc<Metrics>,
     renders: Arc<Semaphore>,
+    web: SharedWebConfig,
+}
+
+/// The web config in force; a reload swaps it, and each new connection
+/// (TLS) and request (basic auth) reads it.
+pub type SharedWebConfig = Arc<RwLock<Arc<WebConfig>>>;
+
+fn current(web: &SharedWebConfig) -> Arc<WebConfig> {
+    web.read().map(|w| w.clone()).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,14 +104,43 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// Basic auth when the web config has users (every path, as
+/// exporter-toolkit does).
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let web = current(&state.web);
+    if web.auth_required() {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // bcrypt takes tens of milliseconds: not on the async workers.
+        let ok = tokio::task::spawn_blocking(move || web.authorized(given.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"nta\"")],
+                "Unauthorized\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig) -> Router {
+    let state = AppState {
+        metrics,
+        renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+        web,
+    };
     Router::new()
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(healthz))
-        .with_state(AppState {
-            metrics,
-            renders: Arc::new(Semaphore::new(MAX_RENDERS)),
-        })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves. Written on hyper directly (not
@@ -105,9 +148,10 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    web: SharedWebConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let app = router(metrics);
+    let app = router(metrics, web.clone());
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -125,6 +169,7 @@ pub async fn serve(
         };
         let service = TowerToHyperService::new(app.clone());
         let connections = connections.clone();
+        let tls = current(&web).tls.clone();
         tokio::spawn(async move {
             // Over the cap: wait a little for a slot, else close.
             let Ok(Ok(permit)) =
@@ -132,12 +177,33 @@ pub async fn serve(
             else {
                 return;
             };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            let served = async {
+                match tls {
+                    Some(config) => {
+                        // The handshake counts against the header timeout.
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => serve_connection(s, service).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    }
+                    None => serve_connection(stream, service).await,
+                }
+            };
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
             drop(permit);
         });
     }
+}
+
+async fn serve_connection<I>(io: I, service: TowerToHyperService<Router>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }

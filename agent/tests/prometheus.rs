@@ -309,3 +309,182 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
 }
+
+/// `curl` against nta; the HTTP status ("000" when no HTTP answer came).
+fn curl(url: &str, extra: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("running curl: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn tls_and_basic_auth_from_a_web_config_file_reload_and_prometheus_scrapes_them() {
+    if !privileged("tls_and_basic_auth") || !promtool_available() {
+        return;
+    }
+    let (_ns, veth) = lab("ntwc");
+    let dir = TempDir::new("webconfig");
+    let (cert, key) = (dir.join("nta.crt"), dir.join("nta.key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=nta", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let web = dir.join("web.yml");
+    std::fs::write(&web, "").unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--web-config-file",
+        web.to_str().unwrap_or_default(),
+    ]);
+    assert!(
+        http_get(agent.addr, "/metrics").is_ok(),
+        "no TLS, no auth yet"
+    );
+
+    // TLS and a user, in the exporter-toolkit format: promtool accepts
+    // the file, and a SIGHUP puts it in force.
+    let hash = bcrypt::hash("scrape-secret", 6).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: nta.crt\n  key_file: nta.key\n  min_version: TLS12\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let check = Command::new("promtool")
+        .args(["check", "web-config"])
+        .arg(&web)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        check.status.success(),
+        "promtool check web-config: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    agent.signal(libc::SIGHUP);
+    let https = format!("https://{}/metrics", agent.addr);
+    let ca = cert.to_str().unwrap_or_default().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(&https, &["--cacert", &ca]).0 != "401" {
+        assert!(
+            Instant::now() < deadline,
+            "TLS with auth never came into force"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        curl(&https, &["--cacert", &ca, "-u", "prometheus:wrong"]).0,
+        "401"
+    );
+    assert_eq!(
+        curl(&https, &["--cacert", &ca, "-u", "nobody:scrape-secret"]).0,
+        "401"
+    );
+    let (code, body) = curl(&https, &["--cacert", &ca, "-u", "prometheus:scrape-secret"]);
+    assert_eq!(code, "200");
+    assert!(body.contains("nta_packets_total"), "{body}");
+    assert_eq!(
+        curl(
+            &format!("https://{}/healthz", agent.addr),
+            &["--cacert", &ca]
+        )
+        .0,
+        "401",
+        "every path needs the password"
+    );
+    assert!(
+        http_get(agent.addr, "/healthz").is_err(),
+        "plain HTTP is refused once TLS is on"
+    );
+
+    // A real Prometheus scrapes it over TLS with the password.
+    let prom_addr = free_port();
+    let prom_config = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nta\n    scheme: https\n\
+             \x20   tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: prometheus\n\
+             \x20     password: scrape-secret\n    static_configs:\n      - targets: ['{}']\n",
+            agent.addr
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting prometheus: {e}")),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = http_get(
+            prom_addr,
+            &format!("/api/v1/query?query={}", encode("up{job=\"nta\"}")),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok());
+        let up = v.as_ref().and_then(|v| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_string)
+        });
+        if up.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped nta over TLS: {v:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    // A broken web config is refused and TLS with auth stays.
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: nta.crt\n  key_file: gone.key\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    agent.signal(libc::SIGHUP);
+    let auth = ["--cacert", ca.as_str(), "-u", "prometheus:scrape-secret"];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = curl(&https, &auth);
+        assert_eq!(code, "200");
+        if body.contains("nta_config_reloads_total{result=\"failure\"} 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad web config was not refused"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
