@@ -31,6 +31,7 @@ const EXPORT_QUEUE: usize = 1024;
 #[derive(Clone)]
 pub struct FlowMetrics {
     active: IntGauge,
+    capacity: IntGauge,
     created: IntCounter,
     expired: IntCounterVec,
     exported: IntCounterVec,
@@ -42,6 +43,10 @@ impl FlowMetrics {
     pub fn register(registry: &Registry) -> Result<FlowMetrics, prometheus::Error> {
         let m = FlowMetrics {
             active: IntGauge::new("nta_flows_active", "Flows in the flow table.")?,
+            capacity: IntGauge::new(
+                "nta_flow_table_capacity",
+                "Most flows the table holds (--flow-capacity); beyond it the least recently seen is evicted.",
+            )?,
             created: IntCounter::new(
                 "nta_flows_created_total",
                 "Flows created in the flow table.",
@@ -73,6 +78,7 @@ impl FlowMetrics {
             )?,
         };
         registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.capacity.clone()))?;
         registry.register(Box::new(m.created.clone()))?;
         registry.register(Box::new(m.expired.clone()))?;
         registry.register(Box::new(m.exported.clone()))?;
@@ -229,6 +235,7 @@ pub async fn run(
     zero_series(&metrics, &exporters);
     let interfaces = Arc::new(interfaces);
     let mut table = FlowTable::new(config);
+    metrics.capacity.set(table.config().capacity as i64);
     let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());
     let mut expired = Vec::new();
     let mut new_flows = Vec::new();

@@ -53,8 +53,14 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "nftables",
         "nft: the guard that keeps hping3's random sources inside the lab range",
     ),
-    ("openssl", "the web-config test makes a TLS certificate with it"),
-    ("curl", "the web-config test fetches /metrics over TLS with it"),
+    (
+        "openssl",
+        "the web-config test makes a TLS certificate with it",
+    ),
+    (
+        "curl",
+        "the web-config test fetches /metrics over TLS with it",
+    ),
 ];
 
 pub fn ensure() -> anyhow::Result<()> {
