@@ -28,6 +28,11 @@ pub struct Counters {
     pub samples: u64,
     /// Records lost because the ring buffer was full.
     pub ringbuf_dropped: u64,
+    /// Frames copied into the capture ring buffer.
+    pub captured: u64,
+    /// Frames that passed the capture filter but found the capture ring
+    /// buffer full (or could not be copied).
+    pub capture_dropped: u64,
 }
 
 /// Where the 1-in-N samplers are on this CPU.
@@ -37,7 +42,8 @@ pub struct SamplerState {
     pub data_seen: u32,
     pub control_seen: u32,
     pub since_wakeup: u32,
-    pub _pad: u32,
+    /// Capture records since the last consumer wakeup.
+    pub capture_since_wakeup: u32,
 }
 
 #[repr(C)]
@@ -49,7 +55,7 @@ pub struct CpuState {
 
 const _: () = assert!(
     core::mem::size_of::<Counters>()
-        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 2) * 8
+        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 4) * 8
 );
 const _: () = assert!(core::mem::size_of::<SamplerState>() == 16);
 const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 16);
@@ -70,6 +76,8 @@ impl Counters {
         self.vlan_packets = self.vlan_packets.wrapping_add(other.vlan_packets);
         self.samples = self.samples.wrapping_add(other.samples);
         self.ringbuf_dropped = self.ringbuf_dropped.wrapping_add(other.ringbuf_dropped);
+        self.captured = self.captured.wrapping_add(other.captured);
+        self.capture_dropped = self.capture_dropped.wrapping_add(other.capture_dropped);
     }
 
     /// Counts one parsed frame of `frame_len` bytes: the one counting rule

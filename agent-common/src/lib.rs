@@ -9,9 +9,11 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod capture;
 pub mod class;
 pub mod config;
 pub mod counters;
+pub mod filter;
 pub mod generator;
 pub mod parse;
 pub mod sample;
@@ -24,4 +26,6 @@ mod pod {
     unsafe impl aya::Pod for crate::config::SamplerConfig {}
     unsafe impl aya::Pod for crate::generator::GenConfig {}
     unsafe impl aya::Pod for crate::generator::GenTemplate {}
+    unsafe impl aya::Pod for crate::capture::CaptureConfig {}
+    unsafe impl aya::Pod for crate::filter::FilterTable {}
 }

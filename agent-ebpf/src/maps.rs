@@ -1,7 +1,12 @@
 //! The maps shared with the agent. Names are part of the contract with
 //! `agent/src/sensor.rs`.
 
-use agent_common::{config::SAMPLES_RING_BYTES, config::SamplerConfig, counters::CpuState};
+use agent_common::{
+    capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES},
+    config::{SAMPLES_RING_BYTES, SamplerConfig},
+    counters::CpuState,
+    filter::{FilterInput, FilterTable},
+};
 use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
@@ -18,3 +23,21 @@ pub static CONFIG: Array<SamplerConfig> = Array::with_max_entries(1, 0);
 /// Sampled header records for the agent.
 #[map]
 pub static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_RING_BYTES, 0);
+
+/// Capture settings written by the agent (entry 0); snaplen 0 = off.
+#[map]
+pub static CAPTURE_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
+
+/// Two capture filter tables; `CAPTURE_CONFIG.filter_slot` names the one in
+/// force.
+#[map]
+pub static FILTERS: Array<FilterTable> = Array::with_max_entries(2, 0);
+
+/// Captured frames (header + first snaplen bytes). The agent may resize it
+/// before loading.
+#[map]
+pub static CAPTURES: RingBuf = RingBuf::with_byte_size(DEFAULT_CAPTURE_RING_BYTES, 0);
+
+/// Per-CPU scratch for the capture filter's input (see `capture.rs`).
+#[map]
+pub static FILTER_INPUT: PerCpuArray<FilterInput> = PerCpuArray::with_max_entries(1, 0);

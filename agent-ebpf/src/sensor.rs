@@ -14,7 +14,7 @@ use aya_ebpf::{
 
 use crate::{
     frame::XdpFrame,
-    maps::{CONFIG, COUNTERS, SAMPLES},
+    maps::{CAPTURE_CONFIG, CONFIG, COUNTERS, SAMPLES},
 };
 
 /// Counts and samples one frame; returns the verdict (XDP_PASS unless the
@@ -53,6 +53,12 @@ pub fn observe(ctx: &XdpContext) -> u32 {
             &config,
         );
     }
+    // Last: after it the parsed frame is dead, which lets the verifier
+    // prune the filter loops' states across the parser's paths.
+    let capture = CAPTURE_CONFIG.get(0).copied().unwrap_or_default();
+    if capture.snaplen != 0 {
+        crate::capture::capture_if_matching(ctx, &frame, state, &parsed, frame_len, capture);
+    }
     if config.mirror != 0 {
         xdp_action::XDP_DROP
     } else {
@@ -76,7 +82,7 @@ fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
 }
 
 #[inline(always)]
-fn bump(c: &mut u64, by: u64) {
+pub(crate) fn bump(c: &mut u64, by: u64) {
     *c = c.wrapping_add(by);
 }
 

@@ -6,8 +6,10 @@
 use std::fmt;
 
 use agent_common::{
+    capture::CaptureConfig,
     config::SamplerConfig,
     counters::{Counters, CpuState},
+    filter::FilterTable,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -122,6 +124,8 @@ impl CountersReader {
 pub struct Sensor {
     ebpf: Ebpf,
     config: Array<MapData, SamplerConfig>,
+    capture_config: Array<MapData, CaptureConfig>,
+    filters: Array<MapData, FilterTable>,
     attachment: Option<(String, AttachMode, XdpLinkId)>,
     /// The ifindex the program was attached to (a recreated interface of
     /// the same name gets a new one).
@@ -132,15 +136,44 @@ pub struct Sensor {
 pub struct SensorMaps {
     pub counters: CountersReader,
     pub samples: RingBuf<MapData>,
+    pub captures: RingBuf<MapData>,
+}
+
+/// Capture in the kernel: snaplen (0: off), the compiled filter and the
+/// capture ring buffer's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelCapture {
+    pub snaplen: u32,
+    pub filter: FilterTable,
+    pub ring_bytes: u32,
+}
+
+impl Default for KernelCapture {
+    fn default() -> Self {
+        KernelCapture {
+            snaplen: 0,
+            filter: FilterTable::default(),
+            // One page: capture off costs no memory.
+            ring_bytes: 4096,
+        }
+    }
 }
 
 impl Sensor {
     /// Loads and verifies the program with `config`; not yet attached.
     pub fn load(config: SamplerConfig) -> Result<(Sensor, SensorMaps), SensorError> {
+        Self::load_with_capture(config, KernelCapture::default())
+    }
+
+    pub fn load_with_capture(
+        config: SamplerConfig,
+        capture: KernelCapture,
+    ) -> Result<(Sensor, SensorMaps), SensorError> {
         if objects::is_placeholder() {
             return Err(SensorError::Placeholder);
         }
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries("CAPTURES", capture.ring_bytes)
             .load(objects::NTA_XDP)
             .map_err(|e| SensorError::Load(Box::new(e)))?;
         let take = |ebpf: &mut Ebpf, name: &'static str| {
@@ -153,18 +186,27 @@ impl Sensor {
         let mut config_map: Array<MapData, SamplerConfig> =
             Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
         config_map.set(0, config, 0).map_err(map_err("CONFIG"))?;
+        let captures =
+            RingBuf::try_from(take(&mut ebpf, "CAPTURES")?).map_err(map_err("CAPTURES"))?;
+        let capture_config = Array::try_from(take(&mut ebpf, "CAPTURE_CONFIG")?)
+            .map_err(map_err("CAPTURE_CONFIG"))?;
+        let filters = Array::try_from(take(&mut ebpf, "FILTERS")?).map_err(map_err("FILTERS"))?;
         let mut sensor = Sensor {
             ebpf,
             config: config_map,
+            capture_config,
+            filters,
             attachment: None,
             attached_ifindex: None,
         };
+        sensor.set_capture(capture.snaplen, &capture.filter)?;
         sensor.program_mut()?.load().map_err(SensorError::Program)?;
         Ok((
             sensor,
             SensorMaps {
                 counters: CountersReader { map: counters },
                 samples,
+                captures,
             },
         ))
     }
@@ -198,6 +240,29 @@ impl Sensor {
 
     /// Attaches through a bpf_link (so a killed agent leaves nothing behind)
     /// and returns the mode in force.
+    /// Puts a capture filter and snaplen in force without reattaching:
+    /// the filter goes into the slot not in use, then the config flips to
+    /// it, so the program never reads a half-written table.
+    pub fn set_capture(&mut self, snaplen: u32, filter: &FilterTable) -> Result<(), SensorError> {
+        let err = |name| move |source| SensorError::Map { name, source };
+        let current = self
+            .capture_config
+            .get(&0, 0)
+            .map_err(err("CAPTURE_CONFIG"))?;
+        let slot = (current.filter_slot & 1) ^ 1;
+        self.filters.set(slot, *filter, 0).map_err(err("FILTERS"))?;
+        self.capture_config
+            .set(
+                0,
+                CaptureConfig {
+                    snaplen,
+                    filter_slot: slot,
+                },
+                0,
+            )
+            .map_err(err("CAPTURE_CONFIG"))
+    }
+
     pub fn attach(
         &mut self,
         iface_name: &str,

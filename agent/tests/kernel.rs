@@ -41,7 +41,7 @@ fn config(data_rate: u32, control_rate: u32) -> SamplerConfig {
 impl Harness {
     fn new(config: SamplerConfig) -> Harness {
         let (sensor, maps) =
-            Sensor::load(config).unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
+            Sensor::load(config).unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
         Harness {
             sensor,
             counters: maps.counters,
@@ -148,6 +148,8 @@ fn difference(after: &Counters, before: &Counters) -> Counters {
         parse_errors: sub(&after.parse_errors, &before.parse_errors),
         samples: after.samples - before.samples,
         ringbuf_dropped: after.ringbuf_dropped - before.ringbuf_dropped,
+        captured: after.captured - before.captured,
+        capture_dropped: after.capture_dropped - before.capture_dropped,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Capture: frames that pass the filter table have their first `snaplen`
+//! bytes copied into the `CAPTURES` ring buffer. The frame itself still
+//! goes on (the verdict is the sensor's).
+
+use agent_common::{
+    capture::{CaptureConfig, CaptureHeader, CaptureRecord, copy_len},
+    counters::CpuState,
+    filter::{self, FilterInput},
+    parse::Parsed,
+};
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+
+use crate::{
+    frame::XdpFrame,
+    maps::{CAPTURES, FILTER_INPUT, FILTERS},
+    sensor::bump,
+};
+
+/// Wake the capture consumer after this many records per CPU; it also
+/// drains on a timer.
+const WAKEUP_BATCH: u32 = 64;
+
+#[inline(always)]
+pub fn capture_if_matching(
+    ctx: &XdpContext,
+    frame: &XdpFrame,
+    state: &mut CpuState,
+    p: &Parsed,
+    frame_len: u64,
+    config: CaptureConfig,
+) {
+    let Some(table) = FILTERS.get(config.filter_slot & 1) else {
+        return;
+    };
+    if table.terms != 0 {
+        let Some(input) = FILTER_INPUT.get_ptr_mut(0) else {
+            return;
+        };
+        // Through map memory: the verifier then knows none of the input's
+        // values, so the filter loops are verified once, not once per
+        // parser path (a million instructions otherwise). The volatile
+        // write keeps LLVM from forwarding the values past the map.
+        // SAFETY: per-CPU map value, no concurrent user on this CPU.
+        let input = unsafe {
+            core::ptr::write_volatile(input, FilterInput::new(p, p.addresses(frame)));
+            &*input
+        };
+        if !filter::matches(table, input) {
+            return;
+        }
+    }
+    let len = copy_len(frame_len as u32, config.snaplen);
+    // One constant-size reservation per size class (the ring buffer
+    // needs a constant size).
+    let copied = if len <= 128 {
+        copy::<128>(ctx, state, frame_len, len)
+    } else if len <= 256 {
+        copy::<256>(ctx, state, frame_len, len)
+    } else if len <= 512 {
+        copy::<512>(ctx, state, frame_len, len)
+    } else if len <= 1024 {
+        copy::<1024>(ctx, state, frame_len, len)
+    } else if len <= 2048 {
+        copy::<2048>(ctx, state, frame_len, len)
+    } else {
+        copy::<4096>(ctx, state, frame_len, len)
+    };
+    if copied {
+        bump(&mut state.counters.captured, 1);
+    } else {
+        bump(&mut state.counters.capture_dropped, 1);
+    }
+}
+
+#[inline(always)]
+fn copy<const N: usize>(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, len: u32) -> bool {
+    let Some(mut entry) = CAPTURES.reserve::<CaptureRecord<N>>(0) else {
+        return false;
+    };
+    let record = entry.as_mut_ptr();
+    // Bounds the verifier can see: 1..=N bytes into the N-byte buffer.
+    // The volatile read keeps LLVM from dropping this check as implied by
+    // the caller's size-class test (the verifier loses that bound).
+    // SAFETY: reading a local.
+    let n = unsafe { core::ptr::read_volatile(&len) } as usize;
+    if n == 0 || n > N {
+        entry.discard(0);
+        return false;
+    }
+    // SAFETY: `record` points at the reserved, writable entry; the load
+    // helper writes at most `n <= N` bytes into its `data` array.
+    let loaded = unsafe {
+        (*record).header = CaptureHeader {
+            timestamp_ns: bpf_ktime_get_ns(),
+            ifindex: ctx.ingress_ifindex() as u32,
+            frame_len: frame_len as u32,
+            cap_len: len,
+            _pad: 0,
+        };
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            0,
+            (*record).data.as_mut_ptr() as *mut core::ffi::c_void,
+            n as u32,
+        )
+    };
+    if loaded != 0 {
+        entry.discard(0);
+        return false;
+    }
+    let since = state.sampler.capture_since_wakeup + 1;
+    let wake = since >= WAKEUP_BATCH;
+    state.sampler.capture_since_wakeup = if wake { 0 } else { since };
+    entry.submit(if wake {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    });
+    true
+}
