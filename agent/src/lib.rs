@@ -3,6 +3,7 @@
 
 pub mod adaptive;
 pub mod alert;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod detect;

@@ -3,6 +3,7 @@
 //! records exactly, and that the kernel parser agrees with the userspace
 //! build of the same parser on every frame of the corpus.
 
+use agent_common::capture::CaptureHeader;
 use agent_common::{
     class::{ParseError, ProtocolClass, TcpFlagCounter},
     config::SamplerConfig,
@@ -14,7 +15,10 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
 };
-use nta::sensor::{CountersReader, Sensor};
+use nta::{
+    capture::{CaptureFilter, decode_capture},
+    sensor::{CountersReader, KernelCapture, Sensor},
+};
 use nta_lab::{
     cases::{Case, padded, protocol_cases, truncation_cases},
     frames::{FrameSpec, L4},
@@ -28,6 +32,7 @@ struct Harness {
     sensor: Sensor,
     counters: CountersReader,
     samples: RingBuf<MapData>,
+    captures: RingBuf<MapData>,
 }
 
 fn config(data_rate: u32, control_rate: u32) -> SamplerConfig {
@@ -40,13 +45,29 @@ fn config(data_rate: u32, control_rate: u32) -> SamplerConfig {
 
 impl Harness {
     fn new(config: SamplerConfig) -> Harness {
-        let (sensor, maps) =
-            Sensor::load(config).unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
+        Self::with_capture(config, KernelCapture::default())
+    }
+
+    fn with_capture(config: SamplerConfig, capture: KernelCapture) -> Harness {
+        let (sensor, maps) = Sensor::load_with_capture(config, capture)
+            .unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
         Harness {
             sensor,
             counters: maps.counters,
             samples: maps.samples,
+            captures: maps.captures,
         }
+    }
+
+    /// Capture records: header and the bytes after it.
+    fn captured(&mut self) -> Vec<(CaptureHeader, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(item) = self.captures.next() {
+            let (h, data) = decode_capture(&item)
+                .unwrap_or_else(|| panic!("kernel wrote a bad capture record"));
+            out.push((h, data.to_vec()));
+        }
+        out
     }
 
     /// Runs the program `repeat` times on `frame` (one syscall, one CPU).
@@ -475,5 +496,192 @@ fn full_ring_buffer_drops_are_counted() {
         c.samples + c.ringbuf_dropped,
         sent,
         "every sample is either delivered or counted as dropped"
+    );
+}
+
+/// A program capturing with `filter` at `snaplen` (sampling off).
+fn capturing(filter: &str, snaplen: u32) -> Harness {
+    let f = CaptureFilter::compile(filter).unwrap_or_else(|e| panic!("{e}"));
+    Harness::with_capture(
+        config(0, 0),
+        KernelCapture {
+            snaplen,
+            filter: f.table,
+            ring_bytes: 1 << 20,
+        },
+    )
+}
+
+/// The frames of the corpus a filter selects, by the userspace matcher.
+fn expected_by_userspace(filter: &str, cases: &[Case]) -> Vec<String> {
+    use agent_common::filter::{FilterInput, matches};
+    let f = CaptureFilter::compile(filter).unwrap_or_else(|e| panic!("{e}"));
+    cases
+        .iter()
+        .filter(|c| {
+            let p = parse::parse(&c.frame[..]);
+            matches(&f.table, &FilterInput::new(&p, p.addresses(&c.frame[..])))
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+#[test]
+fn capture_filters_select_exactly_the_expected_frames() {
+    if !privileged("capture_filters_select_exactly_the_expected_frames") {
+        return;
+    }
+    let cases: Vec<Case> = protocol_cases()
+        .into_iter()
+        .filter(|c| c.frame.len() >= MIN_TEST_RUN_FRAME)
+        .collect();
+    // Each filter with the class names it must select (checked against
+    // the corpus labels, so the userspace matcher is tested too).
+    let filters: [(&str, &[&str]); 8] = [
+        ("", &[]),
+        ("tcp", &["tcp"]),
+        ("udp or icmp", &["udp", "icmp"]),
+        ("ip6 and (tcp or udp)", &[]),
+        ("not ip and not ip6", &["arp", "non_ip"]),
+        ("arp", &["arp"]),
+        ("dst port 443 or portrange 50-60", &[]),
+        ("vlan and tcp", &[]),
+    ];
+    let mut h = capturing("", 4096);
+    for (filter, classes) in filters {
+        let want = expected_by_userspace(filter, &cases);
+        for class in classes {
+            for c in cases
+                .iter()
+                .filter(|c| c.class == *class && c.reason.is_none())
+            {
+                assert!(want.contains(&c.name), "{filter:?} must select {}", c.name);
+            }
+        }
+        // The filter changes at run time: a map write, no reload.
+        let f = CaptureFilter::compile(filter).unwrap_or_else(|e| panic!("{e}"));
+        h.sensor
+            .set_capture(4096, &f.table)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut got = Vec::new();
+        for c in &cases {
+            let before = h.counters().captured;
+            assert_eq!(h.run(&c.frame, 1), XDP_PASS);
+            let records = h.captured();
+            assert_eq!(
+                records.len() as u64,
+                h.counters().captured - before,
+                "{}",
+                c.name
+            );
+            for (hdr, data) in records {
+                assert_eq!(hdr.frame_len as usize, c.frame.len(), "{}", c.name);
+                assert_eq!(data, c.frame, "{}: the whole frame", c.name);
+                got.push(c.name.clone());
+            }
+        }
+        assert_eq!(got, want, "filter {filter:?}");
+        assert!(
+            filter.is_empty() || got.len() < cases.len(),
+            "{filter:?} selects something less than all"
+        );
+        assert!(!got.is_empty(), "{filter:?} selects something");
+    }
+    assert_eq!(h.counters().capture_dropped, 0);
+}
+
+#[test]
+fn snaplen_truncates_and_records_the_original_length() {
+    if !privileged("snaplen_truncates_and_records_the_original_length") {
+        return;
+    }
+    let mut h = capturing("udp", 128);
+    let small = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 }).build();
+    let big = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 })
+        .with_payload(1400)
+        .build();
+    let jumbo = FrameSpec::ipv4(L4::Udp {
+        sport: 2049,
+        dport: 2049,
+    })
+    .with_payload(9000 - 42)
+    .build();
+    for f in [&small, &big, &jumbo] {
+        h.run(f, 1);
+    }
+    let got = h.captured();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        (got[0].0.frame_len as usize, got[0].1.len()),
+        (small.len(), small.len())
+    );
+    assert_eq!(got[0].1, small);
+    assert_eq!(
+        (got[1].0.frame_len, got[1].0.cap_len),
+        (big.len() as u32, 128)
+    );
+    assert_eq!(got[1].1, big[..128]);
+    assert_eq!(
+        (got[2].0.frame_len, got[2].0.cap_len),
+        (9000, 128),
+        "multi-buffer frame"
+    );
+    assert_eq!(got[2].1, jumbo[..128]);
+    // Every size class, and the cap at 4096 bytes.
+    for snaplen in [200, 300, 600, 1500, 3000, 65535] {
+        h.sensor
+            .set_capture(
+                snaplen,
+                &CaptureFilter::compile("udp")
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .table,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.run(&jumbo, 1);
+        let got = h.captured();
+        let want = snaplen.min(4096) as usize;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, jumbo[..want], "snaplen {snaplen}");
+        assert_eq!(got[0].0.frame_len, 9000);
+    }
+    assert!(got_timestamps_rise(&mut h, &small));
+}
+
+/// Records of back-to-back runs carry rising timestamps.
+fn got_timestamps_rise(h: &mut Harness, frame: &[u8]) -> bool {
+    h.run(frame, 5);
+    let ts: Vec<u64> = h
+        .captured()
+        .iter()
+        .map(|(hdr, _)| hdr.timestamp_ns)
+        .collect();
+    ts.len() == 5 && ts.windows(2).all(|w| w[0] <= w[1])
+}
+
+#[test]
+fn a_full_capture_ring_counts_its_drops() {
+    if !privileged("a_full_capture_ring_counts_its_drops") {
+        return;
+    }
+    // 4 KiB of ring: a handful of 128-byte records fit, the rest drop.
+    let mut h = Harness::with_capture(
+        config(0, 0),
+        KernelCapture {
+            snaplen: 128,
+            filter: Default::default(),
+            ring_bytes: 4096,
+        },
+    );
+    let f = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 }).build();
+    h.run(&f, 100);
+    let c = h.counters();
+    let got = h.captured().len() as u64;
+    assert_eq!(c.captured, got);
+    assert_eq!(c.captured + c.capture_dropped, 100);
+    assert!(c.capture_dropped > 50, "{c:?}");
+    assert_eq!(
+        c.packets[ProtocolClass::Udp as usize],
+        100,
+        "counting is unaffected"
     );
 }
