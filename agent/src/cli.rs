@@ -30,6 +30,10 @@ pub enum Command {
     /// No root needed. Prints a summary; writes flows, alerts and an HTML
     /// report on request.
     Analyze(AnalyzeArgs),
+    /// Capture frames to a pcapng (or pcap) file, like `tcpdump -w`, with
+    /// the filter and the copy done in the kernel by XDP. Stops after -c
+    /// frames, -d time, or on Ctrl-C. Needs root like `run`.
+    Capture(crate::capture::cli::CaptureArgs),
     /// Validate a config file without running: prints its SHA-1 (as
     /// nta_config_info shows it) or the precise error (file, line, key).
     CheckConfig {

@@ -48,6 +48,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Offline analysis needs no async runtime.
         Command::Analyze(args) => nta::offline::cli::run(args)?,
+        Command::Capture(args) => {
+            nta::capture::cli::run(args)?;
+        }
         Command::CheckConfig { file } => {
             let (_, sha1) = nta::config::FileConfig::load_with_hash(&file)?;
             println!("{}: ok (sha1 {sha1})", file.display());

@@ -102,3 +102,19 @@ mod tests {
         assert_eq!(missing(1u64 << 21), vec![CAP_NET_ADMIN]);
     }
 }
+
+/// Err with the message naming what is missing, when capabilities are
+/// known to be short.
+pub fn check() -> Result<(), String> {
+    match effective() {
+        Some(eff) => {
+            let missing = missing(eff);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(describe_missing(&missing))
+            }
+        }
+        None => Ok(()),
+    }
+}

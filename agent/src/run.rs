@@ -81,12 +81,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let settings = RunSettings::resolve(&args, &file_config);
     let ifaces = resolve_interfaces(&settings.interfaces)?;
-    if let Some(eff) = privileges::effective() {
-        let missing = privileges::missing(eff);
-        if !missing.is_empty() {
-            return Err(RunError::Privileges(privileges::describe_missing(&missing)));
-        }
-    }
+    privileges::check().map_err(RunError::Privileges)?;
     let sampling = settings.sampling;
     let ifindexes = ifaces
         .iter()
@@ -280,7 +275,8 @@ fn raise_fd_limit() {
     }
 }
 
-fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, RunError> {
+/// The interfaces named (each once), or the default route's.
+pub fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, RunError> {
     if given.is_empty() {
         let name = iface::default_route_interface()?;
         tracing::info!(interface = %name, "no --iface given: using the default route's interface");

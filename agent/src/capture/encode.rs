@@ -76,7 +76,10 @@ enum Writer {
     Ng(PcapNgWriter<Vec<u8>>),
     /// pcap-file's PcapWriter does not lend its buffer out, so the header
     /// and packets are written with its own encoders into ours.
-    Pcap { buf: Vec<u8>, snaplen: u32 },
+    Pcap {
+        buf: Vec<u8>,
+        snaplen: u32,
+    },
 }
 
 /// The blocks of one file, buffered.

@@ -33,15 +33,27 @@ pub enum CaptureFilesError {
         #[source]
         source: std::io::Error,
     },
-    #[error("capture: --capture-max-bytes ({total}) must hold at least two files of --capture-file-bytes ({file})")]
+    #[error(
+        "capture: --capture-max-bytes ({total}) must hold at least two files of --capture-file-bytes ({file})"
+    )]
     CapTooSmall { total: u64, file: u64 },
     #[error(transparent)]
     Encode(#[from] EncodeError),
 }
 
+/// Where capture files go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Rotating files in a directory (`nta run --capture DIR`).
+    Dir(PathBuf),
+    /// One file, replaced if it exists (`nta capture -w FILE`); never
+    /// rotated, and a failed write ends the capture.
+    File(PathBuf),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirConfig {
-    pub dir: PathBuf,
+    pub destination: Destination,
     pub format: Format,
     pub snaplen: u32,
     /// Start a new file before one grows past this.
@@ -124,6 +136,8 @@ pub struct CaptureDir {
     current: Option<Current>,
     next_seq: u64,
     paused_until: Option<Instant>,
+    failed_once: bool,
+    last_error: Option<String>,
     metrics: FileMetrics,
     out: Vec<u8>,
 }
@@ -189,17 +203,43 @@ impl CaptureDir {
                 file: config.file_bytes,
             });
         }
-        prepare_dir(&config.dir)?;
-        let next_seq = our_files(&config.dir).last().map_or(1, |f| f.0 + 1);
-        Ok(CaptureDir {
+        let next_seq = match &config.destination {
+            Destination::Dir(dir) => {
+                prepare_dir(dir)?;
+                our_files(dir).last().map_or(1, |f| f.0 + 1)
+            }
+            Destination::File(_) => 1,
+        };
+        let single = matches!(config.destination, Destination::File(_));
+        let mut dir = CaptureDir {
             config,
             interfaces,
             current: None,
             next_seq,
             paused_until: None,
+            failed_once: false,
+            last_error: None,
             metrics,
             out: Vec::with_capacity(WRITE_CHUNK * 2),
-        })
+        };
+        // A single file is created at once, so a bad path fails up front.
+        let unix_ns =
+            crate::export::WallClock::monotonic().to_unix_ns(crate::export::monotonic_now_ns());
+        if single && !dir.start_file(Instant::now(), unix_ns) {
+            return Err(CaptureFilesError::Dir {
+                path: match &dir.config.destination {
+                    Destination::File(p) | Destination::Dir(p) => p.clone(),
+                },
+                why: dir.last_error.clone().unwrap_or_default(),
+            });
+        }
+        Ok(dir)
+    }
+
+    /// The last write error (file and reason), for a one-shot capture's
+    /// exit status.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 
     /// The file being written, if any.
@@ -267,11 +307,38 @@ impl CaptureDir {
         self.finish_current(now, unix_ns);
     }
 
+    /// Whether frames can still be written (a single file that failed
+    /// cannot).
+    pub fn usable(&self) -> bool {
+        !matches!(self.config.destination, Destination::File(_)) || !self.failed_once
+    }
+
     fn start_file(&mut self, now: Instant, unix_ns: u64) -> bool {
-        if self.paused_until.is_some_and(|t| now < t) {
+        if self.paused_until.is_some_and(|t| now < t) || !self.usable() {
             return false;
         }
         self.paused_until = None;
+        if let Destination::File(path) = &self.config.destination {
+            let path = path.clone();
+            let opened = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            return match opened {
+                Ok(file) => self.begin(file, path, now, unix_ns),
+                Err(e) => {
+                    self.failed(&path, &e, now);
+                    false
+                }
+            };
+        }
+        let Destination::Dir(dir) = &self.config.destination else {
+            return false;
+        };
+        let dir = dir.clone();
         let stamp = chrono::DateTime::from_timestamp_nanos(unix_ns as i64)
             .format("%Y%m%dT%H%M%SZ")
             .to_string();
@@ -283,7 +350,7 @@ impl CaptureDir {
                 self.config.format.extension()
             );
             self.next_seq += 1;
-            let path = self.config.dir.join(name);
+            let path = dir.join(name);
             let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -298,33 +365,38 @@ impl CaptureDir {
                     return false;
                 }
             };
-            let encoder = match Encoder::new(
-                self.config.format,
-                &self.interfaces,
-                self.config.snaplen,
-                unix_ns,
-            ) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "capture file header");
-                    let _ = std::fs::remove_file(&path);
-                    return false;
-                }
-            };
-            self.metrics.files.inc();
-            tracing::info!(file = %path.display(), "capture file started");
-            self.current = Some(Current {
-                file,
-                path,
-                encoder,
-                committed: 0,
-                pending_frames: 0,
-                opened: now,
-                stats: vec![InterfaceStats::default(); self.interfaces.len().max(1)],
-            });
-            return self.commit(now);
+            return self.begin(file, path, now, unix_ns);
         }
         false
+    }
+
+    /// Writes the header of a freshly opened file.
+    fn begin(&mut self, file: File, path: PathBuf, now: Instant, unix_ns: u64) -> bool {
+        let encoder = match Encoder::new(
+            self.config.format,
+            &self.interfaces,
+            self.config.snaplen,
+            unix_ns,
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "capture file header");
+                let _ = std::fs::remove_file(&path);
+                return false;
+            }
+        };
+        self.metrics.files.inc();
+        tracing::info!(file = %path.display(), "capture file started");
+        self.current = Some(Current {
+            file,
+            path,
+            encoder,
+            committed: 0,
+            pending_frames: 0,
+            opened: now,
+            stats: vec![InterfaceStats::default(); self.interfaces.len().max(1)],
+        });
+        self.commit(now)
     }
 
     /// Writes the buffered blocks; on failure cuts the file back to its
@@ -364,6 +436,8 @@ impl CaptureDir {
 
     fn failed(&mut self, path: &Path, e: &std::io::Error, now: Instant) {
         self.metrics.errors.inc();
+        self.failed_once = true;
+        self.last_error = Some(format!("{}: {e}", path.display()));
         // Once per outage, not per retry.
         if self.paused_until.is_none() {
             tracing::error!(file = %path.display(), error = %e, "capture write failed; the file keeps what was written, capture pauses and retries every 5 s (frames lost meanwhile are counted)");
@@ -390,10 +464,13 @@ impl CaptureDir {
 
     /// Deletes the oldest files while the total exceeds the cap.
     fn enforce_cap(&mut self) {
+        let Destination::Dir(dir) = &self.config.destination else {
+            return;
+        };
         if self.config.max_total_bytes == 0 {
             return;
         }
-        let files = our_files(&self.config.dir);
+        let files = our_files(dir);
         let mut total: u64 = files.iter().map(|f| f.2).sum();
         for (_, path, size) in files {
             if total <= self.config.max_total_bytes {
@@ -407,7 +484,9 @@ impl CaptureDir {
                     total -= size;
                     self.metrics.deleted.inc();
                 }
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "deleting an old capture file"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "deleting an old capture file")
+                }
             }
         }
     }
@@ -431,7 +510,7 @@ mod tests {
 
     fn config(d: &Path, file_bytes: u64, max_total_bytes: u64) -> DirConfig {
         DirConfig {
-            dir: d.to_path_buf(),
+            destination: Destination::Dir(d.to_path_buf()),
             format: Format::Pcapng,
             snaplen: 128,
             file_bytes,
@@ -499,7 +578,10 @@ mod tests {
         // ~160 bytes a frame: 1000 frames make ~8 files, the cap keeps ~3.
         assert!(files.len() >= 2 && files.len() <= 4, "{files:?}");
         assert!(m.deleted.get() >= 4, "{}", m.deleted.get());
-        assert_eq!(m.files.get() as usize, files.len() + m.deleted.get() as usize);
+        assert_eq!(
+            m.files.get() as usize,
+            files.len() + m.deleted.get() as usize
+        );
         let total: u64 = files.iter().map(|f| f.2).sum();
         assert!(total <= 60_000 + 20_000, "{total}");
         let mut frames = 0;
@@ -560,9 +642,15 @@ mod tests {
         c.write(&f, Instant::now(), ts);
         let written = c.current_path().map(Path::to_path_buf);
         c.close(Instant::now(), ts);
-        assert_eq!(std::fs::read_to_string(&victim).ok().as_deref(), Some("keep"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).ok().as_deref(),
+            Some("keep")
+        );
         let written = written.unwrap_or_default();
-        assert!(written.to_string_lossy().ends_with("-000002.pcapng"), "{written:?}");
+        assert!(
+            written.to_string_lossy().ends_with("-000002.pcapng"),
+            "{written:?}"
+        );
         assert_eq!(read(&written).0.len(), 1);
         let _ = std::fs::remove_dir_all(&d);
         let _ = std::fs::remove_dir_all(&target);

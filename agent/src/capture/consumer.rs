@@ -1,0 +1,160 @@
+//! The capture thread: drains every interface's `CAPTURES` ring buffer
+//! straight into the capture files. Its own thread (not the async
+//! runtime): at full rate it is a tight loop of decode and copy, and file
+//! writes block.
+
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+
+use super::{encode::Frame, files::CaptureDir, record::decode_capture};
+use crate::{export::WallClock, sensor::CountersReader};
+
+/// Longest wait for records before the writer's housekeeping runs.
+const POLL: Duration = Duration::from_millis(50);
+/// Housekeeping period: flush to disk, rotate by age, read drop counters.
+const TICK: Duration = Duration::from_millis(200);
+/// Records taken from one ring before looking at the others.
+const DRAIN_BATCH: usize = 65_536;
+
+/// One interface's capture ring and its kernel counters.
+pub struct CaptureRing {
+    pub ifindex: u32,
+    pub ring: RingBuf<MapData>,
+    pub counters: Arc<CountersReader>,
+}
+
+/// What a capture thread did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureSummary {
+    /// Frames handed to the writer.
+    pub frames: u64,
+    /// Records that failed the length check.
+    pub bad_records: u64,
+    /// Frames the kernel could not put in the ring (ring full).
+    pub kernel_dropped: u64,
+    /// The write error that ended a one-shot capture, if any.
+    pub error: Option<String>,
+}
+
+/// When the thread stops on its own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Stop after this many frames (`nta capture -c`).
+    pub frames: Option<u64>,
+}
+
+/// Runs until `stop` is set (or the limits are reached), then drains the
+/// rings once more and closes the files complete.
+pub fn spawn(
+    mut rings: Vec<CaptureRing>,
+    mut files: CaptureDir,
+    clock: WallClock,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<CaptureSummary> {
+    thread::spawn(move || {
+        let mut summary = CaptureSummary::default();
+        let mut last_dropped: Vec<u64> = rings.iter().map(|r| kernel_dropped(r)).collect();
+        let mut last_tick = Instant::now();
+        let done = |s: &CaptureSummary| limits.frames.is_some_and(|n| s.frames >= n);
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            if !stopping {
+                wait_readable(&rings, POLL);
+            }
+            let now = Instant::now();
+            for r in &mut rings {
+                drain(r, &mut files, clock, now, limits, &mut summary);
+            }
+            if now.duration_since(last_tick) >= TICK || stopping || done(&summary) {
+                last_tick = now;
+                for (r, last) in rings.iter().zip(last_dropped.iter_mut()) {
+                    let d = kernel_dropped(r);
+                    if d > *last {
+                        files.note_dropped(r.ifindex, d - *last);
+                        summary.kernel_dropped += d - *last;
+                    }
+                    *last = d;
+                }
+                files.tick(now, clock.to_unix_ns(crate::export::monotonic_now_ns()));
+            }
+            if stopping || done(&summary) || !files.usable() {
+                break;
+            }
+        }
+        files.close(
+            Instant::now(),
+            clock.to_unix_ns(crate::export::monotonic_now_ns()),
+        );
+        summary.error = files.last_error().map(str::to_string);
+        summary
+    })
+}
+
+fn kernel_dropped(r: &CaptureRing) -> u64 {
+    r.counters.read().map_or(0, |c| c.capture_dropped)
+}
+
+fn drain(
+    r: &mut CaptureRing,
+    files: &mut CaptureDir,
+    clock: WallClock,
+    now: Instant,
+    limits: Limits,
+    summary: &mut CaptureSummary,
+) {
+    // Bounded, so one busy ring cannot starve the others or the
+    // housekeeping.
+    for _ in 0..DRAIN_BATCH {
+        if limits.frames.is_some_and(|n| summary.frames >= n) {
+            return;
+        }
+        let Some(item) = r.ring.next() else { return };
+        match decode_capture(&item) {
+            Some((h, data)) => {
+                let unix_ns = clock.to_unix_ns(h.timestamp_ns);
+                files.write(
+                    &Frame {
+                        ifindex: h.ifindex,
+                        unix_ns,
+                        orig_len: h.frame_len,
+                        data,
+                    },
+                    now,
+                    unix_ns,
+                );
+                summary.frames += 1;
+            }
+            None => summary.bad_records += 1,
+        }
+    }
+}
+
+/// Waits until a ring has records or `timeout` passes.
+fn wait_readable(rings: &[CaptureRing], timeout: Duration) {
+    let mut fds: Vec<libc::pollfd> = rings
+        .iter()
+        .map(|r| libc::pollfd {
+            fd: r.ring.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll(2) on a valid array of pollfd of the given length.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Capture end to end: known frames through a lab veth, captured by the
+//! XDP program under a filter, written as pcapng/pcap, read back by tshark
+//! and capinfos. Counts, bytes, original and captured lengths and
+//! timestamps must be exactly what was sent and selected.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use agent_common::{
+    filter::{FilterInput, matches},
+    parse,
+};
+use nta::capture::CaptureFilter;
+use nta_lab::{
+    frames::{FrameSpec, L4},
+    mix::protocol_mix,
+    privileged,
+    send::send_frames,
+};
+
+mod common;
+
+use common::{NTA, TempDir, lab, stderr_of, xdp_attached};
+
+/// tshark's view of a capture file: (frame.len, frame.cap_len, epoch ns).
+fn tshark_frames(file: &Path) -> Vec<(usize, usize, u128)> {
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(file)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("tshark: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("Running as user \"root\""))
+        .collect();
+    assert!(
+        out.status.success() && warnings.is_empty(),
+        "tshark: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let (s, ns) = f
+                .get(2)
+                .and_then(|t| t.split_once('.'))
+                .unwrap_or(("0", "0"));
+            let epoch = s.parse::<u128>().unwrap_or(0) * 1_000_000_000
+                + format!("{ns:0<9}")[..9].parse::<u128>().unwrap_or(0);
+            (n(0), n(1), epoch)
+        })
+        .collect()
+}
+
+fn capinfos_clean(file: &Path) -> String {
+    let out = Command::new("capinfos")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("capinfos: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success() && stderr.lines().all(|l| l.contains("Running as user")),
+        "capinfos {}: {stderr}",
+        file.display()
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The frames the lab sends: the protocol mix plus a long UDP datagram.
+fn lab_frames() -> Vec<Vec<u8>> {
+    let mut frames: Vec<Vec<u8>> = protocol_mix().into_iter().map(|c| c.frame).collect();
+    frames.push(
+        FrameSpec::ipv4(L4::Udp {
+            sport: 4000,
+            dport: 4001,
+        })
+        .with_payload(1400)
+        .build(),
+    );
+    frames
+}
+
+fn selected(filter: &str, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let f = CaptureFilter::compile(filter).unwrap_or_else(|e| panic!("{e}"));
+    frames
+        .iter()
+        .filter(|fr| {
+            let p = parse::parse(&fr[..]);
+            matches(&f.table, &FilterInput::new(&p, p.addresses(&fr[..])))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Runs `nta capture` on the lab's outer end while `frames` go through
+/// it `repeat` times, stopped with SIGINT; returns its stderr.
+fn capture(
+    args: &[&str],
+    ns: &str,
+    inner: &str,
+    outer: &str,
+    frames: &[Vec<u8>],
+    repeat: usize,
+) -> String {
+    let mut child = Command::new(NTA)
+        .args(["capture", "-i", outer])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting nta capture: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !xdp_attached(outer) {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("nta capture exited with {s}: {}", stderr_of(&mut child));
+        }
+        assert!(Instant::now() < deadline, "nta capture never attached");
+        thread::sleep(Duration::from_millis(50));
+    }
+    send_frames(ns, inner, frames, repeat).unwrap_or_else(|e| panic!("{e}"));
+    thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "nta capture failed: {err}");
+    assert!(!xdp_attached(outer), "detached at exit");
+    err
+}
+
+#[test]
+fn capture_writes_exactly_the_filtered_frames_for_tshark() {
+    if !privileged("capture_writes_exactly_the_filtered_frames_for_tshark") {
+        return;
+    }
+    let (ns, veth) = lab("ntcp");
+    let dir = TempDir::new("capture");
+    let file = dir.join("lab.pcapng");
+    let frames = lab_frames();
+    let filter = "udp or icmp or (tcp and dst port 443)";
+    let want = selected(filter, &frames);
+    assert!(
+        want.len() >= 4 && want.len() < frames.len(),
+        "{} of {}",
+        want.len(),
+        frames.len()
+    );
+    let err = capture(
+        &[
+            "-w",
+            file.to_str().unwrap_or_default(),
+            "-s",
+            "128",
+            "udp",
+            "or",
+            "icmp",
+            "or",
+            "(tcp",
+            "and",
+            "dst",
+            "port",
+            "443)",
+        ],
+        ns.name(),
+        &veth.inner,
+        &veth.outer,
+        &frames,
+        3,
+    );
+    assert!(
+        err.contains(&format!("{} frames written", want.len() * 3)),
+        "{err}"
+    );
+    let info = capinfos_clean(&file);
+    assert!(info.contains("nanoseconds"), "{info}");
+    let got = tshark_frames(&file);
+    assert_eq!(got.len(), want.len() * 3, "frames");
+    let mut expected: Vec<(usize, usize)> = Vec::new();
+    for _ in 0..3 {
+        expected.extend(want.iter().map(|f| (f.len(), f.len().min(128))));
+    }
+    assert_eq!(
+        got.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>(),
+        expected,
+        "original and captured lengths, in order"
+    );
+    let bytes: usize = got.iter().map(|g| g.0).sum();
+    assert_eq!(bytes, want.iter().map(Vec::len).sum::<usize>() * 3);
+    assert!(
+        got.windows(2).all(|w| w[0].2 <= w[1].2),
+        "monotonic timestamps"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    assert!(
+        got.iter().all(|g| now - g.2 < 60_000_000_000),
+        "wall-clock timestamps"
+    );
+}
+
+#[test]
+fn capture_as_pcap_and_unfiltered_with_a_count() {
+    if !privileged("capture_as_pcap_and_unfiltered_with_a_count") {
+        return;
+    }
+    let (ns, veth) = lab("ntcq");
+    let dir = TempDir::new("capture-pcap");
+    let file = dir.join("lab.pcap");
+    let frames = lab_frames();
+    let mut child = Command::new(NTA)
+        .args(["capture", "-i", &veth.outer, "-F", "pcap", "-c", "10", "-w"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !xdp_attached(&veth.outer) {
+        assert!(Instant::now() < deadline, "never attached");
+        thread::sleep(Duration::from_millis(50));
+    }
+    send_frames(ns.name(), &veth.inner, &frames, 2).unwrap_or_else(|e| panic!("{e}"));
+    // -c 10 ends it on its own.
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{}", stderr_of(&mut child));
+    let info = capinfos_clean(&file);
+    assert!(
+        info.contains("nanosecond pcap") && !info.contains("pcapng"),
+        "{info}"
+    );
+    let got = tshark_frames(&file);
+    assert_eq!(got.len(), 10);
+    let lens: Vec<usize> = frames.iter().map(Vec::len).take(10).collect();
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), lens);
+    assert!(
+        got.iter().all(|g| g.0 == g.1),
+        "whole frames at the default snaplen"
+    );
+}
+
+#[test]
+fn bad_filters_and_paths_fail_clearly_before_attaching() {
+    if !privileged("bad_filters_and_paths_fail_clearly_before_attaching") {
+        return;
+    }
+    let (_ns, veth) = lab("ntcr");
+    let run = |args: &[&str]| {
+        let out = Command::new(NTA)
+            .args(["capture", "-i", &veth.outer])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.status.success());
+        assert!(!xdp_attached(&veth.outer));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = run(&["-w", "/tmp/x.pcapng", "tcp", "port", "http"]);
+    assert!(e.contains("column 10: `http` is not a port number"), "{e}");
+    let e = run(&["-w", "/nonexistent-nta/x.pcapng"]);
+    assert!(e.contains("/nonexistent-nta/x.pcapng"), "{e}");
+    let dir = TempDir::new("capture-link");
+    let link = dir.join("link.pcapng");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap_or_else(|e| panic!("{e}"));
+    let e = run(&["-w", link.to_str().unwrap_or_default()]);
+    assert!(e.contains("link.pcapng"), "{e}");
+    assert!(
+        std::fs::read_to_string("/etc/hostname").is_ok_and(|s| !s.is_empty()),
+        "not followed"
+    );
+}
