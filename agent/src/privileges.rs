@@ -69,6 +69,22 @@ pub fn describe_missing(missing: &[Capability]) -> String {
     )
 }
 
+/// Err with the message naming what is missing, when capabilities are
+/// known to be short.
+pub fn check() -> Result<(), String> {
+    match effective() {
+        Some(eff) => {
+            let missing = missing(eff);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(describe_missing(&missing))
+            }
+        }
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,21 +116,5 @@ mod tests {
     #[test]
     fn sys_admin_stands_in_for_bpf_and_perfmon_but_not_net_admin() {
         assert_eq!(missing(1u64 << 21), vec![CAP_NET_ADMIN]);
-    }
-}
-
-/// Err with the message naming what is missing, when capabilities are
-/// known to be short.
-pub fn check() -> Result<(), String> {
-    match effective() {
-        Some(eff) => {
-            let missing = missing(eff);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(describe_missing(&missing))
-            }
-        }
-        None => Ok(()),
     }
 }

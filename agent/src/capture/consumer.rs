@@ -63,7 +63,7 @@ pub fn spawn(
 ) -> thread::JoinHandle<CaptureSummary> {
     thread::spawn(move || {
         let mut summary = CaptureSummary::default();
-        let mut last_dropped: Vec<u64> = rings.iter().map(|r| kernel_dropped(r)).collect();
+        let mut last_dropped: Vec<u64> = rings.iter().map(kernel_dropped).collect();
         let mut last_tick = Instant::now();
         let done = |s: &CaptureSummary| limits.frames.is_some_and(|n| s.frames >= n);
         loop {
