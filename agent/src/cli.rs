@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Attach the XDP sensor to interfaces and serve Prometheus metrics
     /// until SIGINT/SIGTERM. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Analyse capture files (pcap, pcapng, gzip-compressed or not) with
     /// the live sensor's parser, flow table and detectors, in packet time.
     /// No root needed. Prints a summary; writes flows, alerts and an HTML
@@ -182,6 +182,43 @@ pub struct RunArgs {
     /// Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub web_config_file: Option<std::path::PathBuf>,
+
+    /// Capture frames into rotating pcapng files in DIR (created 0700).
+    /// The XDP program copies the first --capture-snaplen bytes of frames
+    /// that pass --capture-filter; traffic is never held up.
+    #[arg(long = "capture", value_name = "DIR")]
+    pub capture_dir: Option<std::path::PathBuf>,
+
+    /// Which frames to capture, in tcpdump's syntax (see `nta capture
+    /// --help`); empty: all. Reloaded on SIGHUP without reattaching.
+    #[arg(long, default_value = "", value_name = "EXPR")]
+    pub capture_filter: String,
+
+    /// Bytes kept of each captured frame (at most 4096).
+    #[arg(long, default_value_t = agent_common::capture::MAX_SNAPLEN, value_name = "BYTES")]
+    pub capture_snaplen: u32,
+
+    /// Capture file format.
+    #[arg(long, value_enum, default_value = "pcapng")]
+    pub capture_format: crate::capture::Format,
+
+    /// Start a new capture file before one grows past this.
+    #[arg(long, default_value_t = 128 << 20, value_name = "BYTES")]
+    pub capture_file_bytes: u64,
+
+    /// Start a new capture file when one is this old (default: by size
+    /// only).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub capture_file_age: Option<std::time::Duration>,
+
+    /// Delete the oldest capture files beyond this total (0: never).
+    #[arg(long, default_value_t = 2 << 30, value_name = "BYTES")]
+    pub capture_max_bytes: u64,
+
+    /// Kernel ring buffer for captured frames per interface, in MiB (a
+    /// power of two).
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub capture_ring_mib: u32,
 
     /// Turn detection off (counting, flows and exports go on).
     #[arg(long)]

@@ -47,7 +47,24 @@ pub struct FileConfig {
     pub sampling: SamplingSection,
     pub flows: FlowsSection,
     pub alerts: AlertsSection,
+    pub capture: CaptureSection,
     pub detect: DetectConfig,
+}
+
+/// `[capture]`: packet capture to rotating files (`--capture*`). The
+/// filter and snaplen reload on SIGHUP; the rest takes a restart.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    pub dir: Option<PathBuf>,
+    pub filter: Option<String>,
+    pub snaplen: Option<u32>,
+    pub format: Option<crate::capture::Format>,
+    pub file_bytes: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub file_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+    pub ring_mib: Option<u32>,
 }
 
 /// `[sensor]`: where and how XDP attaches (`--iface`, `--xdp-mode`,
@@ -233,6 +250,28 @@ impl FileConfig {
                 crate::export::flow_file_format(f).map_err(|e| ("flows.files", e.to_string()))?;
             }
         }
+        let c = &self.capture;
+        if let Some(f) = &c.filter {
+            crate::capture::CaptureFilter::compile(f)
+                .map_err(|e| ("capture.filter", e.to_string()))?;
+        }
+        if c.snaplen == Some(0) {
+            return Err(("capture.snaplen", "must be at least 1".into()));
+        }
+        if c.file_bytes == Some(0) {
+            return Err(("capture.file_bytes", "must be at least 1".into()));
+        }
+        if c.file_age == Some(Duration::ZERO) {
+            return Err(("capture.file_age", "must be longer than 0s".into()));
+        }
+        if let Some(m) = c.ring_mib
+            && (!m.is_power_of_two() || m > 1024)
+        {
+            return Err((
+                "capture.ring_mib",
+                format!("must be a power of two from 1 to 1024, not {m}"),
+            ));
+        }
         if let Some(url) = &self.alerts.webhook {
             crate::alert::WebhookConfig::new(url)
                 .map_err(|e| ("alerts.webhook", format!("{e:#}")))?;
@@ -307,6 +346,16 @@ mod tests {
         let e = err("[sensor]\nxdp_mode = \"fast\"\n");
         assert!(
             e.contains("line 2") && e.contains("unknown variant `fast`"),
+            "{e}"
+        );
+        let e = err("[capture]\nfilter = \"tcp port x\"\n");
+        assert!(
+            e.starts_with("nta.toml: capture.filter: capture filter, column 10"),
+            "{e}"
+        );
+        let e = err("[capture]\nring_mib = 3\n");
+        assert!(
+            e.contains("capture.ring_mib: must be a power of two"),
             "{e}"
         );
         let e = err("[metrics]\nlisten = \"localhost\"\n");

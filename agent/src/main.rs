@@ -44,7 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(nta::run::run(args))?;
+            runtime.block_on(nta::run::run(*args))?;
         }
         // Offline analysis needs no async runtime.
         Command::Analyze(args) => nta::offline::cli::run(args)?,

@@ -46,6 +46,8 @@ struct Families {
     samples: IntCounterVec,
     samples_dropped: IntCounterVec,
     map_read_errors: IntCounterVec,
+    captured: IntCounterVec,
+    capture_dropped: IntCounterVec,
     xdp_attached: IntGaugeVec,
 }
 
@@ -100,6 +102,16 @@ impl Families {
                 "Failed reads of the kernel counter map at scrape time.",
                 &["interface"],
             )?,
+            captured: c(
+                "nta_capture_frames_total",
+                "Frames that passed the capture filter and were copied into the capture ring by XDP.",
+                &["interface"],
+            )?,
+            capture_dropped: c(
+                "nta_capture_dropped_total",
+                "Frames that passed the capture filter but found the capture ring full.",
+                &["interface"],
+            )?,
             xdp_attached: IntGaugeVec::new(
                 Opts::new(
                     "nta_xdp_attached",
@@ -110,7 +122,7 @@ impl Families {
         })
     }
 
-    fn counters(&self) -> [&IntCounterVec; 9] {
+    fn counters(&self) -> [&IntCounterVec; 11] {
         [
             &self.packets,
             &self.bytes,
@@ -121,6 +133,8 @@ impl Families {
             &self.samples,
             &self.samples_dropped,
             &self.map_read_errors,
+            &self.captured,
+            &self.capture_dropped,
         ]
     }
 
@@ -209,6 +223,10 @@ impl SensorCollector {
                     .inc_by(c.parse_errors[reason as usize]);
             }
             f.samples.with_label_values(&[i]).inc_by(c.samples);
+            f.captured.with_label_values(&[i]).inc_by(c.captured);
+            f.capture_dropped
+                .with_label_values(&[i])
+                .inc_by(c.capture_dropped);
         }
     }
 }

@@ -77,6 +77,8 @@ pub struct Reload {
     pub in_force: RunSettings,
     /// Watched interfaces, for the IPFIX sampling announcement.
     pub ifindexes: Vec<u32>,
+    /// The loaded programs: a new capture filter goes into their maps.
+    pub sensors: Vec<std::sync::Arc<std::sync::Mutex<crate::sensor::Sensor>>>,
     pub alert_metrics: AlertMetrics,
     pub to_stage: mpsc::Sender<StageReload>,
     pub to_sampling: mpsc::Sender<Sampling>,
@@ -95,6 +97,10 @@ enum ReloadError {
     AlertOutputs(#[from] AlertError),
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
+    #[error(transparent)]
+    Capture(#[from] crate::capture::live::LiveCaptureError),
+    #[error("applying the capture filter")]
+    CaptureApply(#[source] crate::sensor::SensorError),
     #[error("the flow stage has stopped")]
     StageGone,
 }
@@ -154,6 +160,14 @@ impl Reload {
         } else {
             None
         };
+        let capture = match (&self.in_force.capture, &new.capture) {
+            (Some(old), Some(c))
+                if (old.filter.as_str(), old.snaplen) != (c.filter.as_str(), c.snaplen) =>
+            {
+                Some(crate::capture::live::kernel_capture(c)?)
+            }
+            _ => None,
+        };
         // Re-read even when the path is the same: certificates rotate.
         let web = crate::run::load_web_config(new.web_config_file.as_deref())?;
         let alert_sinks = if new.detect_on && self.in_force.alert_outputs_changed(&new) {
@@ -175,6 +189,14 @@ impl Reload {
             })
             .await
             .map_err(|_| ReloadError::StageGone)?;
+        if let Some(k) = capture {
+            for s in &self.sensors {
+                if let Ok(mut s) = s.lock() {
+                    s.set_capture(k.snaplen, &k.filter)
+                        .map_err(ReloadError::CaptureApply)?;
+                }
+            }
+        }
         if let Ok(mut w) = self.web.write() {
             *w = std::sync::Arc::new(web);
         }

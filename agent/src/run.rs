@@ -16,6 +16,11 @@ use tokio::{
 use crate::{
     adaptive::{self, Controlled, RateController, SamplingMetrics},
     alert::{AlertError, AlertMetrics, Alerts},
+    capture::{
+        Interface,
+        consumer::CaptureRing,
+        live::{self, LiveCaptureError},
+    },
     cli::RunArgs,
     config::{ConfigError, FileConfig},
     detect::Engine,
@@ -27,7 +32,7 @@ use crate::{
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
     outputs, privileges, reattach,
     reload::{self, ReloadMetrics},
-    sensor::{Sensor, SensorError},
+    sensor::{KernelCapture, Sensor, SensorError},
     server::{self, ServerError, SharedWebConfig},
     settings::RunSettings,
     webconfig::{WebConfig, WebConfigError},
@@ -62,6 +67,8 @@ pub enum RunError {
     AlertOutput(#[from] AlertError),
     #[error("web config")]
     WebConfig(#[from] WebConfigError),
+    #[error(transparent)]
+    Capture(#[from] LiveCaptureError),
 }
 
 /// The web config file's TLS and users, or none (plain HTTP, no auth).
@@ -98,6 +105,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     } else {
         Vec::new()
     };
+    let kernel_capture = match &settings.capture {
+        Some(c) => live::kernel_capture(c)?,
+        None => KernelCapture::default(),
+    };
     let listener = server::bind(settings.listen).await?;
     let config = SamplerConfig {
         data_rate: sampling.data_rate,
@@ -114,17 +125,23 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut names = HashMap::new();
     let mut controlled = Vec::new();
     let mut watched = Vec::new();
+    let mut capture_rings = Vec::new();
     for (name, &ifindex) in ifaces.iter().zip(&ifindexes) {
         names.insert(ifindex, name.clone());
         let err = |source| RunError::Sensor {
             iface: name.clone(),
             source: Box::new(source),
         };
-        let (mut sensor, maps) = Sensor::load(config).map_err(err)?;
+        let (mut sensor, maps) = Sensor::load_with_capture(config, kernel_capture).map_err(err)?;
         let mode = sensor.attach(name, settings.xdp_mode).map_err(err)?;
         tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = settings.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
         let counters = Arc::new(maps.counters);
+        capture_rings.push(CaptureRing {
+            ifindex,
+            ring: maps.captures,
+            counters: counters.clone(),
+        });
         tasks.spawn(events::consume_ring(
             maps.samples,
             Arc::from(name.as_str()),
@@ -159,6 +176,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     drop(tx);
 
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
+    // The capture files open now, before samples flow; a bad directory
+    // stops the start here (the links detach when the sensors drop).
+    let capture = match &settings.capture {
+        Some(c) => {
+            let interfaces = ifaces
+                .iter()
+                .zip(&ifindexes)
+                .map(|(name, &ifindex)| Interface {
+                    ifindex,
+                    name: name.clone(),
+                })
+                .collect();
+            let prepared = live::prepare(c, interfaces, metrics.registry())?;
+            tracing::info!(dir = %c.dir.display(), filter = %c.filter, snaplen = c.snaplen, "capturing");
+            Some(prepared.start(std::mem::take(&mut capture_rings)))
+        }
+        None => None,
+    };
     let sampling_metrics =
         SamplingMetrics::register(metrics.registry()).map_err(MetricsError::from)?;
     let (sampling_tx, sampling_rx) = tokio::sync::mpsc::channel(4);
@@ -205,6 +240,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             args,
             in_force: settings,
             ifindexes,
+            sensors: sensors.clone(),
             alert_metrics,
             to_stage: reload_tx,
             to_sampling: sampling_tx,
@@ -240,6 +276,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let detached = s.lock().map(|mut s| s.detach());
         if let Ok(Err(e)) = detached {
             tracing::warn!(error = %e, "detach failed; the link goes away when nta exits");
+        }
+    }
+    // Detached first, so the final drain takes every captured frame.
+    if let Some(c) = capture {
+        let summary = tokio::task::spawn_blocking(move || c.stop()).await;
+        if let Ok(s) = summary {
+            tracing::info!(
+                frames = s.frames,
+                kernel_dropped = s.kernel_dropped,
+                "capture closed"
+            );
         }
     }
     while let Some(r) = tasks.join_next().await {

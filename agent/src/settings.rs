@@ -27,6 +27,22 @@ pub struct RunSettings {
     pub outputs: Outputs,
     pub detect_on: bool,
     pub detect: DetectConfig,
+    /// Packet capture, when a directory is given.
+    pub capture: Option<CaptureSettings>,
+}
+
+/// `--capture DIR` and its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub dir: PathBuf,
+    /// Compiled when applied (an error refuses the start or reload).
+    pub filter: String,
+    pub snaplen: u32,
+    pub format: crate::capture::Format,
+    pub file_bytes: u64,
+    pub file_age: Option<Duration>,
+    pub max_bytes: u64,
+    pub ring_mib: u32,
 }
 
 /// Where flows and alerts go: reloadable as a whole.
@@ -111,6 +127,7 @@ impl RunSettings {
             },
             detect_on: file.detect.enabled && !args.no_detect,
             detect: file.detect.clone(),
+            capture: resolve_capture(args, &file.capture),
         }
     }
 
@@ -131,6 +148,19 @@ impl RunSettings {
             "flows.capacity",
         );
         check(self.detect_on != new.detect_on, "detect.enabled");
+        let files = |c: &Option<CaptureSettings>| {
+            c.as_ref().map(|c| {
+                (
+                    c.dir.clone(),
+                    c.format,
+                    c.file_bytes,
+                    c.file_age,
+                    c.max_bytes,
+                    c.ring_mib,
+                )
+            })
+        };
+        check(files(&self.capture) != files(&new.capture), "capture");
         keys
     }
 }
@@ -149,6 +179,15 @@ impl RunSettings {
                 ..self.flow_table
             },
             detect_on: old.detect_on,
+            // Only the filter and snaplen of a running capture reload.
+            capture: match (&old.capture, self.capture) {
+                (Some(o), Some(n)) => Some(CaptureSettings {
+                    filter: n.filter,
+                    snaplen: n.snaplen,
+                    ..o.clone()
+                }),
+                (o, _) => o.clone(),
+            },
             ..self
         }
     }
@@ -171,6 +210,41 @@ impl RunSettings {
             || o.0.webhook != o.1.webhook
             || (o.1.alerts_file.is_some() && o.0.rotation != o.1.rotation)
     }
+}
+
+fn resolve_capture(args: &RunArgs, c: &crate::config::CaptureSection) -> Option<CaptureSettings> {
+    let given = |id: &str| args.given.contains(id);
+    let dir = if given("capture_dir") {
+        args.capture_dir.clone()
+    } else {
+        c.dir.clone().or_else(|| args.capture_dir.clone())
+    }?;
+    Some(CaptureSettings {
+        dir,
+        filter: pick(
+            given("capture_filter"),
+            args.capture_filter.clone(),
+            c.filter.clone(),
+        ),
+        snaplen: pick(given("capture_snaplen"), args.capture_snaplen, c.snaplen),
+        format: pick(given("capture_format"), args.capture_format, c.format),
+        file_bytes: pick(
+            given("capture_file_bytes"),
+            args.capture_file_bytes,
+            c.file_bytes,
+        ),
+        file_age: if given("capture_file_age") {
+            args.capture_file_age
+        } else {
+            c.file_age.or(args.capture_file_age)
+        },
+        max_bytes: pick(
+            given("capture_max_bytes"),
+            args.capture_max_bytes,
+            c.max_bytes,
+        ),
+        ring_mib: pick(given("capture_ring_mib"), args.capture_ring_mib, c.ring_mib),
+    })
 }
 
 /// The flag when given on the command line (or when the file is silent:
@@ -219,7 +293,7 @@ mod tests {
             .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
             .map(|id| id.to_string())
             .collect();
-        a
+        *a
     }
 
     fn file(text: &str) -> FileConfig {

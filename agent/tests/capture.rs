@@ -24,7 +24,7 @@ use nta_lab::{
 
 mod common;
 
-use common::{NTA, TempDir, lab, stderr_of, xdp_attached};
+use common::{Agent, NTA, TempDir, lab, stderr_of, xdp_attached};
 
 /// tshark's view of a capture file: (frame.len, frame.cap_len, epoch ns).
 fn tshark_frames(file: &Path) -> Vec<(usize, usize, u128)> {
@@ -282,5 +282,187 @@ fn bad_filters_and_paths_fail_clearly_before_attaching() {
     assert!(
         std::fs::read_to_string("/etc/hostname").is_ok_and(|s| !s.is_empty()),
         "not followed"
+    );
+}
+
+/// Capture files nta wrote into `dir`, oldest first.
+fn capture_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "pcapng"));
+    v.sort();
+    v
+}
+
+fn udp_frames(n: u16, payload: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            FrameSpec::ipv4(L4::Udp {
+                sport: 10_000 + i,
+                dport: 53,
+            })
+            .with_payload(payload)
+            .build()
+        })
+        .collect()
+}
+
+#[test]
+fn run_captures_into_rotating_files_and_reloads_the_filter() {
+    if !privileged("run_captures_into_rotating_files_and_reloads_the_filter") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (ns, veth) = lab("ntcs");
+    let tmp = TempDir::new("run-capture");
+    let dir = tmp.join("pcaps");
+    let cfg = tmp.join("nta.toml");
+    let write_cfg = |filter: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[capture]\ndir = \"{}\"\nfilter = \"{filter}\"\nsnaplen = 128\nfile_bytes = 20000\nmax_bytes = 60000\n",
+                dir.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    write_cfg("udp");
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+    ]);
+    let frames = udp_frames(500, 200);
+    let icmp = FrameSpec::ipv4(L4::Icmp { kind: 8, code: 0 }).build();
+    let mut mixed = frames.clone();
+    mixed.push(icmp.clone());
+    send_frames(ns.name(), &veth.inner, &mixed, 1).unwrap_or_else(|e| panic!("{e}"));
+    let captured = |s: &nta_lab::scrape::Samples| {
+        s.get("nta_capture_frames_total", &[("interface", &veth.outer)])
+            .unwrap_or(0.0)
+    };
+    let s = agent.scrape_until(|s| s.get("nta_capture_written_frames_total", &[]) >= Some(500.0));
+    assert_eq!(captured(&s), 500.0, "udp only");
+    assert_eq!(
+        s.get("nta_capture_dropped_total", &[("interface", &veth.outer)]),
+        Some(0.0)
+    );
+    assert!(
+        s.get("nta_capture_files_deleted_total", &[]) >= Some(1.0),
+        "the cap deleted old files"
+    );
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    assert_eq!(mode(&dir), 0o700);
+    let files = capture_files(&dir);
+    assert!(files.len() >= 2, "{files:?}");
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    assert!(total <= 60_000 + 20_000, "{total}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+
+    // A new filter by SIGHUP: no reattach, counters go on.
+    write_cfg("icmp");
+    agent.signal(libc::SIGHUP);
+    agent
+        .scrape_until(|s| s.get("nta_config_reloads_total", &[("result", "success")]) == Some(1.0));
+    send_frames(ns.name(), &veth.inner, &mixed, 1).unwrap_or_else(|e| panic!("{e}"));
+    let s = agent.scrape_until(|s| captured(s) >= 501.0);
+    thread::sleep(Duration::from_millis(300));
+    let s2 = agent.scrape();
+    assert_eq!(captured(&s2), 501.0, "only the ICMP frame this time: {s:?}");
+    assert!(xdp_attached(&veth.outer));
+
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    // Every file, including the last one closed at exit, reads cleanly;
+    // the newest holds the ICMP frame last.
+    let files = capture_files(&dir);
+    for f in &files {
+        capinfos_clean(f);
+    }
+    let last = tshark_frames(files.last().unwrap_or_else(|| panic!("no files")));
+    assert_eq!(
+        last.last().map(|l| (l.0, l.1)),
+        Some((icmp.len(), icmp.len()))
+    );
+}
+
+#[test]
+fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
+    if !privileged("a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running") {
+        return;
+    }
+    let (ns, veth) = lab("ntcd");
+    let tmp = TempDir::new("disk-full");
+    let dir = tmp.join("small");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "nta-test-tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap_or_else(|e| panic!("mount: {e}"));
+    assert!(mounted.success(), "mounting a small tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    let mut agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--capture",
+        dir.to_str().unwrap_or_default(),
+        "--capture-file-bytes",
+        "1000000",
+        "--capture-max-bytes",
+        "0",
+    ]);
+    // ~600 frames of 700 bytes: far more than 96 KiB.
+    let frames = udp_frames(600, 650);
+    send_frames(ns.name(), &veth.inner, &frames, 1).unwrap_or_else(|e| panic!("{e}"));
+    let s = agent.scrape_until(|s| s.get("nta_capture_write_errors_total", &[]) >= Some(1.0));
+    assert!(s.get("nta_capture_write_lost_total", &[]) > Some(0.0));
+    // Still serving, still counting every frame.
+    send_frames(ns.name(), &veth.inner, &frames[..10], 1).unwrap_or_else(|e| panic!("{e}"));
+    let s = agent.scrape_until(|s| {
+        s.get(
+            "nta_packets_total",
+            &[("interface", veth.outer.as_str()), ("protocol", "udp")],
+        ) >= Some(610.0)
+    });
+    assert_eq!(
+        s.get(
+            "nta_packets_total",
+            &[("interface", veth.outer.as_str()), ("protocol", "udp")]
+        ),
+        Some(610.0)
+    );
+    assert!(agent.get("/healthz").is_ok());
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    // What was written stays readable: whole blocks only.
+    let files = capture_files(&dir);
+    assert!(!files.is_empty());
+    let mut frames_on_disk = 0;
+    for f in &files {
+        capinfos_clean(f);
+        frames_on_disk += tshark_frames(f).len();
+    }
+    assert!(
+        frames_on_disk > 50 && frames_on_disk < 600,
+        "{frames_on_disk}"
     );
 }

@@ -125,6 +125,9 @@ struct Current {
     committed: u64,
     /// Frames encoded but not yet written.
     pending_frames: u64,
+    /// Where each pending frame's block ends in the pending bytes, so a
+    /// failed write keeps every whole frame that reached the disk.
+    frame_ends: Vec<usize>,
     opened: Instant,
     stats: Vec<InterfaceStats>,
 }
@@ -260,6 +263,7 @@ impl CaptureDir {
             return;
         }
         c.pending_frames += 1;
+        c.frame_ends.push(c.encoder.pending());
         let i = self
             .interfaces
             .iter()
@@ -393,6 +397,7 @@ impl CaptureDir {
             encoder,
             committed: 0,
             pending_frames: 0,
+            frame_ends: Vec::new(),
             opened: now,
             stats: vec![InterfaceStats::default(); self.interfaces.len().max(1)],
         });
@@ -410,24 +415,58 @@ impl CaptureDir {
         }
         self.out.clear();
         c.encoder.take(&mut self.out);
-        match c.file.write_all(&self.out) {
+        let mut written = 0;
+        let result = loop {
+            match c.file.write(&self.out[written..]) {
+                Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    written += n;
+                    if written == self.out.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
             Ok(()) => {
                 c.committed += self.out.len() as u64;
                 self.metrics.bytes.inc_by(self.out.len() as u64);
                 self.metrics.frames.inc_by(c.pending_frames);
                 c.pending_frames = 0;
+                c.frame_ends.clear();
                 true
             }
             Err(e) => {
-                let lost = c.pending_frames;
-                let (path, committed) = (c.path.clone(), c.committed);
-                // Roll back a partial block: the file stays valid.
+                // Keep the whole frames that reached the disk; cut the
+                // partial block after them: the file stays valid.
+                let kept_frames = c
+                    .frame_ends
+                    .iter()
+                    .take_while(|&&end| end <= written)
+                    .count();
+                let kept_bytes = match kept_frames {
+                    0 => 0,
+                    n => c.frame_ends[n - 1],
+                };
+                // Header bytes (no frame) only count when all were written.
+                let kept_bytes = if c.committed == 0 && kept_frames == 0 {
+                    0
+                } else {
+                    kept_bytes
+                };
+                let (path, committed) = (c.path.clone(), c.committed + kept_bytes as u64);
                 let _ = c.file.set_len(committed);
+                self.metrics.bytes.inc_by(kept_bytes as u64);
+                self.metrics.frames.inc_by(kept_frames as u64);
+                self.metrics
+                    .lost
+                    .inc_by(c.pending_frames - kept_frames as u64);
                 self.current = None;
                 if committed == 0 {
                     let _ = std::fs::remove_file(&path);
                 }
-                self.metrics.lost.inc_by(lost);
                 self.failed(&path, &e, now);
                 false
             }

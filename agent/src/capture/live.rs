@@ -1,0 +1,111 @@
+//! Capture inside `nta run`: the kernel settings each interface's program
+//! loads with, the files opened before anything attaches (so a bad
+//! directory fails fast), and the writer thread started once the rings
+//! exist.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+};
+
+use agent_common::capture::MAX_SNAPLEN;
+use prometheus::Registry;
+
+use super::{
+    CaptureFilter, FilterError,
+    consumer::{self, CaptureRing, CaptureSummary, Limits},
+    encode::Interface,
+    files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
+};
+use crate::{export::WallClock, sensor::KernelCapture, settings::CaptureSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveCaptureError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Files(#[from] CaptureFilesError),
+    #[error("capture: --capture-snaplen must be at least 1")]
+    Snaplen,
+    #[error("capture: --capture-ring-mib must be a power of two from 1 to 1024, not {0}")]
+    Ring(u32),
+    #[error("registering capture metrics")]
+    Metrics(#[source] prometheus::Error),
+}
+
+/// What the XDP program of each interface captures with.
+pub fn kernel_capture(s: &CaptureSettings) -> Result<KernelCapture, LiveCaptureError> {
+    if s.snaplen == 0 {
+        return Err(LiveCaptureError::Snaplen);
+    }
+    if !s.ring_mib.is_power_of_two() || s.ring_mib > 1024 {
+        return Err(LiveCaptureError::Ring(s.ring_mib));
+    }
+    Ok(KernelCapture {
+        snaplen: s.snaplen.min(MAX_SNAPLEN),
+        filter: CaptureFilter::compile(&s.filter)?.table,
+        ring_bytes: s.ring_mib << 20,
+    })
+}
+
+/// Capture files opened, waiting for the rings.
+pub struct Prepared {
+    files: CaptureDir,
+}
+
+/// Opens the capture directory (created 0700) and registers the writer's
+/// metrics.
+pub fn prepare(
+    s: &CaptureSettings,
+    interfaces: Vec<Interface>,
+    registry: &Registry,
+) -> Result<Prepared, LiveCaptureError> {
+    let metrics = FileMetrics::new().map_err(LiveCaptureError::Metrics)?;
+    metrics
+        .register_in(registry)
+        .map_err(LiveCaptureError::Metrics)?;
+    let files = CaptureDir::open(
+        DirConfig {
+            destination: Destination::Dir(s.dir.clone()),
+            format: s.format,
+            snaplen: s.snaplen.min(MAX_SNAPLEN),
+            file_bytes: s.file_bytes,
+            file_age: s.file_age,
+            max_total_bytes: s.max_bytes,
+        },
+        interfaces,
+        metrics,
+    )?;
+    Ok(Prepared { files })
+}
+
+/// The running writer thread.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<CaptureSummary>,
+}
+
+impl Prepared {
+    pub fn start(self, rings: Vec<CaptureRing>) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = consumer::spawn(
+            rings,
+            self.files,
+            WallClock::monotonic(),
+            Limits::default(),
+            stop.clone(),
+        );
+        Running { stop, handle }
+    }
+}
+
+impl Running {
+    /// Drains the rings, closes the files complete; blocks.
+    pub fn stop(self) -> CaptureSummary {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
