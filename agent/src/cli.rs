@@ -220,6 +220,26 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     pub capture_ring_mib: u32,
 
+    /// Flight recorder: keep the last captured frames (--capture-filter,
+    /// --capture-snaplen) in memory; when an incident starts, write its
+    /// window before and after, filtered to its addresses, into
+    /// DIR/incident-<id>.pcapng and name that file in the alert.
+    #[arg(long = "flight-recorder", value_name = "DIR")]
+    pub flight_dir: Option<std::path::PathBuf>,
+
+    /// Frames before an incident's start the flight recorder keeps.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flight_recorder_before: std::time::Duration,
+
+    /// Frames after an incident's start the flight recorder adds before
+    /// it writes the file.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub flight_recorder_after: std::time::Duration,
+
+    /// Memory for the flight recorder's frames, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub flight_recorder_mib: u32,
+
     /// Turn detection off (counting, flows and exports go on).
     #[arg(long)]
     pub no_detect: bool,

@@ -65,6 +65,20 @@ pub struct CaptureSection {
     pub file_age: Option<Duration>,
     pub max_bytes: Option<u64>,
     pub ring_mib: Option<u32>,
+    pub flight_recorder: FlightSection,
+}
+
+/// `[capture.flight_recorder]` (`--flight-recorder*`); a restart applies
+/// changes.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlightSection {
+    pub dir: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub before: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub after: Option<Duration>,
+    pub memory_mib: Option<u32>,
 }
 
 /// `[sensor]`: where and how XDP attaches (`--iface`, `--xdp-mode`,
@@ -270,6 +284,12 @@ impl FileConfig {
             return Err((
                 "capture.ring_mib",
                 format!("must be a power of two from 1 to 1024, not {m}"),
+            ));
+        }
+        if c.flight_recorder.memory_mib == Some(0) {
+            return Err((
+                "capture.flight_recorder.memory_mib",
+                "must be at least 1".into(),
             ));
         }
         if let Some(url) = &self.alerts.webhook {

@@ -226,6 +226,11 @@ impl Collector for TopCollector {
 pub struct DetectionStage {
     engine: Engine,
     alerts: Alerts,
+    /// The flight recorder, told of each incident start.
+    flight: Option<(
+        crate::capture::flight::FlightRequests,
+        crate::export::WallClock,
+    )>,
     metrics: DetectMetrics,
     events: Vec<AlertEvent>,
     last: Snapshot,
@@ -236,10 +241,24 @@ impl DetectionStage {
         DetectionStage {
             engine,
             alerts,
+            flight: None,
             metrics,
             events: Vec::new(),
             last: Snapshot::default(),
         }
+    }
+
+    /// Incident starts go to the flight recorder writing into `dir`; the
+    /// alerts name its files.
+    pub fn with_flight_recorder(
+        mut self,
+        requests: crate::capture::flight::FlightRequests,
+        dir: std::path::PathBuf,
+        clock: crate::export::WallClock,
+    ) -> DetectionStage {
+        self.alerts.set_flight_dir(dir);
+        self.flight = Some((requests, clock));
+        self
     }
 
     /// One sample, `new_flow` as the flow table returned it.
@@ -283,6 +302,13 @@ impl DetectionStage {
         for ev in self.events.drain(..) {
             if ev.transition == Transition::Start {
                 let i = &ev.incident;
+                if let Some((requests, clock)) = &self.flight {
+                    requests.send(crate::capture::flight::IncidentWindow {
+                        id: i.id.clone(),
+                        started_unix_ns: clock.to_unix_ns(i.started_ns),
+                        subject: i.subject,
+                    });
+                }
                 self.metrics
                     .alerts
                     .with_label_values(&[i.detector.label(), i.severity.label()])

@@ -178,6 +178,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
     // The capture files open now, before samples flow; a bad directory
     // stops the start here (the links detach when the sensors drop).
+    let mut flight = None;
     let capture = match &settings.capture {
         Some(c) => {
             let interfaces = ifaces
@@ -188,8 +189,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                     name: name.clone(),
                 })
                 .collect();
-            let prepared = live::prepare(c, interfaces, metrics.registry())?;
-            tracing::info!(dir = %c.dir.display(), filter = %c.filter, snaplen = c.snaplen, "capturing");
+            let mut prepared = live::prepare(c, interfaces, metrics.registry())?;
+            tracing::info!(dir = ?c.dir, flight_recorder = ?c.flight.as_ref().map(|f| &f.dir), filter = %c.filter, snaplen = c.snaplen, "capturing");
+            flight = prepared.flight.take();
             Some(prepared.start(std::mem::take(&mut capture_rings)))
         }
         None => None,
@@ -221,11 +223,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             settings.detect.group_names(),
             alert_metrics.clone(),
         );
-        Some(DetectionStage::new(
+        let stage = DetectionStage::new(
             Engine::new(settings.detect.clone()),
             alerts,
             DetectMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
-        ))
+        );
+        Some(match flight {
+            Some((requests, dir)) => {
+                stage.with_flight_recorder(requests, dir, WallClock::monotonic())
+            }
+            None => stage,
+        })
     } else {
         None
     };

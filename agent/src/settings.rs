@@ -34,7 +34,9 @@ pub struct RunSettings {
 /// `--capture DIR` and its options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureSettings {
-    pub dir: PathBuf,
+    /// Rotating capture files (None: only the flight recorder captures).
+    pub dir: Option<PathBuf>,
+    pub flight: Option<FlightSettings>,
     /// Compiled when applied (an error refuses the start or reload).
     pub filter: String,
     pub snaplen: u32,
@@ -43,6 +45,15 @@ pub struct CaptureSettings {
     pub file_age: Option<Duration>,
     pub max_bytes: u64,
     pub ring_mib: u32,
+}
+
+/// `--flight-recorder DIR` and its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlightSettings {
+    pub dir: PathBuf,
+    pub before: Duration,
+    pub after: Duration,
+    pub memory_mib: u32,
 }
 
 /// Where flows and alerts go: reloadable as a whole.
@@ -152,6 +163,7 @@ impl RunSettings {
             c.as_ref().map(|c| {
                 (
                     c.dir.clone(),
+                    c.flight.clone(),
                     c.format,
                     c.file_bytes,
                     c.file_age,
@@ -218,9 +230,37 @@ fn resolve_capture(args: &RunArgs, c: &crate::config::CaptureSection) -> Option<
         args.capture_dir.clone()
     } else {
         c.dir.clone().or_else(|| args.capture_dir.clone())
-    }?;
+    };
+    let f = &c.flight_recorder;
+    let flight_dir = if given("flight_dir") {
+        args.flight_dir.clone()
+    } else {
+        f.dir.clone().or_else(|| args.flight_dir.clone())
+    };
+    let flight = flight_dir.map(|dir| FlightSettings {
+        dir,
+        before: pick(
+            given("flight_recorder_before"),
+            args.flight_recorder_before,
+            f.before,
+        ),
+        after: pick(
+            given("flight_recorder_after"),
+            args.flight_recorder_after,
+            f.after,
+        ),
+        memory_mib: pick(
+            given("flight_recorder_mib"),
+            args.flight_recorder_mib,
+            f.memory_mib,
+        ),
+    });
+    if dir.is_none() && flight.is_none() {
+        return None;
+    }
     Some(CaptureSettings {
         dir,
+        flight,
         filter: pick(
             given("capture_filter"),
             args.capture_filter.clone(),

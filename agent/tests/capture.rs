@@ -466,3 +466,118 @@ fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
         "{frames_on_disk}"
     );
 }
+
+fn syn_scan(src: [u8; 4], dst: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
+    (1..=ports)
+        .map(|p| {
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40000,
+                dport: p,
+                flags: 0x02,
+            })
+            .with_ipv4(|h| {
+                h.src = src.into();
+                h.dst = dst.into();
+            })
+            .build()
+        })
+        .collect()
+}
+
+#[test]
+fn the_flight_recorder_writes_an_incidents_frames_and_the_alert_names_the_file() {
+    if !privileged("the_flight_recorder_writes_an_incidents_frames") {
+        return;
+    }
+    let (ns, veth) = lab("ntcf");
+    let tmp = TempDir::new("flight");
+    let flight = tmp.join("incidents");
+    let alerts = tmp.join("alerts.jsonl");
+    let agent = Agent::start(&[
+        "--iface",
+        &veth.outer,
+        "--sample-rate",
+        "1",
+        "--flight-recorder",
+        flight.to_str().unwrap_or_default(),
+        "--flight-recorder-before",
+        "5s",
+        "--flight-recorder-after",
+        "1s",
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+    ]);
+    // Unrelated traffic before and during the scan: not in the file.
+    let noise: Vec<Vec<u8>> = (0..20u16)
+        .map(|i| {
+            FrameSpec::ipv4(L4::Udp {
+                sport: 5000 + i,
+                dport: 53,
+            })
+            .with_ipv4(|h| {
+                h.src = [198, 18, 0, 77].into();
+                h.dst = [198, 18, 0, 99].into();
+            })
+            .build()
+        })
+        .collect();
+    send_frames(ns.name(), &veth.inner, &noise, 1).unwrap_or_else(|e| panic!("{e}"));
+    let scan = syn_scan([198, 18, 0, 66], [198, 18, 1, 1], 120);
+    send_frames(ns.name(), &veth.inner, &scan, 1).unwrap_or_else(|e| panic!("{e}"));
+    send_frames(ns.name(), &veth.inner, &noise, 1).unwrap_or_else(|e| panic!("{e}"));
+
+    // The alert names the file; the file appears after the 1 s window.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (id, named) = loop {
+        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+        let start = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|d| d["nta"]["alert"]["detector"] == "port_scan");
+        if let Some(d) = start {
+            break (
+                d["event"]["id"].as_str().unwrap_or_default().to_string(),
+                d["nta"]["alert"]["capture_file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        assert!(Instant::now() < deadline, "no port scan alert: {text}");
+        thread::sleep(Duration::from_millis(100));
+    };
+    let file = flight.join(format!("incident-{id}.pcapng"));
+    assert_eq!(named, file.display().to_string());
+    let s = agent.scrape_until(|s| s.get("nta_flight_recorder_files_total", &[]) >= Some(1.0));
+    assert_eq!(s.get("nta_flight_recorder_frames_total", &[]), Some(120.0));
+    capinfos_clean(&file);
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rows.len(), 120, "every probe, no noise");
+    assert!(
+        rows.iter()
+            .all(|r| r.starts_with("198.18.0.66\t198.18.1.1\t")),
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.first().map(String::as_str),
+        Some("198.18.0.66\t198.18.1.1\t1")
+    );
+}

@@ -60,6 +60,8 @@ impl Tcpdump {
                 "-i",
                 &lab.veth.inner,
                 "-n",
+                "-s",
+                "128",
                 "-B",
                 "262144",
                 "-w",
@@ -140,6 +142,87 @@ enum Tool {
     /// `nta run --mirror`: count, sample, then drop (SPAN/TAP ports).
     NtaMirror,
     Tcpdump,
+    /// `nta capture -s 128 -w` to tmpfs: XDP copies the frames (the
+    /// non-intrusive path), a writer thread writes pcapng.
+    NtaCapture,
+}
+
+/// `nta capture` writing to tmpfs in the receiver namespace.
+struct NtaCapture {
+    child: Child,
+    file: PathBuf,
+    /// Its stderr lines after start (its summary).
+    stderr: std::sync::mpsc::Receiver<Vec<String>>,
+}
+
+impl NtaCapture {
+    fn start(lab: &Lab, nta: &Path) -> anyhow::Result<NtaCapture> {
+        let file = PathBuf::from(format!("/dev/shm/nta-bench-{}.pcapng", std::process::id()));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", lab.recv_ns.name()])
+            .arg(nta)
+            .args(["capture", "-i", &lab.veth.inner, "--xdp-mode", "native"])
+            .args(["-s", "128", "--buffer-mib", "256", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} capture", nta.display()))?;
+        // It prints "capturing on ..." once attached.
+        let stderr = child.stderr.take().context("nta capture stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("capturing on") => break,
+                Some(Ok(_)) => {}
+                other => bail!("nta capture did not start: {other:?}"),
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            let _ = tx.send(rest);
+        });
+        child.stderr = None;
+        Ok(NtaCapture {
+            child,
+            file,
+            stderr: rx,
+        })
+    }
+
+    /// Stops it and returns (frames written, dropped by the kernel).
+    fn stop(mut self) -> anyhow::Result<(u64, u64)> {
+        // SAFETY: kill(2) on our own child (`ip netns exec` execs nta).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        let lines = self
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        let _ = fs::remove_file(&self.file);
+        // "nta: N frames written to F; M dropped by the kernel (...)"
+        let line = lines
+            .iter()
+            .find(|l| l.contains("frames written"))
+            .context("nta capture printed no summary")?;
+        let num_before = |word: &str| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words
+                .iter()
+                .position(|w| *w == word)
+                .and_then(|i| words.get(i.checked_sub(1)?))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        Ok((
+            num_before("frames").context("frame count")?,
+            num_before("dropped").unwrap_or(0),
+        ))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// One trial at a target rate.
@@ -169,6 +252,13 @@ fn trial(lab: &Lab, tool: Tool, nta: &Path, rate: f64, seconds: f64) -> anyhow::
             thread::sleep(TCPDUMP_SETTLE);
             let (captured, dropped) = tcpdump.stop()?;
             (report, if dropped == 0 { captured } else { 0 })
+        }
+        Tool::NtaCapture => {
+            let capture = NtaCapture::start(lab, nta)?;
+            let report = lab.generate(MixName::Udp64, limits)?;
+            thread::sleep(Duration::from_millis(300));
+            let (written, dropped) = capture.stop()?;
+            (report, if dropped == 0 { written } else { 0 })
         }
         Tool::Nta | Tool::NtaMirror => {
             let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
@@ -302,6 +392,12 @@ fn cpu_cost(
             let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
             measure(agent.pid())?
         }
+        Tool::NtaCapture => {
+            let capture = NtaCapture::start(lab, nta)?;
+            let r = measure(capture.pid())?;
+            capture.stop()?;
+            r
+        }
     };
     let m = sent as f64 / 1e6;
     Ok((p / m, s / m))
@@ -339,9 +435,16 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
     let tcpdump = lossless_rate(&lab, Tool::Tcpdump, &args.nta, args.seconds, pass_ceiling)?;
     let nta = lossless_rate(&lab, Tool::Nta, &args.nta, args.seconds, pass_ceiling)?;
     let mirror = lossless_rate(&lab, Tool::NtaMirror, &args.nta, args.seconds, drop_ceiling)?;
+    let capture = lossless_rate(
+        &lab,
+        Tool::NtaCapture,
+        &args.nta,
+        args.seconds,
+        pass_ceiling,
+    )?;
 
     let rate = args.cpu_rate_mpps * 1e6;
-    let tools = [Tool::Tcpdump, Tool::Nta, Tool::NtaMirror];
+    let tools = [Tool::Tcpdump, Tool::Nta, Tool::NtaMirror, Tool::NtaCapture];
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(vec![], vec![]); tools.len()];
     for round in 0..args.rounds {
         eprintln!("compare: CPU round {}/{}", round + 1, args.rounds);
@@ -363,7 +466,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
          path, so a saturated receiver slows it down; the rate is what was achieved with nothing lost. Kernel path limits \
          measured in the same run: {pc:.2} Mpps into a bare XDP_PASS program, {dc:.2} Mpps into a bare XDP_DROP program.\n\n\
          | tool | lossless Mpps | ratio to tcpdump |\n|---|---|---|\n\
-         | tcpdump -w /dev/shm/… -B 262144 | {t:.2} | 1 |\n\
+         | tcpdump -s 128 -B 262144 -w /dev/shm/… (capture every frame) | {t:.2} | 1 |\n\
+         | nta capture -s 128 -w /dev/shm/… (capture every frame: XDP copy, pcapng writer) | {c:.2} | {cr} |\n\
          | nta run (count every frame, pass it on) | {n:.2} | {nr} |\n\
          | nta run --mirror (count every frame, then drop: SPAN/TAP ports) | {m:.2} | {mr} |\n\
          | bare XDP_DROP, no counting (upper bound for any XDP sensor here) | {dc:.2} | {dr} |\n\n\
@@ -379,6 +483,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         nr = ratio(nta),
         m = mpps(mirror),
         mr = ratio(mirror),
+        c = mpps(capture),
+        cr = ratio(capture),
         dr = ratio(drop_ceiling),
         rate = args.cpu_rate_mpps,
         rounds = args.rounds,
@@ -388,6 +494,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
             Tool::Tcpdump => "tcpdump",
             Tool::Nta => "nta run",
             Tool::NtaMirror => "nta run --mirror",
+            Tool::NtaCapture => "nta capture -s 128",
         };
         md.push_str(&format!("| {name} | {} | {} |\n", mmm(p, 3), mmm(s, 3)));
     }

@@ -95,6 +95,10 @@ struct NtaAlert<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     top_sources: Vec<TopSource>,
     evidence: Vec<Packet>,
+    /// The flight recorder's pcapng of this incident (written once its
+    /// after-window has passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -191,7 +195,14 @@ fn transport(proto: u8) -> &'static str {
 }
 
 /// Serialises `ev` as one JSON document (no trailing newline).
-pub fn to_json(ev: &AlertEvent, clock: WallClock, groups: &[String]) -> Vec<u8> {
+/// `flight_dir`: where the flight recorder writes incident captures; the
+/// alert then names its incident's file.
+pub fn to_json(
+    ev: &AlertEvent,
+    clock: WallClock,
+    groups: &[String],
+    flight_dir: Option<&std::path::Path>,
+) -> Vec<u8> {
     let i = &ev.incident;
     let f = &i.latest;
     let at = |a: &[u8; 16], port: Option<u16>| {
@@ -279,6 +290,11 @@ pub fn to_json(ev: &AlertEvent, clock: WallClock, groups: &[String]) -> Vec<u8> 
                     })
                     .collect(),
                 evidence: i.evidence.iter().map(|e| packet(e, clock)).collect(),
+                capture_file: flight_dir.map(|d| {
+                    crate::capture::flight::incident_file(d, &i.id)
+                        .display()
+                        .to_string()
+                }),
             },
         },
     };

@@ -201,6 +201,7 @@ enum Message {
     Event(AlertEvent),
     Groups(Vec<String>),
     Sinks(Vec<Box<dyn AlertSink>>),
+    FlightDir(std::path::PathBuf),
 }
 
 /// The sender side of the alert thread.
@@ -225,9 +226,14 @@ impl Alerts {
         let m = metrics.clone();
         let handle = thread::spawn(move || {
             let mut failing = vec![false; sinks.len()];
+            let mut flight_dir: Option<std::path::PathBuf> = None;
             while let Ok(msg) = rx.recv() {
                 let ev = match msg {
                     Message::Event(ev) => ev,
+                    Message::FlightDir(d) => {
+                        flight_dir = Some(d);
+                        continue;
+                    }
                     Message::Groups(g) => {
                         for s in &mut sinks {
                             s.set_groups(&g);
@@ -247,7 +253,7 @@ impl Alerts {
                         continue;
                     }
                 };
-                let json = to_json(&ev, clock, &groups);
+                let json = to_json(&ev, clock, &groups, flight_dir.as_deref());
                 for (s, failing) in sinks.iter_mut().zip(failing.iter_mut()) {
                     let kind = s.kind();
                     match s.deliver(&ev, &json) {
@@ -288,6 +294,11 @@ impl Alerts {
     pub fn set_groups(&self, groups: Vec<String>) {
         // Waits for room: a reload must not be lost to a busy queue.
         let _ = self.tx.send(Message::Groups(groups));
+    }
+
+    /// Alerts name the flight recorder's file of their incident in DIR.
+    pub fn set_flight_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.tx.send(Message::FlightDir(dir));
     }
 
     /// Replaces the sinks (a reload); the old ones are flushed and closed.

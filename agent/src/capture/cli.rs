@@ -184,7 +184,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
     let started = Instant::now();
     let worker = consumer::spawn(
         rings,
-        files,
+        vec![Box::new(files)],
         WallClock::monotonic(),
         Limits { frames: args.count },
         stop.clone(),

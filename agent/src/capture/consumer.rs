@@ -15,7 +15,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 
-use super::{encode::Frame, files::CaptureDir, record::decode_capture};
+use super::{encode::Frame, record::decode_capture};
 use crate::{export::WallClock, sensor::CountersReader};
 
 /// Longest wait for records before the writer's housekeeping runs.
@@ -45,6 +45,25 @@ pub struct CaptureSummary {
     pub error: Option<String>,
 }
 
+/// Where captured frames go: rotating files, one file, the flight
+/// recorder's memory.
+pub trait FrameSink: Send {
+    fn write(&mut self, f: &Frame<'_>, now: Instant, unix_ns: u64);
+    /// Frames lost before the writer (kernel ring full).
+    fn note_dropped(&mut self, _ifindex: u32, _n: u64) {}
+    /// Housekeeping a few times a second.
+    fn tick(&mut self, now: Instant, unix_ns: u64);
+    /// Finish: every file complete.
+    fn close(&mut self, now: Instant, unix_ns: u64);
+    /// False once the sink cannot take frames any more.
+    fn usable(&self) -> bool {
+        true
+    }
+    fn last_error(&self) -> Option<String> {
+        None
+    }
+}
+
 /// When the thread stops on its own.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
@@ -56,7 +75,7 @@ pub struct Limits {
 /// rings once more and closes the files complete.
 pub fn spawn(
     mut rings: Vec<CaptureRing>,
-    mut files: CaptureDir,
+    mut sinks: Vec<Box<dyn FrameSink>>,
     clock: WallClock,
     limits: Limits,
     stop: Arc<AtomicBool>,
@@ -73,29 +92,36 @@ pub fn spawn(
             }
             let now = Instant::now();
             for r in &mut rings {
-                drain(r, &mut files, clock, now, limits, &mut summary);
+                drain(r, &mut sinks, clock, now, limits, &mut summary);
             }
             if now.duration_since(last_tick) >= TICK || stopping || done(&summary) {
                 last_tick = now;
                 for (r, last) in rings.iter().zip(last_dropped.iter_mut()) {
                     let d = kernel_dropped(r);
                     if d > *last {
-                        files.note_dropped(r.ifindex, d - *last);
+                        for s in &mut sinks {
+                            s.note_dropped(r.ifindex, d - *last);
+                        }
                         summary.kernel_dropped += d - *last;
                     }
                     *last = d;
                 }
-                files.tick(now, clock.to_unix_ns(crate::export::monotonic_now_ns()));
+                let unix_ns = clock.to_unix_ns(crate::export::monotonic_now_ns());
+                for s in &mut sinks {
+                    s.tick(now, unix_ns);
+                }
             }
-            if stopping || done(&summary) || !files.usable() {
+            if stopping || done(&summary) || sinks.iter().any(|s| !s.usable()) {
                 break;
             }
         }
-        files.close(
-            Instant::now(),
-            clock.to_unix_ns(crate::export::monotonic_now_ns()),
-        );
-        summary.error = files.last_error().map(str::to_string);
+        let unix_ns = clock.to_unix_ns(crate::export::monotonic_now_ns());
+        for s in &mut sinks {
+            s.close(Instant::now(), unix_ns);
+            if summary.error.is_none() {
+                summary.error = s.last_error();
+            }
+        }
         summary
     })
 }
@@ -106,7 +132,7 @@ fn kernel_dropped(r: &CaptureRing) -> u64 {
 
 fn drain(
     r: &mut CaptureRing,
-    files: &mut CaptureDir,
+    sinks: &mut [Box<dyn FrameSink>],
     clock: WallClock,
     now: Instant,
     limits: Limits,
@@ -122,16 +148,15 @@ fn drain(
         match decode_capture(&item) {
             Some((h, data)) => {
                 let unix_ns = clock.to_unix_ns(h.timestamp_ns);
-                files.write(
-                    &Frame {
-                        ifindex: h.ifindex,
-                        unix_ns,
-                        orig_len: h.frame_len,
-                        data,
-                    },
-                    now,
+                let frame = Frame {
+                    ifindex: h.ifindex,
                     unix_ns,
-                );
+                    orig_len: h.frame_len,
+                    data,
+                };
+                for s in sinks.iter_mut() {
+                    s.write(&frame, now, unix_ns);
+                }
                 summary.frames += 1;
             }
             None => summary.bad_records += 1,

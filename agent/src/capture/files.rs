@@ -531,6 +531,32 @@ impl CaptureDir {
     }
 }
 
+impl super::consumer::FrameSink for CaptureDir {
+    fn write(&mut self, f: &Frame<'_>, now: Instant, unix_ns: u64) {
+        CaptureDir::write(self, f, now, unix_ns);
+    }
+
+    fn note_dropped(&mut self, ifindex: u32, n: u64) {
+        CaptureDir::note_dropped(self, ifindex, n);
+    }
+
+    fn tick(&mut self, now: Instant, unix_ns: u64) {
+        CaptureDir::tick(self, now, unix_ns);
+    }
+
+    fn close(&mut self, now: Instant, unix_ns: u64) {
+        CaptureDir::close(self, now, unix_ns);
+    }
+
+    fn usable(&self) -> bool {
+        CaptureDir::usable(self)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        CaptureDir::last_error(self).map(str::to_string)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pcap_file::pcapng::{Block, PcapNgReader};

@@ -16,9 +16,10 @@ use prometheus::Registry;
 
 use super::{
     CaptureFilter, FilterError,
-    consumer::{self, CaptureRing, CaptureSummary, Limits},
+    consumer::{self, CaptureRing, CaptureSummary, FrameSink, Limits},
     encode::Interface,
     files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
+    flight::{FlightConfig, FlightMetrics, FlightRecorder, FlightRequests},
 };
 use crate::{export::WallClock, sensor::KernelCapture, settings::CaptureSettings};
 
@@ -53,7 +54,9 @@ pub fn kernel_capture(s: &CaptureSettings) -> Result<KernelCapture, LiveCaptureE
 
 /// Capture files opened, waiting for the rings.
 pub struct Prepared {
-    files: CaptureDir,
+    sinks: Vec<Box<dyn FrameSink>>,
+    /// For the detection stage, when the flight recorder is on.
+    pub flight: Option<(FlightRequests, std::path::PathBuf)>,
 }
 
 /// Opens the capture directory (created 0700) and registers the writer's
@@ -67,19 +70,38 @@ pub fn prepare(
     metrics
         .register_in(registry)
         .map_err(LiveCaptureError::Metrics)?;
-    let files = CaptureDir::open(
-        DirConfig {
-            destination: Destination::Dir(s.dir.clone()),
-            format: s.format,
-            snaplen: s.snaplen.min(MAX_SNAPLEN),
-            file_bytes: s.file_bytes,
-            file_age: s.file_age,
-            max_total_bytes: s.max_bytes,
-        },
-        interfaces,
-        metrics,
-    )?;
-    Ok(Prepared { files })
+    let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
+    if let Some(dir) = &s.dir {
+        sinks.push(Box::new(CaptureDir::open(
+            DirConfig {
+                destination: Destination::Dir(dir.clone()),
+                format: s.format,
+                snaplen: s.snaplen.min(MAX_SNAPLEN),
+                file_bytes: s.file_bytes,
+                file_age: s.file_age,
+                max_total_bytes: s.max_bytes,
+            },
+            interfaces.clone(),
+            metrics,
+        )?));
+    }
+    let mut flight = None;
+    if let Some(f) = &s.flight {
+        let (recorder, requests) = FlightRecorder::new(
+            FlightConfig {
+                dir: f.dir.clone(),
+                before: f.before,
+                after: f.after,
+                max_bytes: (f.memory_mib as usize) << 20,
+                snaplen: s.snaplen.min(MAX_SNAPLEN),
+            },
+            interfaces,
+            FlightMetrics::register(registry).map_err(LiveCaptureError::Metrics)?,
+        )?;
+        sinks.push(Box::new(recorder));
+        flight = Some((requests, f.dir.clone()));
+    }
+    Ok(Prepared { sinks, flight })
 }
 
 /// The running writer thread.
@@ -93,7 +115,7 @@ impl Prepared {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = consumer::spawn(
             rings,
-            self.files,
+            self.sinks,
             WallClock::monotonic(),
             Limits::default(),
             stop.clone(),

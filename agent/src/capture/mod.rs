@@ -6,6 +6,7 @@ pub mod consumer;
 mod encode;
 mod files;
 pub mod filter;
+pub mod flight;
 pub mod live;
 mod record;
 
