@@ -14,9 +14,24 @@ pub struct CaptureConfig {
     /// writes the other one, then flips this, so the program never reads a
     /// half-written filter.
     pub filter_slot: u32,
+    /// Non-zero: matching frames are redirected to the AF_XDP socket of
+    /// their receive queue (`XSKS`) instead of copied into `CAPTURES`; they
+    /// then skip the kernel stack. Falls back to passing them on when no
+    /// socket is bound or the reader's heartbeat is older than
+    /// [`AF_XDP_HEARTBEAT_NS`].
+    pub af_xdp: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 16);
+
+/// The AF_XDP reader writes the monotonic time into `XSK_HEARTBEAT` a few
+/// times a second; older than this, the program stops redirecting, so a
+/// stopped reader never swallows traffic.
+pub const AF_XDP_HEARTBEAT_NS: u64 = 1_000_000_000;
+
+/// Receive queues the `XSKS` map has room for.
+pub const MAX_QUEUES: u32 = 64;
 
 /// Precedes the frame bytes in each capture record.
 #[repr(C)]

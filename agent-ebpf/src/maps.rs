@@ -2,14 +2,14 @@
 //! `agent/src/sensor.rs`.
 
 use agent_common::{
-    capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES},
+    capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES, MAX_QUEUES},
     config::{SAMPLES_RING_BYTES, SamplerConfig},
     counters::CpuState,
     filter::{FilterInput, FilterTable},
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf, XskMap},
 };
 
 /// Exact counters and sampler position, one entry per CPU.
@@ -41,3 +41,11 @@ pub static CAPTURES: RingBuf = RingBuf::with_byte_size(DEFAULT_CAPTURE_RING_BYTE
 /// Per-CPU scratch for the capture filter's input (see `capture.rs`).
 #[map]
 pub static FILTER_INPUT: PerCpuArray<FilterInput> = PerCpuArray::with_max_entries(1, 0);
+
+/// AF_XDP sockets by receive queue (capture with `af_xdp` set).
+#[map]
+pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+
+/// When the AF_XDP reader last showed life (monotonic ns, entry 0).
+#[map]
+pub static XSK_HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);

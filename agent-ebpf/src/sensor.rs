@@ -56,8 +56,12 @@ pub fn observe(ctx: &XdpContext) -> u32 {
     // Last: after it the parsed frame is dead, which lets the verifier
     // prune the filter loops' states across the parser's paths.
     let capture = CAPTURE_CONFIG.get(0).copied().unwrap_or_default();
-    if capture.snaplen != 0 {
-        crate::capture::capture_if_matching(ctx, &frame, state, &parsed, frame_len, capture);
+    if capture.snaplen != 0 && crate::capture::selected(&frame, &parsed, &capture) {
+        if capture.af_xdp == 0 {
+            crate::capture::copy_frame(ctx, state, frame_len, capture);
+        } else if let Some(verdict) = crate::capture::redirect(ctx, state) {
+            return verdict;
+        }
     }
     if config.mirror != 0 {
         xdp_action::XDP_DROP

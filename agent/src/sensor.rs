@@ -13,7 +13,7 @@ use agent_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, MapData, MapError, PerCpuArray, RingBuf, XskMap},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 
@@ -137,6 +137,10 @@ pub struct SensorMaps {
     pub counters: CountersReader,
     pub samples: RingBuf<MapData>,
     pub captures: RingBuf<MapData>,
+    /// AF_XDP sockets by receive queue.
+    pub xsks: XskMap<MapData>,
+    /// The AF_XDP reader's heartbeat (monotonic ns).
+    pub heartbeat: Array<MapData, u64>,
 }
 
 /// Capture in the kernel: snaplen (0: off), the compiled filter and the
@@ -146,6 +150,9 @@ pub struct KernelCapture {
     pub snaplen: u32,
     pub filter: FilterTable,
     pub ring_bytes: u32,
+    /// Matching frames go to AF_XDP sockets (see [`SensorMaps::xsks`])
+    /// instead of the capture ring.
+    pub af_xdp: bool,
 }
 
 impl Default for KernelCapture {
@@ -155,6 +162,7 @@ impl Default for KernelCapture {
             filter: FilterTable::default(),
             // One page: capture off costs no memory.
             ring_bytes: 4096,
+            af_xdp: false,
         }
     }
 }
@@ -191,6 +199,9 @@ impl Sensor {
         let capture_config = Array::try_from(take(&mut ebpf, "CAPTURE_CONFIG")?)
             .map_err(map_err("CAPTURE_CONFIG"))?;
         let filters = Array::try_from(take(&mut ebpf, "FILTERS")?).map_err(map_err("FILTERS"))?;
+        let xsks = XskMap::try_from(take(&mut ebpf, "XSKS")?).map_err(map_err("XSKS"))?;
+        let heartbeat =
+            Array::try_from(take(&mut ebpf, "XSK_HEARTBEAT")?).map_err(map_err("XSK_HEARTBEAT"))?;
         let mut sensor = Sensor {
             ebpf,
             config: config_map,
@@ -199,6 +210,17 @@ impl Sensor {
             attachment: None,
             attached_ifindex: None,
         };
+        sensor
+            .capture_config
+            .set(
+                0,
+                CaptureConfig {
+                    af_xdp: u32::from(capture.af_xdp),
+                    ..CaptureConfig::default()
+                },
+                0,
+            )
+            .map_err(map_err("CAPTURE_CONFIG"))?;
         sensor.set_capture(capture.snaplen, &capture.filter)?;
         sensor.program_mut()?.load().map_err(SensorError::Program)?;
         Ok((
@@ -207,6 +229,8 @@ impl Sensor {
                 counters: CountersReader { map: counters },
                 samples,
                 captures,
+                xsks,
+                heartbeat,
             },
         ))
     }
@@ -257,6 +281,8 @@ impl Sensor {
                 CaptureConfig {
                     snaplen,
                     filter_slot: slot,
+                    af_xdp: current.af_xdp,
+                    _pad: 0,
                 },
                 0,
             )

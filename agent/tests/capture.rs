@@ -581,3 +581,139 @@ fn the_flight_recorder_writes_an_incidents_frames_and_the_alert_names_the_file()
         Some("198.18.0.66\t198.18.1.1\t1")
     );
 }
+
+/// Echo replies hping3 got for `count` ICMP echo requests from the
+/// attacker to the victim.
+fn pings_answered(lab: &nta_lab::attack::AttackLab, count: u32) -> u32 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.attacker.name(),
+            "timeout",
+            "10",
+            "hping3",
+            "--icmp",
+        ])
+        .args([
+            "-c",
+            &count.to_string(),
+            "-i",
+            "u200000",
+            nta_lab::attack::VICTIM,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("hping3: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find(|l| l.contains("packets received"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hping3 statistics: {text}"))
+}
+
+#[test]
+fn af_xdp_capture_takes_frames_and_a_stopped_or_killed_reader_never_blackholes() {
+    if !privileged("af_xdp_capture") {
+        return;
+    }
+    use std::io::BufRead as _;
+    let lab = nta_lab::attack::AttackLab::new("ntcx").unwrap_or_else(|e| panic!("{e}"));
+    let tmp = TempDir::new("afxdp");
+    let file = tmp.join("afxdp.pcapng");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.victim.name(),
+            NTA,
+            "capture",
+            "--af-xdp",
+        ])
+        .args(["-i", &lab.veth.outer, "-w"])
+        .arg(&file)
+        .arg("icmp")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("capturing on") => break,
+            Some(Ok(l)) => seen.push(l),
+            other => panic!("nta capture --af-xdp did not start: {other:?} {seen:?}"),
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("AF_XDP socket bound")),
+        "{seen:?}"
+    );
+    let rest = thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
+    let pid = child.id() as i32;
+
+    // Reader alive: the echo requests go to the socket, not the stack.
+    assert_eq!(pings_answered(&lab, 3), 0, "captured, not answered");
+    // Reader stopped: after its heartbeat goes stale (1 s) the program
+    // passes frames on again.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pings_answered(&lab, 3),
+        3,
+        "a stopped reader must not swallow traffic"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(pings_answered(&lab, 3), 0, "captured again");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    assert!(child.wait().is_ok_and(|s| s.success()));
+    let summary = rest.join().unwrap_or_default();
+    assert!(
+        summary.iter().any(|l| l.contains("6 frames written")),
+        "{summary:?}"
+    );
+    let got = tshark_frames(&file);
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().all(|g| g.0 == g.1 && g.0 >= 42), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0].2 <= w[1].2));
+
+    // Killed: the link goes with the process, traffic flows.
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.victim.name(),
+            NTA,
+            "capture",
+            "--af-xdp",
+        ])
+        .args(["-i", &lab.veth.outer, "-w"])
+        .arg(tmp.join("killed.pcapng"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+    let started = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("capturing on"));
+    assert!(started);
+    assert_eq!(pings_answered(&lab, 2), 0);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        pings_answered(&lab, 3),
+        3,
+        "nothing left attached after SIGKILL"
+    );
+}

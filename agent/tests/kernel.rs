@@ -508,6 +508,7 @@ fn capturing(filter: &str, snaplen: u32) -> Harness {
             snaplen,
             filter: f.table,
             ring_bytes: 1 << 20,
+            af_xdp: false,
         },
     )
 }
@@ -670,6 +671,7 @@ fn a_full_capture_ring_counts_its_drops() {
             snaplen: 128,
             filter: Default::default(),
             ring_bytes: 4096,
+            af_xdp: false,
         },
     );
     let f = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 }).build();

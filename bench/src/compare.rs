@@ -38,6 +38,9 @@ pub struct CompareArgs {
     /// Offered rate for the CPU measurement, in Mpps.
     #[arg(long, default_value_t = 0.5)]
     cpu_rate_mpps: f64,
+    /// Measure only tcpdump and nta capture (the capture comparison).
+    #[arg(long)]
+    capture_only: bool,
 }
 
 /// tcpdump writing to tmpfs in the receiver namespace.
@@ -433,8 +436,6 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         mpps(drop_ceiling)
     );
     let tcpdump = lossless_rate(&lab, Tool::Tcpdump, &args.nta, args.seconds, pass_ceiling)?;
-    let nta = lossless_rate(&lab, Tool::Nta, &args.nta, args.seconds, pass_ceiling)?;
-    let mirror = lossless_rate(&lab, Tool::NtaMirror, &args.nta, args.seconds, drop_ceiling)?;
     let capture = lossless_rate(
         &lab,
         Tool::NtaCapture,
@@ -442,9 +443,21 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         args.seconds,
         pass_ceiling,
     )?;
+    let (nta, mirror) = if args.capture_only {
+        (0.0, 0.0)
+    } else {
+        (
+            lossless_rate(&lab, Tool::Nta, &args.nta, args.seconds, pass_ceiling)?,
+            lossless_rate(&lab, Tool::NtaMirror, &args.nta, args.seconds, drop_ceiling)?,
+        )
+    };
 
     let rate = args.cpu_rate_mpps * 1e6;
-    let tools = [Tool::Tcpdump, Tool::Nta, Tool::NtaMirror, Tool::NtaCapture];
+    let tools: &[Tool] = if args.capture_only {
+        &[Tool::Tcpdump, Tool::NtaCapture]
+    } else {
+        &[Tool::Tcpdump, Tool::Nta, Tool::NtaMirror, Tool::NtaCapture]
+    };
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(vec![], vec![]); tools.len()];
     for round in 0..args.rounds {
         eprintln!("compare: CPU round {}/{}", round + 1, args.rounds);

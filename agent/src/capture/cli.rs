@@ -14,7 +14,7 @@ use std::{
 use agent_common::{capture::MAX_SNAPLEN, config::SamplerConfig};
 
 use super::{
-    CaptureFilter, FilterError,
+    CaptureFilter, FilterError, afxdp,
     consumer::{self, CaptureRing, CaptureSummary, Limits},
     encode::{Format, Interface},
     files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
@@ -58,6 +58,13 @@ pub struct CaptureArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: ModeChoice,
 
+    /// Read the frames through AF_XDP sockets (one per receive queue)
+    /// instead of the capture ring: for dedicated mirror/SPAN ports, since
+    /// captured frames then skip the kernel stack (they are passed on
+    /// again if nta stops reading). Zero-copy where the driver can.
+    #[arg(long)]
+    pub af_xdp: bool,
+
     /// Kernel ring buffer for captured frames, in MiB (a power of two).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub buffer_mib: u32,
@@ -98,6 +105,8 @@ pub enum CaptureCliError {
     Metrics(#[source] prometheus::Error),
     #[error("writing {0}")]
     Write(String),
+    #[error(transparent)]
+    AfXdp(#[from] afxdp::AfXdpError),
 }
 
 pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
@@ -138,7 +147,9 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
     )?;
 
     let mut sensors = Vec::new();
-    let mut rings = Vec::new();
+    let mut rings: Vec<Box<dyn consumer::FrameSource>> = Vec::new();
+    // Kept open while capturing.
+    let mut xsk_maps = Vec::new();
     for name in &names {
         let err = |source| CaptureCliError::Sensor {
             iface: name.clone(),
@@ -155,16 +166,42 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
             KernelCapture {
                 snaplen,
                 filter: filter.table,
-                ring_bytes: args.buffer_mib << 20,
+                ring_bytes: if args.af_xdp {
+                    4096
+                } else {
+                    args.buffer_mib << 20
+                },
+                af_xdp: args.af_xdp,
             },
         )
         .map_err(err)?;
+        let ifindex = iface::ifindex(name)?;
+        if args.af_xdp {
+            // Sockets first, then attach: no frame is redirected to a queue
+            // without a reader.
+            let mut xsks = maps.xsks;
+            let heartbeat = Arc::new(std::sync::Mutex::new(maps.heartbeat));
+            for queue in 0..afxdp::rx_queues(name) {
+                let q = afxdp::AfXdpQueue::bind(
+                    name,
+                    ifindex,
+                    queue,
+                    snaplen,
+                    &mut xsks,
+                    heartbeat.clone(),
+                )?;
+                tracing::info!(interface = %name, queue, zero_copy = q.zero_copy, "AF_XDP socket bound");
+                rings.push(Box::new(q));
+            }
+            xsk_maps.push(xsks);
+        } else {
+            rings.push(Box::new(CaptureRing {
+                ifindex,
+                ring: maps.captures,
+                counters: Arc::new(maps.counters),
+            }));
+        }
         sensor.attach(name, args.xdp_mode).map_err(err)?;
-        rings.push(CaptureRing {
-            ifindex: iface::ifindex(name)?,
-            ring: maps.captures,
-            counters: Arc::new(maps.counters),
-        });
         sensors.push(sensor);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -201,6 +238,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         }
     }
     let summary = worker.join().unwrap_or_default();
+    drop(xsk_maps);
     for mut s in sensors {
         if let Err(e) = s.detach() {
             tracing::warn!(error = %e, "detach failed; the link goes away when nta exits");

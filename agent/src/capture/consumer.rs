@@ -19,7 +19,9 @@ use super::{encode::Frame, record::decode_capture};
 use crate::{export::WallClock, sensor::CountersReader};
 
 /// Longest wait for records before the writer's housekeeping runs.
-const POLL: Duration = Duration::from_millis(50);
+/// The kernel wakes the thread only every few thousand records per CPU
+/// (wakeups are dear), so this timer is what usually drains the rings.
+const POLL: Duration = Duration::from_millis(10);
 /// Housekeeping period: flush to disk, rotate by age, read drop counters.
 const TICK: Duration = Duration::from_millis(200);
 /// Records taken from one ring before looking at the others.
@@ -64,6 +66,53 @@ pub trait FrameSink: Send {
     }
 }
 
+/// Where captured frames come from: the kernel's capture ring, or AF_XDP
+/// sockets.
+pub trait FrameSource: Send {
+    fn ifindex(&self) -> u32;
+    /// The descriptor to wait on for frames.
+    fn fd(&self) -> std::os::fd::RawFd;
+    /// Hands up to a batch of frames to the sinks; true when the batch
+    /// was full (more are waiting).
+    fn drain(
+        &mut self,
+        sinks: &mut [Box<dyn FrameSink>],
+        clock: WallClock,
+        now: Instant,
+        limits: Limits,
+        summary: &mut CaptureSummary,
+    ) -> bool;
+    /// Frames lost before userspace so far (ring full), as a running total.
+    fn dropped(&self) -> u64;
+    /// Housekeeping a few times a second (heartbeats, statistics).
+    fn tick(&mut self) {}
+}
+
+impl FrameSource for CaptureRing {
+    fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_fd().as_raw_fd()
+    }
+
+    fn drain(
+        &mut self,
+        sinks: &mut [Box<dyn FrameSink>],
+        clock: WallClock,
+        now: Instant,
+        limits: Limits,
+        summary: &mut CaptureSummary,
+    ) -> bool {
+        drain(self, sinks, clock, now, limits, summary)
+    }
+
+    fn dropped(&self) -> u64 {
+        kernel_dropped(self)
+    }
+}
+
 /// When the thread stops on its own.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
@@ -74,7 +123,7 @@ pub struct Limits {
 /// Runs until `stop` is set (or the limits are reached), then drains the
 /// rings once more and closes the files complete.
 pub fn spawn(
-    mut rings: Vec<CaptureRing>,
+    mut rings: Vec<Box<dyn FrameSource>>,
     mut sinks: Vec<Box<dyn FrameSink>>,
     clock: WallClock,
     limits: Limits,
@@ -82,25 +131,29 @@ pub fn spawn(
 ) -> thread::JoinHandle<CaptureSummary> {
     thread::spawn(move || {
         let mut summary = CaptureSummary::default();
-        let mut last_dropped: Vec<u64> = rings.iter().map(kernel_dropped).collect();
+        let mut last_dropped: Vec<u64> = rings.iter().map(|r| r.dropped()).collect();
         let mut last_tick = Instant::now();
         let done = |s: &CaptureSummary| limits.frames.is_some_and(|n| s.frames >= n);
+        let mut busy = false;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            if !stopping {
+            // A full batch last time: more is waiting, no need to sleep.
+            if !stopping && !busy {
                 wait_readable(&rings, POLL);
             }
             let now = Instant::now();
+            busy = false;
             for r in &mut rings {
-                drain(r, &mut sinks, clock, now, limits, &mut summary);
+                busy |= r.drain(&mut sinks, clock, now, limits, &mut summary);
             }
             if now.duration_since(last_tick) >= TICK || stopping || done(&summary) {
                 last_tick = now;
-                for (r, last) in rings.iter().zip(last_dropped.iter_mut()) {
-                    let d = kernel_dropped(r);
+                for (r, last) in rings.iter_mut().zip(last_dropped.iter_mut()) {
+                    r.tick();
+                    let d = r.dropped();
                     if d > *last {
                         for s in &mut sinks {
-                            s.note_dropped(r.ifindex, d - *last);
+                            s.note_dropped(r.ifindex(), d - *last);
                         }
                         summary.kernel_dropped += d - *last;
                     }
@@ -137,14 +190,16 @@ fn drain(
     now: Instant,
     limits: Limits,
     summary: &mut CaptureSummary,
-) {
+) -> bool {
     // Bounded, so one busy ring cannot starve the others or the
-    // housekeeping.
+    // housekeeping. Returns whether the batch was full.
     for _ in 0..DRAIN_BATCH {
         if limits.frames.is_some_and(|n| summary.frames >= n) {
-            return;
+            return false;
         }
-        let Some(item) = r.ring.next() else { return };
+        let Some(item) = r.ring.next() else {
+            return false;
+        };
         match decode_capture(&item) {
             Some((h, data)) => {
                 let unix_ns = clock.to_unix_ns(h.timestamp_ns);
@@ -162,14 +217,15 @@ fn drain(
             None => summary.bad_records += 1,
         }
     }
+    true
 }
 
-/// Waits until a ring has records or `timeout` passes.
-fn wait_readable(rings: &[CaptureRing], timeout: Duration) {
+/// Waits until a source has frames or `timeout` passes.
+fn wait_readable(rings: &[Box<dyn FrameSource>], timeout: Duration) {
     let mut fds: Vec<libc::pollfd> = rings
         .iter()
         .map(|r| libc::pollfd {
-            fd: r.ring.as_fd().as_raw_fd(),
+            fd: r.fd(),
             events: libc::POLLIN,
             revents: 0,
         })

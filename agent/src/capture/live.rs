@@ -49,6 +49,7 @@ pub fn kernel_capture(s: &CaptureSettings) -> Result<KernelCapture, LiveCaptureE
         snaplen: s.snaplen.min(MAX_SNAPLEN),
         filter: CaptureFilter::compile(&s.filter)?.table,
         ring_bytes: s.ring_mib << 20,
+        af_xdp: false,
     })
 }
 
@@ -114,7 +115,10 @@ impl Prepared {
     pub fn start(self, rings: Vec<CaptureRing>) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = consumer::spawn(
-            rings,
+            rings
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn consumer::FrameSource>)
+                .collect(),
             self.sinks,
             WallClock::monotonic(),
             Limits::default(),

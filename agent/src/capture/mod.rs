@@ -1,6 +1,7 @@
 //! Packet capture: the filter language, the capture ring's records and
 //! the pcapng/pcap writers with rotation.
 
+pub mod afxdp;
 pub mod cli;
 pub mod consumer;
 mod encode;
