@@ -215,6 +215,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2 << 30, value_name = "BYTES")]
     pub capture_max_bytes: u64,
 
+    /// Capture through AF_XDP sockets (one per receive queue) instead of
+    /// the capture ring. Only for dedicated mirror/SPAN ports: captured
+    /// frames skip the kernel stack (they pass on again if nta stops
+    /// reading).
+    #[arg(long)]
+    pub capture_af_xdp: bool,
+
     /// Kernel ring buffer for captured frames per interface, in MiB (a
     /// power of two).
     #[arg(long, default_value_t = 32, value_name = "MIB")]

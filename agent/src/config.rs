@@ -65,6 +65,7 @@ pub struct CaptureSection {
     pub file_age: Option<Duration>,
     pub max_bytes: Option<u64>,
     pub ring_mib: Option<u32>,
+    pub af_xdp: Option<bool>,
     pub flight_recorder: FlightSection,
 }
 

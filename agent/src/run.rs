@@ -18,7 +18,8 @@ use crate::{
     alert::{AlertError, AlertMetrics, Alerts},
     capture::{
         Interface,
-        consumer::CaptureRing,
+        afxdp::{self, AfXdpError, AfXdpMetrics},
+        consumer::{CaptureRing, FrameSource},
         live::{self, LiveCaptureError},
     },
     cli::RunArgs,
@@ -69,6 +70,8 @@ pub enum RunError {
     WebConfig(#[from] WebConfigError),
     #[error(transparent)]
     Capture(#[from] LiveCaptureError),
+    #[error(transparent)]
+    AfXdp(#[from] AfXdpError),
 }
 
 /// The web config file's TLS and users, or none (plain HTTP, no auth).
@@ -125,7 +128,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut names = HashMap::new();
     let mut controlled = Vec::new();
     let mut watched = Vec::new();
-    let mut capture_rings = Vec::new();
+    let mut capture_sources: Vec<Box<dyn FrameSource>> = Vec::new();
+    let mut afxdp_metrics: Option<AfXdpMetrics> = None;
+    // Kept open while nta runs.
+    let mut xsk_maps = Vec::new();
     for (name, &ifindex) in ifaces.iter().zip(&ifindexes) {
         names.insert(ifindex, name.clone());
         let err = |source| RunError::Sensor {
@@ -133,15 +139,37 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             source: Box::new(source),
         };
         let (mut sensor, maps) = Sensor::load_with_capture(config, kernel_capture).map_err(err)?;
+        let counters = Arc::new(maps.counters);
+        if kernel_capture.af_xdp {
+            // Sockets before the attach: no frame goes to a queue without
+            // a reader.
+            let metrics = afxdp_metrics.get_or_insert_with(AfXdpMetrics::new_unregistered);
+            let mut xsks = maps.xsks;
+            let heartbeat = Arc::new(Mutex::new(maps.heartbeat));
+            for queue in 0..afxdp::rx_queues(name) {
+                let q = afxdp::AfXdpQueue::bind(
+                    name,
+                    ifindex,
+                    queue,
+                    kernel_capture.snaplen,
+                    &mut xsks,
+                    heartbeat.clone(),
+                )?
+                .with_metrics(metrics.clone(), name);
+                tracing::info!(interface = %name, queue, zero_copy = q.zero_copy, "AF_XDP socket bound");
+                capture_sources.push(Box::new(q));
+            }
+            xsk_maps.push(xsks);
+        } else {
+            capture_sources.push(Box::new(CaptureRing {
+                ifindex,
+                ring: maps.captures,
+                counters: counters.clone(),
+            }));
+        }
         let mode = sensor.attach(name, settings.xdp_mode).map_err(err)?;
         tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = settings.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
-        let counters = Arc::new(maps.counters);
-        capture_rings.push(CaptureRing {
-            ifindex,
-            ring: maps.captures,
-            counters: counters.clone(),
-        });
         tasks.spawn(events::consume_ring(
             maps.samples,
             Arc::from(name.as_str()),
@@ -192,7 +220,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             let mut prepared = live::prepare(c, interfaces, metrics.registry())?;
             tracing::info!(dir = ?c.dir, flight_recorder = ?c.flight.as_ref().map(|f| &f.dir), filter = %c.filter, snaplen = c.snaplen, "capturing");
             flight = prepared.flight.take();
-            Some(prepared.start(std::mem::take(&mut capture_rings)))
+            if let Some(m) = &afxdp_metrics {
+                m.register_in(metrics.registry())
+                    .map_err(MetricsError::from)?;
+            }
+            Some(prepared.start(std::mem::take(&mut capture_sources)))
         }
         None => None,
     };
@@ -307,6 +339,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         Ok(r) => r?,
         Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
     }
+    drop(xsk_maps);
     tracing::info!("stopped");
     Ok(())
 }

@@ -45,6 +45,8 @@ pub struct CaptureSettings {
     pub file_age: Option<Duration>,
     pub max_bytes: u64,
     pub ring_mib: u32,
+    /// Frames through AF_XDP sockets instead of the capture ring.
+    pub af_xdp: bool,
 }
 
 /// `--flight-recorder DIR` and its options.
@@ -169,6 +171,7 @@ impl RunSettings {
                     c.file_age,
                     c.max_bytes,
                     c.ring_mib,
+                    c.af_xdp,
                 )
             })
         };
@@ -284,6 +287,7 @@ fn resolve_capture(args: &RunArgs, c: &crate::config::CaptureSection) -> Option<
             c.max_bytes,
         ),
         ring_mib: pick(given("capture_ring_mib"), args.capture_ring_mib, c.ring_mib),
+        af_xdp: pick(given("capture_af_xdp"), args.capture_af_xdp, c.af_xdp),
     })
 }
 

@@ -717,3 +717,47 @@ fn af_xdp_capture_takes_frames_and_a_stopped_or_killed_reader_never_blackholes()
         "nothing left attached after SIGKILL"
     );
 }
+
+#[test]
+fn run_captures_through_af_xdp_with_ring_statistics_as_metrics() {
+    if !privileged("run_captures_through_af_xdp") {
+        return;
+    }
+    let lab = nta_lab::attack::AttackLab::new("ntcy").unwrap_or_else(|e| panic!("{e}"));
+    let tmp = TempDir::new("run-afxdp");
+    let dir = tmp.join("pcaps");
+    let agent = Agent::start_in(
+        &lab.victim,
+        &[
+            "--iface",
+            &lab.veth.outer,
+            "--capture",
+            dir.to_str().unwrap_or_default(),
+            "--capture-af-xdp",
+            "--capture-filter",
+            "icmp",
+        ],
+    );
+    let s = agent.scrape();
+    let label = [("interface", lab.veth.outer.as_str()), ("queue", "0")];
+    assert_eq!(s.get("nta_afxdp_rx_dropped_total", &label), Some(0.0));
+    assert_eq!(s.get("nta_afxdp_rx_ring_full_total", &label), Some(0.0));
+    assert_eq!(
+        pings_answered(&lab, 4),
+        0,
+        "captured through AF_XDP, not answered"
+    );
+    let s = agent.scrape_until(|s| s.get("nta_capture_written_frames_total", &[]) >= Some(4.0));
+    assert_eq!(s.get("nta_capture_written_frames_total", &[]), Some(4.0));
+    assert_eq!(
+        s.get(
+            "nta_capture_frames_total",
+            &[("interface", lab.veth.outer.as_str())]
+        ),
+        Some(4.0),
+        "the kernel counts what it redirected"
+    );
+    // ARP (not selected) still reaches the stack: hping3 resolved the
+    // victim, or it would have sent nothing.
+    assert!(s.sum("nta_packets_total", &[("protocol", "arp")]) >= 1.0);
+}

@@ -148,6 +148,9 @@ enum Tool {
     /// `nta capture -s 128 -w` to tmpfs: XDP copies the frames (the
     /// non-intrusive path), a writer thread writes pcapng.
     NtaCapture,
+    /// `nta capture --af-xdp -s 128 -w`: frames redirected to AF_XDP
+    /// sockets (dedicated capture ports; they skip the stack).
+    NtaCaptureAfXdp,
 }
 
 /// `nta capture` writing to tmpfs in the receiver namespace.
@@ -159,13 +162,15 @@ struct NtaCapture {
 }
 
 impl NtaCapture {
-    fn start(lab: &Lab, nta: &Path) -> anyhow::Result<NtaCapture> {
+    fn start(lab: &Lab, nta: &Path, af_xdp: bool) -> anyhow::Result<NtaCapture> {
         let file = PathBuf::from(format!("/dev/shm/nta-bench-{}.pcapng", std::process::id()));
         let mut child = Command::new("ip")
             .args(["netns", "exec", lab.recv_ns.name()])
             .arg(nta)
             .args(["capture", "-i", &lab.veth.inner, "--xdp-mode", "native"])
-            .args(["-s", "128", "--buffer-mib", "256", "-w"])
+            .args(["-s", "128", "--buffer-mib", "256"])
+            .args(if af_xdp { &["--af-xdp"][..] } else { &[][..] })
+            .arg("-w")
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -256,8 +261,8 @@ fn trial(lab: &Lab, tool: Tool, nta: &Path, rate: f64, seconds: f64) -> anyhow::
             let (captured, dropped) = tcpdump.stop()?;
             (report, if dropped == 0 { captured } else { 0 })
         }
-        Tool::NtaCapture => {
-            let capture = NtaCapture::start(lab, nta)?;
+        Tool::NtaCapture | Tool::NtaCaptureAfXdp => {
+            let capture = NtaCapture::start(lab, nta, tool == Tool::NtaCaptureAfXdp)?;
             let report = lab.generate(MixName::Udp64, limits)?;
             thread::sleep(Duration::from_millis(300));
             let (written, dropped) = capture.stop()?;
@@ -395,8 +400,8 @@ fn cpu_cost(
             let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
             measure(agent.pid())?
         }
-        Tool::NtaCapture => {
-            let capture = NtaCapture::start(lab, nta)?;
+        Tool::NtaCapture | Tool::NtaCaptureAfXdp => {
+            let capture = NtaCapture::start(lab, nta, tool == Tool::NtaCaptureAfXdp)?;
             let r = measure(capture.pid())?;
             capture.stop()?;
             r
@@ -443,6 +448,13 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         args.seconds,
         pass_ceiling,
     )?;
+    let afxdp = lossless_rate(
+        &lab,
+        Tool::NtaCaptureAfXdp,
+        &args.nta,
+        args.seconds,
+        drop_ceiling,
+    )?;
     let (nta, mirror) = if args.capture_only {
         (0.0, 0.0)
     } else {
@@ -454,9 +466,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
 
     let rate = args.cpu_rate_mpps * 1e6;
     let tools: &[Tool] = if args.capture_only {
-        &[Tool::Tcpdump, Tool::NtaCapture]
+        &[Tool::Tcpdump, Tool::NtaCapture, Tool::NtaCaptureAfXdp]
     } else {
-        &[Tool::Tcpdump, Tool::Nta, Tool::NtaMirror, Tool::NtaCapture]
+        &[
+            Tool::Tcpdump,
+            Tool::Nta,
+            Tool::NtaMirror,
+            Tool::NtaCapture,
+            Tool::NtaCaptureAfXdp,
+        ]
     };
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(vec![], vec![]); tools.len()];
     for round in 0..args.rounds {
@@ -481,6 +499,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
          | tool | lossless Mpps | ratio to tcpdump |\n|---|---|---|\n\
          | tcpdump -s 128 -B 262144 -w /dev/shm/… (capture every frame) | {t:.2} | 1 |\n\
          | nta capture -s 128 -w /dev/shm/… (capture every frame: XDP copy, pcapng writer) | {c:.2} | {cr} |\n\
+         | nta capture --af-xdp -s 128 -w /dev/shm/… (AF_XDP copy mode on veth; frames skip the stack) | {a:.2} | {ar} |\n\
          | nta run (count every frame, pass it on) | {n:.2} | {nr} |\n\
          | nta run --mirror (count every frame, then drop: SPAN/TAP ports) | {m:.2} | {mr} |\n\
          | bare XDP_DROP, no counting (upper bound for any XDP sensor here) | {dc:.2} | {dr} |\n\n\
@@ -498,6 +517,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         mr = ratio(mirror),
         c = mpps(capture),
         cr = ratio(capture),
+        a = mpps(afxdp),
+        ar = ratio(afxdp),
         dr = ratio(drop_ceiling),
         rate = args.cpu_rate_mpps,
         rounds = args.rounds,
@@ -508,6 +529,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
             Tool::Nta => "nta run",
             Tool::NtaMirror => "nta run --mirror",
             Tool::NtaCapture => "nta capture -s 128",
+            Tool::NtaCaptureAfXdp => "nta capture --af-xdp -s 128",
         };
         md.push_str(&format!("| {name} | {} | {} |\n", mmm(p, 3), mmm(s, 3)));
     }

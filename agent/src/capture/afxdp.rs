@@ -114,6 +114,50 @@ pub fn rx_queues(iface: &str) -> u32 {
         .clamp(1, agent_common::capture::MAX_QUEUES)
 }
 
+/// AF_XDP ring statistics as metrics, by interface and queue.
+#[derive(Clone)]
+pub struct AfXdpMetrics {
+    rx_dropped: prometheus::IntCounterVec,
+    rx_ring_full: prometheus::IntCounterVec,
+    fill_ring_empty: prometheus::IntCounterVec,
+}
+
+impl AfXdpMetrics {
+    /// The counters, registered later with [`AfXdpMetrics::register_in`]
+    /// (the sockets exist before the registry does).
+    pub fn new_unregistered() -> AfXdpMetrics {
+        let c = |name: &str, help: &str| {
+            prometheus::IntCounterVec::new(
+                prometheus::Opts::new(name, help),
+                &["interface", "queue"],
+            )
+            // Static names and labels: valid by construction.
+            .unwrap_or_else(|e| unreachable!("{e}"))
+        };
+        AfXdpMetrics {
+            rx_dropped: c(
+                "nta_afxdp_rx_dropped_total",
+                "Frames an AF_XDP socket dropped (kernel statistic rx_dropped).",
+            ),
+            rx_ring_full: c(
+                "nta_afxdp_rx_ring_full_total",
+                "Frames dropped because the AF_XDP RX ring was full (the reader fell behind).",
+            ),
+            fill_ring_empty: c(
+                "nta_afxdp_fill_ring_empty_total",
+                "Times the AF_XDP fill ring was empty when a frame arrived.",
+            ),
+        }
+    }
+
+    pub fn register_in(&self, r: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        for v in [&self.rx_dropped, &self.rx_ring_full, &self.fill_ring_empty] {
+            r.register(Box::new(v.clone()))?;
+        }
+        Ok(())
+    }
+}
+
 /// One bound socket on one receive queue.
 pub struct AfXdpQueue {
     ifindex: u32,
@@ -128,6 +172,7 @@ pub struct AfXdpQueue {
     heartbeat: Arc<Mutex<Array<MapData, u64>>>,
     stats: XdpStatisticsV2,
     returned: Vec<u64>,
+    metrics: Option<(AfXdpMetrics, String)>,
 }
 
 // SAFETY: the only non-Send part is the Umem's pointer to `area`, which
@@ -233,6 +278,7 @@ impl AfXdpQueue {
             heartbeat,
             stats: XdpStatisticsV2::default(),
             returned: Vec::with_capacity(BATCH as usize),
+            metrics: None,
         };
         q.beat();
         Ok(q)
@@ -247,6 +293,20 @@ impl AfXdpQueue {
 
     pub fn queue(&self) -> u32 {
         self.queue
+    }
+
+    /// Exposes this socket's ring statistics, labelled with `iface`.
+    pub fn with_metrics(mut self, metrics: AfXdpMetrics, iface: &str) -> AfXdpQueue {
+        let q = self.queue.to_string();
+        for v in [
+            &metrics.rx_dropped,
+            &metrics.rx_ring_full,
+            &metrics.fill_ring_empty,
+        ] {
+            v.with_label_values(&[iface, q.as_str()]);
+        }
+        self.metrics = Some((metrics, iface.to_string()));
+        self
     }
 
     /// The socket's statistics as last read.
@@ -315,8 +375,24 @@ impl FrameSource for AfXdpQueue {
 
     fn tick(&mut self) {
         self.beat();
-        if let Ok(s) = self.device.statistics_v2() {
-            self.stats = s;
+        let Ok(s) = self.device.statistics_v2() else {
+            return;
+        };
+        if let Some((m, iface)) = &self.metrics {
+            let q = self.queue.to_string();
+            let l = [iface.as_str(), q.as_str()];
+            let old = self.stats;
+            m.rx_dropped
+                .with_label_values(&l)
+                .inc_by(s.rx_dropped.saturating_sub(old.rx_dropped));
+            m.rx_ring_full
+                .with_label_values(&l)
+                .inc_by(s.rx_ring_full.saturating_sub(old.rx_ring_full));
+            m.fill_ring_empty.with_label_values(&l).inc_by(
+                s.rx_fill_ring_empty_descs
+                    .saturating_sub(old.rx_fill_ring_empty_descs),
+            );
         }
+        self.stats = s;
     }
 }

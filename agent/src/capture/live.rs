@@ -16,7 +16,7 @@ use prometheus::Registry;
 
 use super::{
     CaptureFilter, FilterError,
-    consumer::{self, CaptureRing, CaptureSummary, FrameSink, Limits},
+    consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
     encode::Interface,
     files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
     flight::{FlightConfig, FlightMetrics, FlightRecorder, FlightRequests},
@@ -48,8 +48,9 @@ pub fn kernel_capture(s: &CaptureSettings) -> Result<KernelCapture, LiveCaptureE
     Ok(KernelCapture {
         snaplen: s.snaplen.min(MAX_SNAPLEN),
         filter: CaptureFilter::compile(&s.filter)?.table,
-        ring_bytes: s.ring_mib << 20,
-        af_xdp: false,
+        // AF_XDP needs no capture ring: one page.
+        ring_bytes: if s.af_xdp { 4096 } else { s.ring_mib << 20 },
+        af_xdp: s.af_xdp,
     })
 }
 
@@ -112,13 +113,10 @@ pub struct Running {
 }
 
 impl Prepared {
-    pub fn start(self, rings: Vec<CaptureRing>) -> Running {
+    pub fn start(self, sources: Vec<Box<dyn FrameSource>>) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = consumer::spawn(
-            rings
-                .into_iter()
-                .map(|r| Box::new(r) as Box<dyn consumer::FrameSource>)
-                .collect(),
+            sources,
             self.sinks,
             WallClock::monotonic(),
             Limits::default(),
