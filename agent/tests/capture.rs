@@ -225,7 +225,17 @@ fn capture_as_pcap_and_unfiltered_with_a_count() {
     let file = dir.join("lab.pcap");
     let frames = lab_frames();
     let mut child = Command::new(NTA)
-        .args(["capture", "-i", &veth.outer, "-F", "pcap", "-c", "10", "-w"])
+        .args([
+            "capture",
+            "-i",
+            &veth.outer,
+            "--mirror",
+            "-F",
+            "pcap",
+            "-c",
+            "10",
+            "-w",
+        ])
         .arg(&file)
         .stderr(Stdio::piped())
         .spawn()

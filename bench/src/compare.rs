@@ -151,6 +151,9 @@ enum Tool {
     /// `nta capture --af-xdp -s 128 -w`: frames redirected to AF_XDP
     /// sockets (dedicated capture ports; they skip the stack).
     NtaCaptureAfXdp,
+    /// `nta capture --mirror -s 128 -w`: the XDP copy, then the frame is
+    /// dropped (dedicated capture ports).
+    NtaCaptureMirror,
 }
 
 /// `nta capture` writing to tmpfs in the receiver namespace.
@@ -162,14 +165,18 @@ struct NtaCapture {
 }
 
 impl NtaCapture {
-    fn start(lab: &Lab, nta: &Path, af_xdp: bool) -> anyhow::Result<NtaCapture> {
+    fn start(lab: &Lab, nta: &Path, tool: Tool) -> anyhow::Result<NtaCapture> {
         let file = PathBuf::from(format!("/dev/shm/nta-bench-{}.pcapng", std::process::id()));
         let mut child = Command::new("ip")
             .args(["netns", "exec", lab.recv_ns.name()])
             .arg(nta)
             .args(["capture", "-i", &lab.veth.inner, "--xdp-mode", "native"])
             .args(["-s", "128", "--buffer-mib", "256"])
-            .args(if af_xdp { &["--af-xdp"][..] } else { &[][..] })
+            .args(match tool {
+                Tool::NtaCaptureAfXdp => &["--af-xdp"][..],
+                Tool::NtaCaptureMirror => &["--mirror"][..],
+                _ => &[][..],
+            })
             .arg("-w")
             .arg(&file)
             .stdout(Stdio::null())
@@ -261,11 +268,17 @@ fn trial(lab: &Lab, tool: Tool, nta: &Path, rate: f64, seconds: f64) -> anyhow::
             let (captured, dropped) = tcpdump.stop()?;
             (report, if dropped == 0 { captured } else { 0 })
         }
-        Tool::NtaCapture | Tool::NtaCaptureAfXdp => {
-            let capture = NtaCapture::start(lab, nta, tool == Tool::NtaCaptureAfXdp)?;
+        Tool::NtaCapture | Tool::NtaCaptureAfXdp | Tool::NtaCaptureMirror => {
+            let capture = NtaCapture::start(lab, nta, tool)?;
             let report = lab.generate(MixName::Udp64, limits)?;
             thread::sleep(Duration::from_millis(300));
             let (written, dropped) = capture.stop()?;
+            if written != report.sent || dropped != 0 {
+                eprintln!(
+                    "    sent {}, written {written}, dropped before the writer {dropped}",
+                    report.sent
+                );
+            }
             (report, if dropped == 0 { written } else { 0 })
         }
         Tool::Nta | Tool::NtaMirror => {
@@ -400,8 +413,8 @@ fn cpu_cost(
             let agent = NtaProcess::start(lab, nta, tool.nta_args())?;
             measure(agent.pid())?
         }
-        Tool::NtaCapture | Tool::NtaCaptureAfXdp => {
-            let capture = NtaCapture::start(lab, nta, tool == Tool::NtaCaptureAfXdp)?;
+        Tool::NtaCapture | Tool::NtaCaptureAfXdp | Tool::NtaCaptureMirror => {
+            let capture = NtaCapture::start(lab, nta, tool)?;
             let r = measure(capture.pid())?;
             capture.stop()?;
             r
@@ -455,6 +468,13 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         args.seconds,
         drop_ceiling,
     )?;
+    let capture_mirror = lossless_rate(
+        &lab,
+        Tool::NtaCaptureMirror,
+        &args.nta,
+        args.seconds,
+        drop_ceiling,
+    )?;
     let (nta, mirror) = if args.capture_only {
         (0.0, 0.0)
     } else {
@@ -466,13 +486,19 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
 
     let rate = args.cpu_rate_mpps * 1e6;
     let tools: &[Tool] = if args.capture_only {
-        &[Tool::Tcpdump, Tool::NtaCapture, Tool::NtaCaptureAfXdp]
+        &[
+            Tool::Tcpdump,
+            Tool::NtaCapture,
+            Tool::NtaCaptureMirror,
+            Tool::NtaCaptureAfXdp,
+        ]
     } else {
         &[
             Tool::Tcpdump,
             Tool::Nta,
             Tool::NtaMirror,
             Tool::NtaCapture,
+            Tool::NtaCaptureMirror,
             Tool::NtaCaptureAfXdp,
         ]
     };
@@ -499,7 +525,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
          | tool | lossless Mpps | ratio to tcpdump |\n|---|---|---|\n\
          | tcpdump -s 128 -B 262144 -w /dev/shm/… (capture every frame) | {t:.2} | 1 |\n\
          | nta capture -s 128 -w /dev/shm/… (capture every frame: XDP copy, pcapng writer) | {c:.2} | {cr} |\n\
-         | nta capture --af-xdp -s 128 -w /dev/shm/… (AF_XDP copy mode on veth; frames skip the stack) | {a:.2} | {ar} |\n\
+         | nta capture --mirror -s 128 -w /dev/shm/… (dedicated port: XDP copy, then drop) | {cm:.2} | {cmr} |\n\
+         | nta capture --af-xdp -s 128 -w /dev/shm/… (dedicated port: AF_XDP, copy mode on veth) | {a:.2} | {ar} |\n\
          | nta run (count every frame, pass it on) | {n:.2} | {nr} |\n\
          | nta run --mirror (count every frame, then drop: SPAN/TAP ports) | {m:.2} | {mr} |\n\
          | bare XDP_DROP, no counting (upper bound for any XDP sensor here) | {dc:.2} | {dr} |\n\n\
@@ -519,6 +546,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
         cr = ratio(capture),
         a = mpps(afxdp),
         ar = ratio(afxdp),
+        cm = mpps(capture_mirror),
+        cmr = ratio(capture_mirror),
         dr = ratio(drop_ceiling),
         rate = args.cpu_rate_mpps,
         rounds = args.rounds,
@@ -530,6 +559,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
             Tool::NtaMirror => "nta run --mirror",
             Tool::NtaCapture => "nta capture -s 128",
             Tool::NtaCaptureAfXdp => "nta capture --af-xdp -s 128",
+            Tool::NtaCaptureMirror => "nta capture --mirror -s 128",
         };
         md.push_str(&format!("| {name} | {} | {} |\n", mmm(p, 3), mmm(s, 3)));
     }

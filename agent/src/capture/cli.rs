@@ -65,6 +65,13 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub af_xdp: bool,
 
+    /// The interfaces are dedicated mirror/SPAN ports: drop every frame
+    /// after counting and copying it (as `nta run --mirror`), so the
+    /// kernel stack spends nothing on them. Never on an interface that
+    /// carries the server's own traffic.
+    #[arg(long)]
+    pub mirror: bool,
+
     /// Kernel ring buffer for captured frames, in MiB (a power of two).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub buffer_mib: u32,
@@ -159,6 +166,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         let sampling = SamplerConfig {
             data_rate: 0,
             control_rate: 0,
+            mirror: u32::from(args.mirror),
             ..SamplerConfig::default()
         };
         let (mut sensor, maps) = Sensor::load_with_capture(
