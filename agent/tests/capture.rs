@@ -24,7 +24,7 @@ use nta_lab::{
 
 mod common;
 
-use common::{Agent, NTA, TempDir, lab, stderr_of, xdp_attached};
+use common::{Agent, NTA, TempDir, lab, stderr_of, syn_scan, xdp_attached};
 
 /// tshark's view of a capture file: (frame.len, frame.cap_len, epoch ns).
 fn tshark_frames(file: &Path) -> Vec<(usize, usize, u128)> {
@@ -108,16 +108,8 @@ fn selected(filter: &str, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Runs `nta capture` on the lab's outer end while `frames` go through
-/// it `repeat` times, stopped with SIGINT; returns its stderr.
-fn capture(
-    args: &[&str],
-    ns: &str,
-    inner: &str,
-    outer: &str,
-    frames: &[Vec<u8>],
-    repeat: usize,
-) -> String {
+/// `nta capture -i OUTER ARGS`, returned once its program is attached.
+fn start_capture(outer: &str, args: &[&str]) -> std::process::Child {
     let mut child = Command::new(NTA)
         .args(["capture", "-i", outer])
         .args(args)
@@ -133,6 +125,20 @@ fn capture(
         assert!(Instant::now() < deadline, "nta capture never attached");
         thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+/// Runs `nta capture` on the lab's outer end while `frames` go through
+/// it `repeat` times, stopped with SIGINT; returns its stderr.
+fn capture(
+    args: &[&str],
+    ns: &str,
+    inner: &str,
+    outer: &str,
+    frames: &[Vec<u8>],
+    repeat: usize,
+) -> String {
+    let mut child = start_capture(outer, args);
     send_frames(ns, inner, frames, repeat).unwrap_or_else(|e| panic!("{e}"));
     thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on our child.
@@ -224,27 +230,11 @@ fn capture_as_pcap_and_unfiltered_with_a_count() {
     let dir = TempDir::new("capture-pcap");
     let file = dir.join("lab.pcap");
     let frames = lab_frames();
-    let mut child = Command::new(NTA)
-        .args([
-            "capture",
-            "-i",
-            &veth.outer,
-            "--mirror",
-            "-F",
-            "pcap",
-            "-c",
-            "10",
-            "-w",
-        ])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !xdp_attached(&veth.outer) {
-        assert!(Instant::now() < deadline, "never attached");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let file_arg = file.to_str().unwrap_or_default().to_string();
+    let mut child = start_capture(
+        &veth.outer,
+        &["--mirror", "-F", "pcap", "-c", "10", "-w", &file_arg],
+    );
     send_frames(ns.name(), &veth.inner, &frames, 2).unwrap_or_else(|e| panic!("{e}"));
     // -c 10 ends it on its own.
     let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
@@ -475,23 +465,6 @@ fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
         frames_on_disk > 50 && frames_on_disk < 600,
         "{frames_on_disk}"
     );
-}
-
-fn syn_scan(src: [u8; 4], dst: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
-    (1..=ports)
-        .map(|p| {
-            FrameSpec::ipv4(L4::Tcp {
-                sport: 40000,
-                dport: p,
-                flags: 0x02,
-            })
-            .with_ipv4(|h| {
-                h.src = src.into();
-                h.dst = dst.into();
-            })
-            .build()
-        })
-        .collect()
 }
 
 #[test]

@@ -19,7 +19,7 @@ use nta_lab::{
 
 mod common;
 
-use common::{Agent, NTA, TempDir, lab, scrape_until, stderr_of, xdp_attached};
+use common::{Agent, NTA, TempDir, lab, scrape_until, stderr_of, syn_scan, xdp_attached};
 
 #[test]
 fn counts_a_known_mix_exactly() {
@@ -774,24 +774,6 @@ fn every_metric_the_dashboards_use_is_exposed() {
 }
 
 /// SYNs from `src` to `ports` distinct ports of 198.18.1.1.
-fn syn_scan(src: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
-    use nta_lab::frames::{FrameSpec, L4};
-    (1..=ports)
-        .map(|p| {
-            FrameSpec::ipv4(L4::Tcp {
-                sport: 40000,
-                dport: p,
-                flags: 0x02,
-            })
-            .with_ipv4(|h| {
-                h.src = src.into();
-                h.dst = [198, 18, 1, 1].into();
-            })
-            .build()
-        })
-        .collect()
-}
-
 #[test]
 fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     if !privileged("sighup_reloads_the_config_and_refuses_a_bad_one") {
@@ -835,8 +817,13 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
             .count()
     };
     // 100 ports: under the first config's 1000.
-    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 7], 100), 1)
-        .unwrap_or_else(|e| panic!("{e}"));
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &syn_scan([198, 18, 0, 7], [198, 18, 1, 1], 100),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     thread::sleep(Duration::from_millis(500));
     assert_eq!(scan_starts(), 0);
 
@@ -855,8 +842,13 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     );
     assert_eq!(info(&s, &first_hash), None, "the old hash is gone");
     let before = s.sum("nta_packets_total", &[]);
-    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 8], 100), 1)
-        .unwrap_or_else(|e| panic!("{e}"));
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &syn_scan([198, 18, 0, 8], [198, 18, 1, 1], 100),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while scan_starts() == 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
@@ -876,8 +868,13 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
         s.get("nta_config_reloads_total", &[("result", "failure")]),
         Some(1.0)
     );
-    send_frames(ns.name(), &veth.inner, &syn_scan([198, 18, 0, 9], 100), 1)
-        .unwrap_or_else(|e| panic!("{e}"));
+    send_frames(
+        ns.name(),
+        &veth.inner,
+        &syn_scan([198, 18, 0, 9], [198, 18, 1, 1], 100),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while scan_starts() < 2 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));

@@ -109,6 +109,25 @@ fn query(prom: SocketAddr, q: &str) -> Value {
 /// The Prometheus server, killed on drop.
 struct Prometheus(Child);
 
+impl Prometheus {
+    /// `prometheus` with `config`, its data under `dir`, listening on `addr`.
+    fn start(config: &Path, dir: &Path, addr: SocketAddr) -> Prometheus {
+        Prometheus(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting prometheus: {e}")),
+        )
+    }
+}
+
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -197,19 +216,7 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting prometheus: {e}")),
-    );
+    let _prometheus = Prometheus::start(&prom_config, &dir.0, prom_addr);
     // Wait for 20 s of scrapes: enough for 15 s rate windows.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut first_up = None;
@@ -430,19 +437,7 @@ fn tls_and_basic_auth_from_a_web_config_file_reload_and_prometheus_scrapes_them(
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting prometheus: {e}")),
-    );
+    let _prometheus = Prometheus::start(&prom_config, &dir.0, prom_addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = http_get(

@@ -84,11 +84,7 @@ impl Tcpdump {
         child.stderr = None;
         // Keep reading stderr in the background so tcpdump never blocks on it
         // and its final statistics are collected.
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            let _ = tx.send(rest);
-        });
+        let rx = collect_rest(lines);
         Ok(Tcpdump {
             child,
             file,
@@ -98,13 +94,7 @@ impl Tcpdump {
 
     /// Stops tcpdump and returns (captured, dropped by kernel).
     fn stop(mut self) -> anyhow::Result<(u64, u64)> {
-        // SAFETY: kill(2) on our own child (`ip netns exec` execs tcpdump).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait()?;
-        let lines = self
-            .stderr
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_default();
+        let lines = interrupt(&mut self.child, &self.stderr, &self.file)?;
         let num = |suffix: &str| {
             lines
                 .iter()
@@ -114,7 +104,6 @@ impl Tcpdump {
         };
         let captured = num("packets captured").context("tcpdump printed no capture count")?;
         let dropped = num("packets dropped by kernel").unwrap_or(0);
-        let _ = fs::remove_file(&self.file);
         Ok((captured, dropped))
     }
 
@@ -156,6 +145,36 @@ enum Tool {
     NtaCaptureMirror,
 }
 
+/// SIGINT to a capturing child (`ip netns exec` execs it), then its
+/// remaining stderr lines; its output file is removed.
+fn interrupt(
+    child: &mut Child,
+    stderr: &std::sync::mpsc::Receiver<Vec<String>>,
+    file: &Path,
+) -> anyhow::Result<Vec<String>> {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait()?;
+    let lines = stderr
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    let _ = fs::remove_file(file);
+    Ok(lines)
+}
+
+/// Reads the rest of a child's stderr on a thread (so it never blocks on a
+/// full pipe); the lines arrive when it exits.
+fn collect_rest(
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+) -> std::sync::mpsc::Receiver<Vec<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send(rest);
+    });
+    rx
+}
+
 /// `nta capture` writing to tmpfs in the receiver namespace.
 struct NtaCapture {
     child: Child,
@@ -193,11 +212,7 @@ impl NtaCapture {
                 other => bail!("nta capture did not start: {other:?}"),
             }
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            let _ = tx.send(rest);
-        });
+        let rx = collect_rest(lines);
         child.stderr = None;
         Ok(NtaCapture {
             child,
@@ -208,14 +223,7 @@ impl NtaCapture {
 
     /// Stops it and returns (frames written, dropped by the kernel).
     fn stop(mut self) -> anyhow::Result<(u64, u64)> {
-        // SAFETY: kill(2) on our own child (`ip netns exec` execs nta).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait()?;
-        let lines = self
-            .stderr
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
-        let _ = fs::remove_file(&self.file);
+        let lines = interrupt(&mut self.child, &self.stderr, &self.file)?;
         // "nta: N frames written to F; M dropped by the kernel (...)"
         let line = lines
             .iter()

@@ -20,7 +20,7 @@ use xdpilone::{
 };
 
 use super::{
-    consumer::{CaptureSummary, FrameSink, FrameSource, Limits},
+    consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
     encode::Frame,
 };
 use crate::export::{WallClock, monotonic_now_ns};
@@ -356,10 +356,7 @@ impl FrameSource for AfXdpQueue {
                 orig_len: desc.len,
                 data: &data[..data.len().min(self.snaplen as usize)],
             };
-            for s in sinks.iter_mut() {
-                s.write(&frame, now, unix_ns);
-            }
-            summary.frames += 1;
+            consumer::deliver(sinks, &frame, now, summary);
         }
         reader.release();
         drop(reader);

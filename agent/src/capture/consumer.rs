@@ -179,6 +179,19 @@ pub fn spawn(
     })
 }
 
+/// Hands one frame to every sink and counts it.
+pub(super) fn deliver(
+    sinks: &mut [Box<dyn FrameSink>],
+    frame: &Frame<'_>,
+    now: Instant,
+    summary: &mut CaptureSummary,
+) {
+    for s in sinks.iter_mut() {
+        s.write(frame, now, frame.unix_ns);
+    }
+    summary.frames += 1;
+}
+
 fn kernel_dropped(r: &CaptureRing) -> u64 {
     r.counters.read().map_or(0, |c| c.capture_dropped)
 }
@@ -209,10 +222,7 @@ fn drain(
                     orig_len: h.frame_len,
                     data,
                 };
-                for s in sinks.iter_mut() {
-                    s.write(&frame, now, unix_ns);
-                }
-                summary.frames += 1;
+                deliver(sinks, &frame, now, summary);
             }
             None => summary.bad_records += 1,
         }

@@ -193,3 +193,23 @@ pub fn scrape_until(addr: SocketAddr, done: impl Fn(&Samples) -> bool) -> Sample
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// TCP SYNs from `src` to ports 1..=`ports` of `dst` (a port scan).
+#[allow(dead_code)]
+pub fn syn_scan(src: [u8; 4], dst: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
+    use nta_lab::frames::{FrameSpec, L4};
+    (1..=ports)
+        .map(|p| {
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40000,
+                dport: p,
+                flags: 0x02,
+            })
+            .with_ipv4(|h| {
+                h.src = src.into();
+                h.dst = dst.into();
+            })
+            .build()
+        })
+        .collect()
+}
