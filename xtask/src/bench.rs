@@ -135,7 +135,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .and_then(|_| section("detect")),
         },
         Stage {
-            title: "4-5. Against tcpdump: lossless rate and CPU",
+            title: "4-5. Against tcpdump: lossless rate and CPU (counting, and capturing every frame to a file)",
             command: format!("nta-bench compare --rounds {rounds}"),
             intro: "",
             result: nta_bench(&["compare", "--rounds", &rounds]).and_then(|_| section("compare")),
