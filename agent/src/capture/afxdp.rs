@@ -245,7 +245,7 @@ impl AfXdpQueue {
             .map_err(fail("finding the interface"))?;
         info.set_queue(queue);
         let sock = Socket::with_shared(&info, &umem).map_err(fail("creating the socket"))?;
-        let mut device = umem.fq_cq(&sock).map_err(fail("mapping the fill ring"))?;
+        let device = umem.fq_cq(&sock).map_err(fail("mapping the fill ring"))?;
         let user = umem
             .rx_tx(
                 &sock,
@@ -262,13 +262,9 @@ impl AfXdpQueue {
             .map_err(fail("configuring the RX ring"))?;
         let rx = user.map_rx().map_err(fail("mapping the RX ring"))?;
         umem.bind(&user).map_err(fail("binding"))?;
-        let mut fill = device.fill(FRAMES);
-        fill.insert((0..u64::from(FRAMES)).map(|i| i * u64::from(FRAME_SIZE)));
-        fill.commit();
-        drop(fill);
         xsks.set(queue, rx.as_raw_fd(), 0)
             .map_err(|source| AfXdpError::Map { queue, source })?;
-        let q = AfXdpQueue {
+        let mut q = AfXdpQueue {
             ifindex,
             queue,
             snaplen,
@@ -279,11 +275,33 @@ impl AfXdpQueue {
             area,
             heartbeat,
             stats: XdpStatisticsV2::default(),
-            returned: Vec::with_capacity(BATCH as usize),
+            // Every chunk starts in the fill ring.
+            returned: (0..u64::from(FRAMES))
+                .map(|i| i * u64::from(FRAME_SIZE))
+                .collect(),
             metrics: None,
         };
+        q.refill();
         q.beat();
         Ok(q)
+    }
+
+    /// Gives the read chunks back to the kernel. A reservation sees only
+    /// the free slots it last knew of, so this loops until all went in (or
+    /// the ring is really full: the rest wait for the next call). Chunks
+    /// left out would leak, and the kernel would run out of buffers (it
+    /// did: `fill_ring_empty` drops at 0.5 Mpps).
+    fn refill(&mut self) {
+        while !self.returned.is_empty() {
+            let mut fill = self.device.fill(self.returned.len() as u32);
+            let n = fill.insert(self.returned.iter().copied()) as usize;
+            fill.commit();
+            drop(fill);
+            if n == 0 {
+                break;
+            }
+            self.returned.drain(..n);
+        }
     }
 
     /// Tells the program the reader is alive.
@@ -322,8 +340,9 @@ impl FrameSource for AfXdpQueue {
         self.ifindex
     }
 
-    fn fd(&self) -> std::os::fd::RawFd {
-        self.rx.as_raw_fd()
+    fn fd(&self) -> Option<std::os::fd::RawFd> {
+        // Checked on a timer (see consumer::TIMER_POLL).
+        None
     }
 
     fn drain(
@@ -338,7 +357,6 @@ impl FrameSource for AfXdpQueue {
         let unix_ns = clock.to_unix_ns(monotonic_now_ns());
         let mut reader = self.rx.receive(BATCH);
         let full = reader.capacity() == BATCH;
-        self.returned.clear();
         while let Some(desc) = reader.read() {
             // The chunk goes back to the fill ring whatever happens.
             self.returned
@@ -360,11 +378,7 @@ impl FrameSource for AfXdpQueue {
         }
         reader.release();
         drop(reader);
-        if !self.returned.is_empty() {
-            let mut fill = self.device.fill(self.returned.len() as u32);
-            fill.insert(self.returned.iter().copied());
-            fill.commit();
-        }
+        self.refill();
         full
     }
 
@@ -372,6 +386,18 @@ impl FrameSource for AfXdpQueue {
         // rx_dropped already counts the frames a full RX ring refused
         // (measured: equal to rx_ring_full when only that happened).
         self.stats.rx_dropped
+    }
+
+    fn report(&self) -> Option<String> {
+        let s = self.stats;
+        Some(format!(
+            "AF_XDP queue {}: rx_dropped {}, rx_ring_full {}, fill_ring_empty {}, rx_invalid {}",
+            self.queue,
+            s.rx_dropped,
+            s.rx_ring_full,
+            s.rx_fill_ring_empty_descs,
+            s.rx_invalid_descs
+        ))
     }
 
     fn tick(&mut self) {
