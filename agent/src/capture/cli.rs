@@ -256,7 +256,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         eprintln!();
     }
     eprintln!(
-        "nta: {} frames written to {}; {} dropped by the kernel (capture ring full){}",
+        "nta: {} frames written to {}; {} dropped in the kernel (capture ring or AF_XDP socket full){}",
         summary.frames,
         args.file.display(),
         summary.kernel_dropped,
