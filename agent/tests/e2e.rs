@@ -715,9 +715,15 @@ fn every_metric_the_dashboards_use_is_exposed() {
     let config = dir.join("nta.toml");
     std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
         .unwrap_or_else(|e| panic!("{e}"));
+    let (capture_dir, flight_dir) = (dir.join("pcaps"), dir.join("incidents"));
     let agent = Agent::start(&[
         "--iface",
         &veth.outer,
+        // Capture on, so the capture panels have series.
+        "--capture",
+        capture_dir.to_str().unwrap_or_default(),
+        "--flight-recorder",
+        flight_dir.to_str().unwrap_or_default(),
         "--flows",
         flows.to_str().unwrap_or_default(),
         "--alerts",

@@ -155,9 +155,15 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
         .unwrap_or_else(|e| panic!("{e}"));
     let flows = dir.join("flows.jsonl");
     let alerts = dir.join("alerts.jsonl");
+    let (capture_dir, flight_dir) = (dir.join("pcaps"), dir.join("incidents"));
     let agent = Agent::start(&[
         "--iface",
         &veth.outer,
+        // Capture on, so the capture panels have series.
+        "--capture",
+        capture_dir.to_str().unwrap_or_default(),
+        "--flight-recorder",
+        flight_dir.to_str().unwrap_or_default(),
         "--config",
         config.to_str().unwrap_or_default(),
         "--flows",
@@ -302,7 +308,15 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
             }
         }
     }
-    assert_eq!(rule_count, 6, "{rules}");
+    let in_file = std::fs::read_to_string(dashboards().join("alerts.yml"))
+        .unwrap_or_default()
+        .matches("- alert:")
+        .count();
+    assert!(in_file >= 7, "{in_file} rules in alerts.yml");
+    assert_eq!(
+        rule_count, in_file,
+        "every rule of the file loaded: {rules}"
+    );
     // A healthy sensor fires nothing but what its traffic warrants.
     let firing = query(
         prom_addr,
