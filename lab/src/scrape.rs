@@ -14,8 +14,18 @@ use crate::netns::LabError;
 
 /// GETs `path` and returns the body of a 200 response.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, LabError> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    http_get_within(addr, path, Duration::from_secs(5))
+}
+
+/// `http_get` that waits up to `timeout` for the answer (connecting and
+/// reading).
+pub fn http_get_within(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<String, LabError> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(timeout))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
