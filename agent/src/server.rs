@@ -41,6 +41,8 @@ struct AppState {
     metrics: Arc<Metrics>,
     renders: Arc<Semaphore>,
     web: SharedWebConfig,
+    /// The last exposition and when its render started.
+    last: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, bytes::Bytes)>>>,
 }
 
 /// The web config in force; a reload swaps it, and each new connection
@@ -73,6 +75,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let arrived = tokio::time::Instant::now();
     let Ok(Ok(_permit)) =
         tokio::time::timeout(RENDER_WAIT, state.renders.clone().acquire_owned()).await
     else {
@@ -82,9 +85,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )
             .into_response();
     };
-    let m = state.metrics;
-    // Reading the maps is a few syscalls; keep it off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || m.render()).await;
+    // Renders take turns; a scrape that waited reuses a render that
+    // started after it arrived (its numbers are no older than the
+    // request), so a storm of scrapers costs a render per wave, not one
+    // each, and no answer is ever stale.
+    let mut last = state.last.lock().await;
+    let fresh = last
+        .as_ref()
+        .filter(|(started, _)| *started >= arrived)
+        .map(|(_, body)| body.clone());
+    let rendered = match fresh {
+        Some(body) => Ok(Ok(body)),
+        None => {
+            let m = state.metrics;
+            let started = tokio::time::Instant::now();
+            // Reading the maps is a few syscalls; keep it off the async
+            // workers.
+            let r = tokio::task::spawn_blocking(move || m.render().map(bytes::Bytes::from)).await;
+            if let Ok(Ok(body)) = &r {
+                *last = Some((started, body.clone()));
+            }
+            r
+        }
+    };
+    drop(last);
     match rendered {
         Ok(Ok(body)) => (
             StatusCode::OK,
@@ -135,6 +159,7 @@ pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig) -> Router {
         metrics,
         renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         web,
+        last: Arc::new(tokio::sync::Mutex::new(None)),
     };
     Router::new()
         .route("/metrics", get(self::metrics))
