@@ -19,7 +19,10 @@ use nta_lab::{
 
 mod common;
 
-use common::{Agent, NTA, TempDir, lab, scrape_until, stderr_of, syn_scan, xdp_attached};
+use common::{
+    Agent, NTA, TempDir, agent_with_every_output, lab, scrape_until, stderr_of, syn_scan,
+    xdp_attached,
+};
 
 #[test]
 fn counts_a_known_mix_exactly() {
@@ -709,28 +712,7 @@ fn every_metric_the_dashboards_use_is_exposed() {
     }
     let (ns, veth) = lab("ntad");
     let dir = TempDir::new("dashboards");
-    let flows = dir.join("flows.jsonl");
-    let alerts = dir.join("alerts.jsonl");
-    // A short baseline warm-up, so the band's series exist within seconds.
-    let config = dir.join("nta.toml");
-    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (capture_dir, flight_dir) = (dir.join("pcaps"), dir.join("incidents"));
-    let agent = Agent::start(&[
-        "--iface",
-        &veth.outer,
-        // Capture on, so the capture panels have series.
-        "--capture",
-        capture_dir.to_str().unwrap_or_default(),
-        "--flight-recorder",
-        flight_dir.to_str().unwrap_or_default(),
-        "--flows",
-        flows.to_str().unwrap_or_default(),
-        "--alerts",
-        alerts.to_str().unwrap_or_default(),
-        "--config",
-        config.to_str().unwrap_or_default(),
-    ]);
+    let agent = agent_with_every_output(&veth.outer, &dir);
     // Traffic, so the per-destination series exist (they hold only the
     // destinations of the last second).
     let frames: Vec<Vec<u8>> = protocol_mix().iter().map(|m| m.frame.clone()).collect();

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Agent, TempDir, free_port, lab};
+use common::{Agent, TempDir, agent_with_every_output, free_port, lab};
 
 fn dashboards() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
@@ -150,27 +150,7 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
     }
     let (ns, veth) = lab("ntpr");
     let dir = TempDir::new("prometheus");
-    let config = dir.join("nta.toml");
-    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flows = dir.join("flows.jsonl");
-    let alerts = dir.join("alerts.jsonl");
-    let (capture_dir, flight_dir) = (dir.join("pcaps"), dir.join("incidents"));
-    let agent = Agent::start(&[
-        "--iface",
-        &veth.outer,
-        // Capture on, so the capture panels have series.
-        "--capture",
-        capture_dir.to_str().unwrap_or_default(),
-        "--flight-recorder",
-        flight_dir.to_str().unwrap_or_default(),
-        "--config",
-        config.to_str().unwrap_or_default(),
-        "--flows",
-        flows.to_str().unwrap_or_default(),
-        "--alerts",
-        alerts.to_str().unwrap_or_default(),
-    ]);
+    let agent = agent_with_every_output(&veth.outer, &dir);
     // nta's own exposition is lint-clean.
     let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
     let mut lint = Command::new("promtool")

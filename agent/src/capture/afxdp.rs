@@ -311,10 +311,6 @@ impl AfXdpQueue {
         }
     }
 
-    pub fn queue(&self) -> u32 {
-        self.queue
-    }
-
     /// Exposes this socket's ring statistics, labelled with `iface`.
     pub fn with_metrics(mut self, metrics: AfXdpMetrics, iface: &str) -> AfXdpQueue {
         let q = self.queue.to_string();
@@ -327,11 +323,6 @@ impl AfXdpQueue {
         }
         self.metrics = Some((metrics, iface.to_string()));
         self
-    }
-
-    /// The socket's statistics as last read.
-    pub fn statistics(&self) -> XdpStatisticsV2 {
-        self.stats
     }
 }
 
@@ -383,8 +374,10 @@ impl FrameSource for AfXdpQueue {
     }
 
     fn dropped(&self) -> u64 {
-        // rx_dropped already counts the frames a full RX ring refused
-        // (measured: equal to rx_ring_full when only that happened).
+        // rx_dropped already holds the fill-ring-empty drops (measured:
+        // equal when only those happened); adding the other two counters
+        // counted them twice. Whether it also holds ring-full drops was
+        // not observed apart: rx_ring_full is a metric of its own.
         self.stats.rx_dropped
     }
 

@@ -213,3 +213,34 @@ pub fn syn_scan(src: [u8; 4], dst: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// `nta run` on `iface` with every output a dashboard reads: flows, alerts,
+/// capture and the flight recorder under `dir`, and a 1 s baseline
+/// warm-up so the band's series exist within seconds.
+#[allow(dead_code)]
+pub fn agent_with_every_output(iface: &str, dir: &TempDir) -> Agent {
+    let config = dir.join("nta.toml");
+    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = |name: &str| dir.join(name).to_str().unwrap_or_default().to_string();
+    let (flows, alerts, pcaps, incidents) = (
+        path("flows.jsonl"),
+        path("alerts.jsonl"),
+        path("pcaps"),
+        path("incidents"),
+    );
+    Agent::start(&[
+        "--iface",
+        iface,
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "--flows",
+        &flows,
+        "--alerts",
+        &alerts,
+        "--capture",
+        &pcaps,
+        "--flight-recorder",
+        &incidents,
+    ])
+}
