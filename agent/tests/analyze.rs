@@ -18,6 +18,7 @@ use pcap_file::{
 };
 use serde_json::Value;
 
+use nta_lab::programs::{available_for, require};
 mod common;
 
 use common::{NTA, TempDir};
@@ -94,14 +95,7 @@ fn classes_of(json: &Value) -> BTreeMap<String, u64> {
 }
 
 fn tshark_available() -> bool {
-    if Command::new("tshark").arg("--version").output().is_ok() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("tshark is missing and CI requires the comparison to run");
-    }
-    eprintln!("SKIPPED: tshark not installed");
-    false
+    available_for("the tshark comparison", "tshark")
 }
 
 /// IPv6 extension header layers in tshark's protocol list.
@@ -188,7 +182,7 @@ fn tshark_class(protocols: &str, malformed: bool, frag_v4: u32, frag_v6: u32) ->
 }
 
 fn tshark_classes(path: &Path) -> Vec<&'static str> {
-    let out = Command::new("tshark")
+    let out = require("tshark")
         .args(["-n", "-r"])
         .arg(path)
         .args([
@@ -317,9 +311,9 @@ fn pcapng_gzip_and_several_files_merge_in_time_order() {
     let (ok, one, text) = analyze(&["--json", whole.to_str().unwrap_or_default()]);
     assert!(ok, "{text}");
     let mut inputs: Vec<PathBuf> = vec![pa.clone(), gz.clone()];
-    if Command::new("editcap").arg("-h").output().is_ok() {
+    if available_for("reading pcapng", "editcap") {
         let ng = dir.join("a.pcapng");
-        let st = Command::new("editcap")
+        let st = require("editcap")
             .args(["-F", "pcapng"])
             .arg(&pa)
             .arg(&ng)

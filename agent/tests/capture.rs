@@ -22,13 +22,14 @@ use nta_lab::{
     send::send_frames,
 };
 
+use nta_lab::programs::require;
 mod common;
 
 use common::{Agent, NTA, TempDir, lab, stderr_of, syn_scan, xdp_attached};
 
 /// tshark's view of a capture file: (frame.len, frame.cap_len, epoch ns).
 fn tshark_frames(file: &Path) -> Vec<(usize, usize, u128)> {
-    let out = Command::new("tshark")
+    let out = require("tshark")
         .args(["-r"])
         .arg(file)
         .args([
@@ -69,7 +70,7 @@ fn tshark_frames(file: &Path) -> Vec<(usize, usize, u128)> {
 }
 
 fn capinfos_clean(file: &Path) -> String {
-    let out = Command::new("capinfos")
+    let out = require("capinfos")
         .arg(file)
         .output()
         .unwrap_or_else(|e| panic!("capinfos: {e}"));
@@ -407,7 +408,7 @@ fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
     let tmp = TempDir::new("disk-full");
     let dir = tmp.join("small");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let mounted = Command::new("mount")
+    let mounted = require("mount")
         .args(["-t", "tmpfs", "-o", "size=96k", "nta-test-tmpfs"])
         .arg(&dir)
         .status()
@@ -416,7 +417,7 @@ fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
+            let _ = require("umount").arg(&self.0).status();
         }
     }
     let _unmount = Unmount(dir.clone());
@@ -534,7 +535,7 @@ fn the_flight_recorder_writes_an_incidents_frames_and_the_alert_names_the_file()
     let s = agent.scrape_until(|s| s.get("nta_flight_recorder_files_total", &[]) >= Some(1.0));
     assert_eq!(s.get("nta_flight_recorder_frames_total", &[]), Some(120.0));
     capinfos_clean(&file);
-    let out = Command::new("tshark")
+    let out = require("tshark")
         .arg("-r")
         .arg(&file)
         .args([
@@ -568,16 +569,11 @@ fn the_flight_recorder_writes_an_incidents_frames_and_the_alert_names_the_file()
 /// Echo replies hping3 got for `count` ICMP echo requests from the
 /// attacker to the victim.
 fn pings_answered(lab: &nta_lab::attack::AttackLab, count: u32) -> u32 {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.attacker.name(),
-            "timeout",
-            "10",
-            "hping3",
-            "--icmp",
-        ])
+    let out = lab
+        .attacker
+        .bounded(10, "hping3")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .arg("--icmp")
         .args([
             "-c",
             &count.to_string(),
@@ -609,15 +605,11 @@ fn af_xdp_capture_takes_frames_and_a_stopped_or_killed_reader_never_blackholes()
     let lab = nta_lab::attack::AttackLab::new("ntcx").unwrap_or_else(|e| panic!("{e}"));
     let tmp = TempDir::new("afxdp");
     let file = tmp.join("afxdp.pcapng");
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.victim.name(),
-            NTA,
-            "capture",
-            "--af-xdp",
-        ])
+    let mut child = lab
+        .victim
+        .command_built(Path::new(NTA))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args(["capture", "--af-xdp"])
         .args(["-i", &lab.veth.outer, "-w"])
         .arg(&file)
         .arg("icmp")
@@ -671,15 +663,11 @@ fn af_xdp_capture_takes_frames_and_a_stopped_or_killed_reader_never_blackholes()
     assert!(got.windows(2).all(|w| w[0].2 <= w[1].2));
 
     // Killed: the link goes with the process, traffic flows.
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.victim.name(),
-            NTA,
-            "capture",
-            "--af-xdp",
-        ])
+    let mut child = lab
+        .victim
+        .command_built(Path::new(NTA))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args(["capture", "--af-xdp"])
         .args(["-i", &lab.veth.outer, "-w"])
         .arg(tmp.join("killed.pcapng"))
         .stderr(Stdio::piped())

@@ -4,13 +4,14 @@
 
 use std::{
     path::Path,
-    process::{Command, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
 use nta_lab::{mix::protocol_mix, privileged, scrape::scrape, send::send_frames};
 
+use nta_lab::programs::{available_for, require};
 mod common;
 
 use common::{NTA, TempDir, free_port, lab, stderr_of};
@@ -38,18 +39,7 @@ fn unit_capabilities() -> Vec<String> {
 }
 
 fn systemd_analyze_available() -> bool {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("systemd-analyze is missing and CI requires this test");
-    }
-    eprintln!("SKIPPED: systemd-analyze not installed");
-    false
+    available_for("the systemd unit test", "systemd-analyze")
 }
 
 #[test]
@@ -61,7 +51,7 @@ fn systemd_unit_verifies_and_is_well_hardened() {
     let unit = dir.join("nta.service");
     std::fs::write(&unit, unit_text().replace("/usr/local/bin/nta", NTA))
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new("systemd-analyze")
+    let out = require("systemd-analyze")
         .arg("verify")
         .arg(&unit)
         .output()
@@ -71,7 +61,7 @@ fn systemd_unit_verifies_and_is_well_hardened() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new("systemd-analyze")
+    let out = require("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
         .arg(&unit)
         .output()
@@ -102,7 +92,7 @@ fn run_as_nobody(caps: &[String], iface: &str, listen: &str) -> std::process::Ch
                 .join(",")
         )
     };
-    Command::new("setpriv")
+    require("setpriv")
         .args([
             "--reuid=nobody",
             "--regid=nogroup",

@@ -11,7 +11,7 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -24,6 +24,7 @@ use nta_lab::{
     attack::{ATTACKER, AttackLab, VICTIM, in_lab_sources},
     netns::{LinkStats, run_in_netns},
     privileged,
+    programs::GroupChild,
     scrape::Samples,
 };
 use serde_json::Value;
@@ -72,7 +73,7 @@ impl Lab {
     }
 
     /// Runs a tool in the attacker namespace under `timeout`.
-    fn attack(&self, seconds: u32, tool: &[&str]) -> Child {
+    fn attack(&self, seconds: u32, tool: &[&str]) -> GroupChild {
         ok(self.0.attack(seconds, tool))
     }
 
@@ -483,23 +484,15 @@ fn benign_load_raises_no_incident() {
     let alerts = dir.join("alerts.jsonl");
     let stop = Arc::new(AtomicBool::new(false));
     let servers = start_servers(&lab, stop.clone());
-    let iperf = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.victim.name(),
-            "timeout",
-            "30",
-            "iperf3",
-            "-s",
-            "-B",
-            VICTIM,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting iperf3 -s: {e}"));
-    let mut iperf = KillOnDrop(iperf);
+    let mut iperf = GroupChild::spawn(
+        lab.victim
+            .bounded(30, "iperf3")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args(["-s", "-B", VICTIM])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap_or_else(|e| panic!("starting iperf3 -s: {e}"));
     thread::sleep(Duration::from_millis(500));
 
     let run = |args: &[&str]| {
@@ -522,7 +515,7 @@ fn benign_load_raises_no_incident() {
     for h in servers {
         let _ = h.join();
     }
-    let _ = iperf.0.kill();
+    iperf.kill_group();
     // Let every window close and the samples drain.
     thread::sleep(Duration::from_millis(2500));
     let s: Samples = agent.scrape();
@@ -536,13 +529,4 @@ fn benign_load_raises_no_incident() {
     assert_eq!(alerts_in(&alerts).len(), 0, "{:?}", summary(&alerts));
     assert_eq!(s.sum("nta_alerts_total", &[]), 0.0);
     assert_eq!(s.sum("nta_detect_findings_total", &[]), 0.0);
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -17,6 +17,7 @@ use nta_lab::{
     send::send_frames,
 };
 
+use nta_lab::programs::require;
 mod common;
 
 use common::{
@@ -232,7 +233,7 @@ fn missing_capabilities_are_named() {
         return;
     }
     // Drop every capability but CAP_NET_ADMIN with setpriv (util-linux).
-    let out = Command::new("setpriv")
+    let out = require("setpriv")
         .args([
             "--inh-caps=-all",
             "--bounding-set=-all,+net_admin",
@@ -510,7 +511,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
         s.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
     };
     let mut nfcapd = Daemon(
-        Command::new("nfcapd")
+        require("nfcapd")
             .args([
                 "-b",
                 "127.0.0.1",
@@ -528,7 +529,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     );
     let pcap = dir.join("ipfix.pcap");
     let mut tcpdump = Daemon(
-        Command::new("tcpdump")
+        require("tcpdump")
             .args(["-i", "lo", "--immediate-mode", "-Z", "root", "-n", "-w"])
             .arg(&pcap)
             .args(["udp", "port", &port.to_string()])
@@ -593,7 +594,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
     nfcapd.stop(libc::SIGTERM);
     tcpdump.stop(libc::SIGINT);
 
-    let out = Command::new("nfdump")
+    let out = require("nfdump")
         .arg("-R")
         .arg(&store)
         .args(["-q", "-N", "-o", "fmt:%sa,%da,%sp,%dp,%pr,%pkt,%byt"])
@@ -620,7 +621,7 @@ fn ipfix_export_is_read_by_nfcapd_and_tshark() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let tshark = Command::new("tshark")
+    let tshark = require("tshark")
         .arg("-r")
         .arg(&pcap)
         .args(["-d", &format!("udp.port=={port},cflow"), "-V"])

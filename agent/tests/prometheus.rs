@@ -7,7 +7,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -19,6 +19,7 @@ use std::{
 use nta_lab::{mix::protocol_mix, privileged, scrape::http_get, send::send_frames};
 use serde_json::Value;
 
+use nta_lab::programs::{available_for, require};
 mod common;
 
 use common::{Agent, TempDir, agent_with_every_output, free_port, lab};
@@ -28,14 +29,7 @@ fn dashboards() -> PathBuf {
 }
 
 fn promtool_available() -> bool {
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("promtool is missing and CI requires these tests to run");
-    }
-    eprintln!("SKIPPED: promtool not installed (Debian package prometheus)");
-    false
+    available_for("prometheus tests", "promtool") && available_for("prometheus tests", "prometheus")
 }
 
 #[test]
@@ -47,7 +41,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         vec!["check", "rules", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
     ] {
-        let out = Command::new("promtool")
+        let out = require("promtool")
             .args(&args)
             .current_dir(dashboards())
             .output()
@@ -75,7 +69,7 @@ fn deploy_prometheus_config_is_valid_with_the_alert_rules() {
     .unwrap_or_else(|e| panic!("{e}"));
     std::fs::copy(dashboards().join("alerts.yml"), dir.join("nta-alerts.yml"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new("promtool")
+    let out = require("promtool")
         .args(["check", "config", "prometheus.yml"])
         .current_dir(&dir.0)
         .output()
@@ -113,7 +107,7 @@ impl Prometheus {
     /// `prometheus` with `config`, its data under `dir`, listening on `addr`.
     fn start(config: &Path, dir: &Path, addr: SocketAddr) -> Prometheus {
         Prometheus(
-            Command::new("prometheus")
+            require("prometheus")
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
@@ -153,7 +147,7 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
     let agent = agent_with_every_output(&veth.outer, &dir);
     // nta's own exposition is lint-clean.
     let text = http_get(agent.addr, "/metrics").unwrap_or_else(|e| panic!("{e}"));
-    let mut lint = Command::new("promtool")
+    let mut lint = require("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -313,7 +307,7 @@ fn a_real_prometheus_answers_every_dashboard_query_and_loads_every_rule() {
 
 /// `curl` against nta; the HTTP status ("000" when no HTTP answer came).
 fn curl(url: &str, extra: &[&str]) -> (String, String) {
-    let out = Command::new("curl")
+    let out = require("curl")
         .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
         .args(extra)
         .arg(url)
@@ -332,7 +326,7 @@ fn tls_and_basic_auth_from_a_web_config_file_reload_and_prometheus_scrapes_them(
     let (_ns, veth) = lab("ntwc");
     let dir = TempDir::new("webconfig");
     let (cert, key) = (dir.join("nta.crt"), dir.join("nta.key"));
-    let made = Command::new("openssl")
+    let made = require("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
         .args(["-subj", "/CN=nta", "-addext", "subjectAltName=IP:127.0.0.1"])
@@ -371,7 +365,7 @@ fn tls_and_basic_auth_from_a_web_config_file_reload_and_prometheus_scrapes_them(
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let check = Command::new("promtool")
+    let check = require("promtool")
         .args(["check", "web-config"])
         .arg(&web)
         .output()

@@ -10,7 +10,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     thread,
     time::Duration,
 };
@@ -54,12 +54,10 @@ struct Tcpdump {
 impl Tcpdump {
     fn start(lab: &Lab) -> anyhow::Result<Tcpdump> {
         let file = PathBuf::from(format!("/dev/shm/nta-bench-{}.pcap", std::process::id()));
-        let mut child = Command::new("ip")
+        let mut child = lab
+            .recv_ns
+            .command("tcpdump")?
             .args([
-                "netns",
-                "exec",
-                lab.recv_ns.name(),
-                "tcpdump",
                 "-i",
                 &lab.veth.inner,
                 "-n",
@@ -186,9 +184,9 @@ struct NtaCapture {
 impl NtaCapture {
     fn start(lab: &Lab, nta: &Path, tool: Tool) -> anyhow::Result<NtaCapture> {
         let file = PathBuf::from(format!("/dev/shm/nta-bench-{}.pcapng", std::process::id()));
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", lab.recv_ns.name()])
-            .arg(nta)
+        let mut child = lab
+            .recv_ns
+            .command_built(nta)?
             .args(["capture", "-i", &lab.veth.inner, "--xdp-mode", "native"])
             .args(["-s", "128", "--buffer-mib", "256"])
             .args(match tool {

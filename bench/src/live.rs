@@ -7,7 +7,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -130,22 +130,12 @@ impl NtaProcess {
         extra: &[&str],
     ) -> anyhow::Result<NtaProcess> {
         let addr: SocketAddr = "127.0.0.1:9464".parse()?;
-        let mut args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            ns.name().into(),
-            nta.display().to_string(),
-            "run".into(),
-            "--iface".into(),
-            iface.to_string(),
-            "--xdp-mode".into(),
-            "native".into(),
-            "--listen".into(),
-            addr.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("ip")
-            .args(&args)
+        let listen = addr.to_string();
+        let child = ns
+            .command_built(nta)?
+            .args(["run", "--iface", iface, "--xdp-mode", "native"])
+            .args(["--listen", &listen])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

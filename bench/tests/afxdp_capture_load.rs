@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
@@ -23,9 +23,10 @@ fn af_xdp_capture_takes_every_frame_over_many_ring_rounds() {
     }
     let lab = Lab::new().unwrap_or_else(|e| panic!("{e:#}"));
     let file = format!("/dev/shm/nta-afxdp-load-{}.pcapng", std::process::id());
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", lab.recv_ns.name()])
-        .arg(debug_nta_binary())
+    let mut child = lab
+        .recv_ns
+        .command_built(&debug_nta_binary())
+        .unwrap_or_else(|e| panic!("{e}"))
         .args(["capture", "-i", &lab.veth.inner, "--af-xdp", "--mirror"])
         .args(["--xdp-mode", "native", "-s", "64", "-w", &file])
         .stderr(Stdio::piped())

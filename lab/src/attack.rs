@@ -9,9 +9,12 @@
 //! nftables guard in the attacker namespace and
 //! [`AttackLab::assert_spoof_guard`] refuses to go on without it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use crate::netns::{LabError, NetNs, VethPair};
+use crate::{
+    netns::{LabError, NetNs, VethPair},
+    programs::GroupChild,
+};
 
 pub const VICTIM: &str = "198.18.0.1";
 pub const ATTACKER: &str = "198.18.0.2";
@@ -46,16 +49,16 @@ impl AttackLab {
         })
     }
 
-    /// Starts a tool in the attacker namespace under `timeout SECONDS`.
-    pub fn attack(&self, seconds: u32, tool: &[&str]) -> Result<Child, LabError> {
-        let secs = seconds.to_string();
-        let mut args = vec!["netns", "exec", self.attacker.name(), "timeout", &secs];
-        args.extend_from_slice(tool);
-        Ok(Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?)
+    /// Starts a tool (`tool[0]`, a program of the table) in the attacker
+    /// namespace under `timeout SECONDS`, in a process group of its own
+    /// that dropping the handle kills.
+    pub fn attack(&self, seconds: u32, tool: &[&str]) -> Result<GroupChild, LabError> {
+        let (program, args) = tool
+            .split_first()
+            .ok_or_else(|| LabError::Other("attack: no tool given".into()))?;
+        let mut cmd = self.attacker.bounded(seconds, program)?;
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        Ok(GroupChild::spawn(&mut cmd)?)
     }
 
     /// The guard: every IPv4 source leaving the attacker namespace other

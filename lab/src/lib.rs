@@ -7,6 +7,7 @@ pub mod cases;
 pub mod frames;
 pub mod mix;
 pub mod netns;
+pub mod programs;
 pub mod scrape;
 pub mod send;
 

@@ -8,12 +8,16 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use crate::programs::{self, ProgramError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Program(#[from] ProgramError),
     #[error("entering network namespace {name}: {source}")]
     Setns {
         name: String,
@@ -34,12 +38,21 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}{pid}x{n}")
 }
 
-/// Runs a command, turning a non-zero exit into an error with its stderr.
+/// Runs a program of the table ([`programs::PROGRAMS`]), turning a non-zero
+/// exit into an error with its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
-    let out = Command::new(program).args(args).output()?;
+    output_of(programs::command(program)?.args(args))
+}
+
+/// Runs a prepared command and returns its stdout; a non-zero exit is an
+/// error with its stderr.
+pub fn output_of(cmd: &mut Command) -> Result<String, LabError> {
+    let out = cmd.output()?;
     if !out.status.success() {
+        let mut shown = vec![cmd.get_program().to_string_lossy().into_owned()];
+        shown.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
         return Err(LabError::Command {
-            command: format!("{program} {}", args.join(" ")),
+            command: shown.join(" "),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
@@ -103,9 +116,27 @@ impl NetNs {
 
     /// Runs a command inside the namespace.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String, LabError> {
-        let mut full = vec!["netns", "exec", &self.name, program];
-        full.extend_from_slice(args);
-        run("ip", &full)
+        output_of(self.command(program)?.args(args))
+    }
+
+    /// A command for `program` inside the namespace, to spawn.
+    pub fn command(&self, program: &str) -> Result<Command, LabError> {
+        Ok(programs::in_netns(&self.name, program)?)
+    }
+
+    /// `timeout SECONDS program` inside the namespace: a tool that ends by
+    /// itself even when nobody stops it. Spawn it as a
+    /// [`programs::GroupChild`] so an early stop reaches the tool too.
+    pub fn bounded(&self, seconds: u32, program: &str) -> Result<Command, LabError> {
+        programs::installed(program)?;
+        let mut cmd = self.command("timeout")?;
+        cmd.arg(seconds.to_string()).arg(program);
+        Ok(cmd)
+    }
+
+    /// A binary this workspace built (nta), run inside the namespace.
+    pub fn command_built(&self, binary: &std::path::Path) -> Result<Command, LabError> {
+        Ok(programs::built_in_netns(&self.name, binary)?)
     }
 
     /// Path of the namespace handle, for `setns`.

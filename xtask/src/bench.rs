@@ -4,11 +4,11 @@
 //! machines. A stage that fails is reported as not measured and the
 //! command exits non-zero: no number is printed that was not measured.
 
-use std::{fs, process::Command, time::Instant};
+use std::{fs, time::Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{cargo, is_root, output, run as run_command, workspace_root};
+use crate::util::{cargo, is_root, output, program, run as run_command, workspace_root};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -28,7 +28,7 @@ fn nta_bench(args: &[&str]) -> anyhow::Result<()> {
     let bin = workspace_root().join("target/release/nta-bench");
     // Its own session and a higher priority, as BENCH-METHOD.md advises.
     run_command(
-        Command::new("setsid")
+        program("setsid")?
             .arg("--wait")
             .arg("nice")
             .arg("-n")
@@ -154,8 +154,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let kernel = output(Command::new("uname").arg("-r")).unwrap_or_default();
-    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
+    let kernel = program("uname")
+        .and_then(|mut c| output(c.arg("-r")))
+        .unwrap_or_default();
+    let date = program("date")
+        .and_then(|mut c| output(c.args(["-u", "+%Y-%m-%d %H:%M UTC"])))
+        .unwrap_or_default();
     let mut doc = format!(
         "# nta benchmarks\n\n\
          Written by `cargo xtask bench --rounds {rounds}` (as root, {secs:.0} s for every stage); rerun it to refresh this file. \

@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod leftovers;
 mod setup;
 mod util;
 
@@ -38,7 +39,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     util::cd_workspace_root()?;
-    setup::ensure()?;
+    setup::ensure(matches!(cli.command, Command::Setup))?;
     match cli.command {
         Command::Setup => Ok(()),
         Command::Build => util::cargo(&["build", "--release", "-p", "nta"]),
@@ -59,5 +60,16 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ])?;
     util::cargo_nightly_clippy_ebpf()?;
-    util::cargo(&["test", "--workspace", "--no-fail-fast"])
+    // Every process the tests start inherits the marker, so whatever they
+    // leave running can be found afterwards; namespaces are compared with
+    // the ones that were there before.
+    let marker = leftovers::Marker::new();
+    let namespaces_before = leftovers::namespaces()?;
+    let tests = util::run(
+        util::cargo_command(&["test", "--workspace", "--no-fail-fast"])
+            .env(nta_lab::programs::TEST_MARKER_VAR, marker.value()),
+    );
+    let left = leftovers::check(&marker, &namespaces_before);
+    tests?;
+    left
 }

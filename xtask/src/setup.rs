@@ -9,75 +9,62 @@
 //!   shared object (`libLLVM.so` and its SONAME); the binary's rpath points
 //!   there, so it runs outside `rustup run` too. A stamp file records the
 //!   nightly it was built for, so a new nightly triggers a rebuild.
-//! - apt packages the tests and benchmarks use.
+//! - the Debian packages of every program in the one table of external
+//!   programs (`nta_lab::programs::PROGRAMS`).
+//!
+//! It says what it installed and how long that took; with everything in
+//! place it prints nothing and takes well under a second.
 
 use std::{
     env, fs,
     path::{Path, PathBuf},
-    process::Command,
+    time::Instant,
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use nta_lab::programs::apt_packages;
 
-use crate::util::{is_root, output, run};
+use crate::util::{is_root, output, program, run};
 
-/// Debian packages the tests, demo and benchmarks call.
-pub const APT_PACKAGES: &[(&str, &str)] = &[
-    ("iproute2", "ip: namespaces and veth pairs"),
-    (
-        "procps",
-        "sysctl: disable IPv6 autoconfiguration on lab links",
-    ),
-    ("util-linux", "setpriv: run nta with reduced capabilities"),
-    (
-        "systemd",
-        "systemd-analyze: verify and score the shipped unit",
-    ),
-    ("bpftool", "inspect loaded programs when a test fails"),
-    (
-        "tcpdump",
-        "the benchmark compares nta with it; the IPFIX test captures with it",
-    ),
-    ("tshark", "the IPFIX test decodes nta's export with it"),
-    (
-        "nfdump",
-        "nfcapd and nfdump: the IPFIX collector in the end-to-end test",
-    ),
-    (
-        "nmap",
-        "the detection tests scan and sweep lab hosts with it",
-    ),
-    ("hping3", "the detection tests flood a lab host with it"),
-    ("iperf3", "the detection tests' benign load"),
-    (
-        "nftables",
-        "nft: the guard that keeps hping3's random sources inside the lab range",
-    ),
-    (
-        "openssl",
-        "the web-config test makes a TLS certificate with it",
-    ),
-    (
-        "curl",
-        "the web-config test fetches /metrics over TLS with it",
-    ),
-];
-
-pub fn ensure() -> anyhow::Result<()> {
-    ensure_rust_src()?;
-    ensure_bpf_linker()?;
-    ensure_apt_packages()?;
+/// Installs what is missing; says what it installed and how long it took
+/// (always, when `verbose`; otherwise only when it installed something).
+pub fn ensure(verbose: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut installed = Vec::new();
+    if ensure_rust_src()? {
+        installed.push("rust-src (nightly)".to_string());
+    }
+    if ensure_bpf_linker()? {
+        installed.push("bpf-linker".to_string());
+    }
+    let packages = ensure_apt_packages()?;
+    if !packages.is_empty() {
+        installed.push(format!("apt: {}", packages.join(" ")));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !installed.is_empty() {
+        eprintln!(
+            "==> setup installed {} in {secs:.0} s",
+            installed.join("; ")
+        );
+    } else if verbose {
+        eprintln!(
+            "==> setup: everything in place ({} apt packages, rust-src, bpf-linker), checked in {secs:.2} s",
+            apt_packages().len()
+        );
+    }
     Ok(())
 }
 
 fn nightly_verbose_version() -> anyhow::Result<String> {
-    output(Command::new("rustc").arg("+nightly").arg("-vV")).map_err(|e| {
+    output(program("rustc")?.arg("+nightly").arg("-vV")).map_err(|e| {
         anyhow!("the `nightly` Rust toolchain is needed to build the XDP program but is not usable: {e:#}\nInstall it with `rustup toolchain install nightly --profile minimal`")
     })
 }
 
-fn ensure_rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args([
+/// Adds nightly's rust-src unless present; true when it installed it.
+fn ensure_rust_src() -> anyhow::Result<bool> {
+    let installed = output(program("rustup")?.args([
         "component",
         "list",
         "--toolchain",
@@ -85,13 +72,14 @@ fn ensure_rust_src() -> anyhow::Result<()> {
         "--installed",
     ]))?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
-        return Ok(());
+        return Ok(false);
     }
     eprintln!("==> installing rust-src for the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    run(program("rustup")?.args(["component", "add", "rust-src", "--toolchain", "nightly"]))
         .context(
             "`rustup component add rust-src --toolchain nightly` failed; run it by hand and retry",
-        )
+        )?;
+    Ok(true)
 }
 
 fn cargo_home() -> PathBuf {
@@ -135,23 +123,24 @@ fn llvm_major(verbose_version: &str) -> anyhow::Result<String> {
 }
 
 fn bpf_linker_runs() -> bool {
-    Command::new("bpf-linker")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    program("bpf-linker")
+        .ok()
+        .and_then(|mut c| c.arg("--version").output().ok())
+        .is_some_and(|o| o.status.success())
 }
 
-fn ensure_bpf_linker() -> anyhow::Result<()> {
+/// Builds bpf-linker unless the one in place was built for this nightly;
+/// true when it built it.
+fn ensure_bpf_linker() -> anyhow::Result<bool> {
     let vv = nightly_verbose_version()?;
     let prefix = cargo_home().join("nta-llvm-prefix");
     let stamp = prefix.join("built-for-rustc.txt");
     let built_for = fs::read_to_string(&stamp).unwrap_or_default();
     if built_for == vv && bpf_linker_runs() {
-        return Ok(());
+        return Ok(false);
     }
     let major = llvm_major(&vv)?;
-    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = output(program("rustc")?.args(["+nightly", "--print", "sysroot"]))?;
     let real = real_libllvm(Path::new(sysroot.trim()))?;
     let soname = real
         .file_name()
@@ -169,7 +158,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
         "==> building bpf-linker against nightly's LLVM {major} ({}); about a minute",
         real.display()
     );
-    let status = Command::new("cargo")
+    let status = program("cargo")?
         .args([
             "+nightly",
             "install",
@@ -195,25 +184,39 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
         );
     }
     fs::write(&stamp, vv).with_context(|| format!("writing {}", stamp.display()))?;
-    Ok(())
+    Ok(true)
 }
 
-fn apt_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
+/// The packages among `packages` that dpkg does not have installed, asked
+/// in one dpkg-query call (one call per package made setup slow).
+fn apt_missing(packages: &[&'static str]) -> anyhow::Result<Vec<&'static str>> {
+    // dpkg-query exits non-zero when it knows nothing of a package; its
+    // stdout still lists the others, so read that instead of the status.
+    let out = program("dpkg-query")?
+        .arg("-W")
+        .arg("-f=${Package} ${Status}\n")
+        .args(packages)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
+        .context("running dpkg-query")?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.ends_with("install ok installed"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|p| p.split(':').next().unwrap_or(p))
+        .collect();
+    Ok(packages
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
 }
 
-fn ensure_apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| !apt_installed(p))
-        .collect();
+/// Installs the missing packages of the program table; returns them.
+fn ensure_apt_packages() -> anyhow::Result<Vec<&'static str>> {
+    let missing = apt_missing(&apt_packages())?;
     if missing.is_empty() {
-        return Ok(());
+        return Ok(missing);
     }
     let cmd = format!("apt-get update && apt-get install -y {}", missing.join(" "));
     if !is_root() {
@@ -226,7 +229,7 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
     // tshark's package asks whether non-root users may capture, iperf3's
     // whether to start a daemon; answer no beforehand so the install never
     // stops at a prompt.
-    let mut preseed = Command::new("debconf-set-selections")
+    let mut preseed = program("debconf-set-selections")?
         .stdin(std::process::Stdio::piped())
         .spawn()
         .context("running debconf-set-selections")?;
@@ -240,12 +243,13 @@ fn ensure_apt_packages() -> anyhow::Result<()> {
             .context("preseeding debconf")?;
     }
     preseed.wait().context("preseeding debconf")?;
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
+    run(program("apt-get")?.args(["update", "-q"]))?;
+    run(program("apt-get")?
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| format!("installing packages failed; by hand: {cmd}"))
+    .with_context(|| format!("installing packages failed; by hand: {cmd}"))?;
+    Ok(missing)
 }
 
 #[cfg(test)]

@@ -44,16 +44,30 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A command for an external program of the one table
+/// (`nta_lab::programs::PROGRAMS`): refused when the program is not listed,
+/// and an error naming its package when it is not installed.
+pub fn program(name: &str) -> anyhow::Result<Command> {
+    Ok(nta_lab::programs::command(name)?)
+}
+
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    run(&mut cargo_command(args))
+}
+
+/// The cargo that runs xtask, with `args`, announced on stderr.
+pub fn cargo_command(args: &[&str]) -> Command {
     eprintln!("==> cargo {}", args.join(" "));
-    run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args);
+    cmd
 }
 
 /// Clippy on the XDP program itself, for the bpf target (the host build of
 /// agent-ebpf compiles the program's modules out).
 pub fn cargo_nightly_clippy_ebpf() -> anyhow::Result<()> {
     eprintln!("==> cargo +nightly clippy -p agent-ebpf (bpf target)");
-    run(Command::new("rustup").args([
+    run(program("rustup")?.args([
         "run",
         "nightly",
         "cargo",

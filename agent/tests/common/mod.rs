@@ -47,11 +47,8 @@ impl Agent {
         let mut all = vec!["run", "--listen", &listen];
         all.extend_from_slice(args);
         let mut cmd = match &netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, NTA]);
-                c
-            }
+            Some(ns) => nta_lab::programs::built_in_netns(ns, std::path::Path::new(NTA))
+                .unwrap_or_else(|e| panic!("{e}")),
             None => Command::new(NTA),
         };
         let child = cmd
