@@ -121,7 +121,7 @@ impl Parsed {
             4 => {
                 let src = frame.bytes::<4>(l3 + 12).unwrap_or([0; 4]);
                 let dst = frame.bytes::<4>(l3 + 16).unwrap_or([0; 4]);
-                (crate::sample::map_ipv4(src), crate::sample::map_ipv4(dst))
+                (map_ipv4(src), map_ipv4(dst))
             }
             6 => (
                 frame.bytes::<16>(l3 + 8).unwrap_or([0; 16]),
@@ -327,4 +327,11 @@ fn parse_l4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed {
         _ => p.class = ProtocolClass::OtherIp,
     }
     p
+}
+/// Writes an IPv4 address as an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
+#[inline(always)]
+pub fn map_ipv4(addr: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+    ]
 }

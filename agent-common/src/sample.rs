@@ -23,6 +23,10 @@
 //! | 40 | src_addr: [u8; 16] (IPv4 as ::ffff:a.b.c.d) |
 //! | 56 | dst_addr: [u8; 16] |
 
+/// Where the sample record's addresses come from; re-exported for the
+/// many users that build records.
+pub use crate::parse::map_ipv4;
+
 pub const RECORD_VERSION: u8 = 1;
 pub const RECORD_SIZE: usize = 72;
 
@@ -165,14 +169,6 @@ impl SampleRecord {
             dst_addr,
         }
     }
-}
-
-/// Writes an IPv4 address as an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
-#[inline(always)]
-pub fn map_ipv4(addr: [u8; 4]) -> [u8; 16] {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
-    ]
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@ use aya_ebpf::{
 
 use crate::{
     frame::XdpFrame,
-    maps::{CAPTURES, FILTER_INPUT, FILTERS, XSK_HEARTBEAT, XSKS},
-    sensor::bump,
+    maps::{CAPTURES, FILTER_INPUT, FILTERS, XSK_HEARTBEAT, XSKS, bump},
 };
 
 /// Wake the capture consumer after this many records per CPU; it drains on

@@ -12,6 +12,13 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf, XskMap},
 };
 
+/// Adds to a per-CPU counter of [`COUNTERS`] (wraps, like the kernel's own
+/// counters, rather than trapping).
+#[inline(always)]
+pub(crate) fn bump(c: &mut u64, by: u64) {
+    *c = c.wrapping_add(by);
+}
+
 /// Exact counters and sampler position, one entry per CPU.
 #[map]
 pub static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);

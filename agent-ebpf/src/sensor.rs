@@ -14,7 +14,7 @@ use aya_ebpf::{
 
 use crate::{
     frame::XdpFrame,
-    maps::{CAPTURE_CONFIG, CONFIG, COUNTERS, SAMPLES},
+    maps::{CAPTURE_CONFIG, CONFIG, COUNTERS, SAMPLES, bump},
 };
 
 /// Counts and samples one frame; returns the verdict (XDP_PASS unless the
@@ -83,11 +83,6 @@ fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
     } else {
         linear >= 1024
     }
-}
-
-#[inline(always)]
-pub(crate) fn bump(c: &mut u64, by: u64) {
-    *c = c.wrapping_add(by);
 }
 
 /// Deterministic 1-in-N: every N-th packet of each kind on this CPU.

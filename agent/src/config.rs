@@ -169,7 +169,7 @@ impl Sampling {
             control_rate: s
                 .control_rate
                 .unwrap_or(agent_common::config::DEFAULT_CONTROL_RATE),
-            budget: s.budget.unwrap_or(crate::cli::DEFAULT_SAMPLE_BUDGET),
+            budget: s.budget.unwrap_or(crate::flags::DEFAULT_SAMPLE_BUDGET),
         }
     }
 }

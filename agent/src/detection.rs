@@ -1,11 +1,11 @@
-//! The detection stage of `nta run`: samples go through the detection
-//! engine, incident changes go to the alert sinks, and the engine's state
-//! becomes metrics (bounded series only: detectors and severities, plus
-//! the top destinations with their learned band).
+//! The alert side of `nta run`: the incident changes the pipeline core
+//! raises go to the alert sinks (and incident starts to the flight
+//! recorder), and the detection engine's state becomes metrics (bounded
+//! series only: detectors and severities, plus the top destinations with
+//! their learned band).
 
 use std::sync::{Arc, Mutex};
 
-use agent_common::sample::SampleRecord;
 use prometheus::{
     IntCounterVec, IntGaugeVec, Opts, Registry,
     core::{Collector, Desc},
@@ -222,9 +222,8 @@ impl Collector for TopCollector {
     }
 }
 
-/// Engine, alert delivery and metrics, driven by the flow stage's loop.
+/// Alert delivery and detection metrics, driven by the flow stage's loop.
 pub struct DetectionStage {
-    engine: Engine,
     alerts: Alerts,
     /// The flight recorder, told of each incident start.
     flight: Option<(
@@ -232,18 +231,15 @@ pub struct DetectionStage {
         crate::export::WallClock,
     )>,
     metrics: DetectMetrics,
-    events: Vec<AlertEvent>,
     last: Snapshot,
 }
 
 impl DetectionStage {
-    pub fn new(engine: Engine, alerts: Alerts, metrics: DetectMetrics) -> DetectionStage {
+    pub fn new(alerts: Alerts, metrics: DetectMetrics) -> DetectionStage {
         DetectionStage {
-            engine,
             alerts,
             flight: None,
             metrics,
-            events: Vec::new(),
             last: Snapshot::default(),
         }
     }
@@ -261,15 +257,9 @@ impl DetectionStage {
         self
     }
 
-    /// One sample, `new_flow` as the flow table returned it.
-    pub fn observe(&mut self, r: &SampleRecord, new_flow: bool) {
-        self.engine.observe(r, new_flow, &mut self.events);
-    }
-
-    /// A reloaded `[detect]` section.
-    pub fn reconfigure(&mut self, config: crate::detect::DetectConfig) {
-        self.alerts.set_groups(config.group_names());
-        self.engine.reconfigure(config);
+    /// The host group names of a reloaded `[detect]` section.
+    pub fn set_groups(&mut self, groups: Vec<String>) {
+        self.alerts.set_groups(groups);
     }
 
     /// Reloaded alert outputs.
@@ -277,29 +267,19 @@ impl DetectionStage {
         self.alerts.replace_sinks(sinks);
     }
 
-    /// Hands what the samples so far raised to the alert sinks.
-    pub fn flush(&mut self) {
-        self.dispatch();
+    /// The engine's state as metrics.
+    pub fn observe(&mut self, engine: &Engine) {
+        self.metrics.observe(engine, &mut self.last);
     }
 
-    /// Record time is `now_ns` (the monotonic clock, like the samples).
-    pub fn tick(&mut self, now_ns: u64) {
-        self.engine
-            .advance(now_ns.saturating_sub(SLACK_NS), &mut self.events);
-        self.dispatch();
-        self.metrics.observe(&self.engine, &mut self.last);
-    }
-
-    /// Ends open incidents and waits for the sinks to deliver.
-    pub fn finish(mut self, now_ns: u64) {
-        self.engine.finish(now_ns, &mut self.events);
-        self.dispatch();
-        self.metrics.observe(&self.engine, &mut self.last);
+    /// Waits for the sinks to deliver what they hold.
+    pub fn close(self) {
         self.alerts.close();
     }
 
-    fn dispatch(&mut self) {
-        for ev in self.events.drain(..) {
+    /// Hands incident changes to the alert sinks.
+    pub fn deliver(&mut self, events: &mut Vec<AlertEvent>) {
+        for ev in events.drain(..) {
             if ev.transition == Transition::Start {
                 let i = &ev.incident;
                 if let Some((requests, clock)) = &self.flight {

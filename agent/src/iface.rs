@@ -8,6 +8,8 @@ pub enum IfaceError {
     Missing(String),
     #[error("interface name {0:?} is not valid")]
     BadName(String),
+    #[error("the same interface is given twice: {0}")]
+    Duplicate(String),
     #[error("no default route found in /proc/net/route or /proc/net/ipv6_route; pass --iface")]
     NoDefaultRoute,
     #[error("reading {path}")]
@@ -15,6 +17,25 @@ pub enum IfaceError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// The interfaces named (each once), or the default route's.
+pub fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, IfaceError> {
+    if given.is_empty() {
+        let name = default_route_interface()?;
+        tracing::info!(interface = %name, "no --iface given: using the default route's interface");
+        ifindex(&name)?;
+        return Ok(vec![name]);
+    }
+    let mut seen = Vec::new();
+    for name in given {
+        ifindex(name)?;
+        if seen.contains(name) {
+            return Err(IfaceError::Duplicate(name.clone()));
+        }
+        seen.push(name.clone());
+    }
+    Ok(seen)
 }
 
 /// The kernel's index for `name`.

@@ -17,9 +17,9 @@ use tokio::{
 
 use crate::{
     alert::{AlertError, AlertMetrics},
-    cli::RunArgs,
     config::{ConfigError, FileConfig, Sampling},
     export::ExportError,
+    flags::RunArgs,
     flows::StageReload,
     outputs,
     server::SharedWebConfig,
@@ -169,7 +169,7 @@ impl Reload {
             _ => None,
         };
         // Re-read even when the path is the same: certificates rotate.
-        let web = crate::run::load_web_config(new.web_config_file.as_deref())?;
+        let web = crate::webconfig::WebConfig::load_optional(new.web_config_file.as_deref())?;
         let alert_sinks = if new.detect_on && self.in_force.alert_outputs_changed(&new) {
             Some(outputs::open_alert_sinks(&new, &self.alert_metrics)?)
         } else {

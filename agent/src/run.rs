@@ -22,16 +22,17 @@ use crate::{
         consumer::{CaptureRing, FrameSource},
         live::{self, LiveCaptureError},
     },
-    cli::RunArgs,
     config::{ConfigError, FileConfig},
-    detect::Engine,
     detection::{DetectMetrics, DetectionStage},
     events::{self, PipelineStats},
     export::{self, ExportError, WallClock},
+    flags::RunArgs,
     flows::{self, FlowMetrics, FlowStage},
     iface,
     metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
-    outputs, privileges, reattach,
+    outputs,
+    pipeline::Pipeline,
+    privileges, reattach,
     reload::{self, ReloadMetrics},
     sensor::{KernelCapture, Sensor, SensorError},
     server::{self, ServerError, SharedWebConfig},
@@ -56,8 +57,6 @@ pub enum RunError {
     Metrics(#[from] MetricsError),
     #[error("installing signal handlers")]
     Signals(#[source] std::io::Error),
-    #[error("the same interface is given twice: {0}")]
-    DuplicateIface(String),
     #[error("flow output")]
     FlowOutput(#[from] ExportError),
     #[error("registering flow metrics")]
@@ -74,11 +73,6 @@ pub enum RunError {
     AfXdp(#[from] AfXdpError),
 }
 
-/// The web config file's TLS and users, or none (plain HTTP, no auth).
-pub fn load_web_config(path: Option<&std::path::Path>) -> Result<WebConfig, WebConfigError> {
-    path.map_or_else(|| Ok(WebConfig::default()), WebConfig::load)
-}
-
 fn current_tls(web: &SharedWebConfig) -> bool {
     web.read().map(|w| w.tls.is_some()).unwrap_or(false)
 }
@@ -90,7 +84,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         None => (FileConfig::default(), String::new()),
     };
     let settings = RunSettings::resolve(&args, &file_config);
-    let ifaces = resolve_interfaces(&settings.interfaces)?;
+    let ifaces = iface::resolve_interfaces(&settings.interfaces)?;
     privileges::check().map_err(RunError::Privileges)?;
     let sampling = settings.sampling;
     let ifindexes = ifaces
@@ -98,9 +92,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .map(|i| iface::ifindex(i))
         .collect::<Result<Vec<_>, _>>()?;
     // Open outputs before touching the kernel, so a bad path fails fast.
-    let web: SharedWebConfig = Arc::new(std::sync::RwLock::new(Arc::new(load_web_config(
-        settings.web_config_file.as_deref(),
-    )?)));
+    let web: SharedWebConfig = Arc::new(std::sync::RwLock::new(Arc::new(
+        WebConfig::load_optional(settings.web_config_file.as_deref())?,
+    )));
     let exporters = outputs::open_flow_exporters(&settings, &ifindexes)?;
     let alert_metrics = AlertMetrics::new().map_err(MetricsError::from)?;
     let alert_sinks = if settings.detect_on {
@@ -239,7 +233,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ));
     let reattacher = tokio::spawn(reattach::run(watched, shutdown_rx.clone()));
     let stage = FlowStage {
-        config: settings.flow_table,
+        pipeline: Pipeline::new(
+            settings.flow_table,
+            settings.detect_on.then(|| settings.detect.clone()),
+        ),
         exporters,
         clock: WallClock::monotonic(),
         interfaces: names,
@@ -256,7 +253,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             alert_metrics.clone(),
         );
         let stage = DetectionStage::new(
-            Engine::new(settings.detect.clone()),
             alerts,
             DetectMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
         );
@@ -361,25 +357,6 @@ fn raise_fd_limit() {
             }
         }
     }
-}
-
-/// The interfaces named (each once), or the default route's.
-pub fn resolve_interfaces(given: &[String]) -> Result<Vec<String>, RunError> {
-    if given.is_empty() {
-        let name = iface::default_route_interface()?;
-        tracing::info!(interface = %name, "no --iface given: using the default route's interface");
-        iface::ifindex(&name)?;
-        return Ok(vec![name]);
-    }
-    let mut seen = Vec::new();
-    for name in given {
-        iface::ifindex(name)?;
-        if seen.contains(name) {
-            return Err(RunError::DuplicateIface(name.clone()));
-        }
-        seen.push(name.clone());
-    }
-    Ok(seen)
 }
 
 async fn wait_for_signal() -> Result<(), RunError> {

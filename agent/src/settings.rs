@@ -5,13 +5,15 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
-    cli::RunArgs,
     config::{FileConfig, Sampling, SamplingSection},
     detect::DetectConfig,
     export::RotationConfig,
+    flags::RunArgs,
     flow::FlowConfig,
     sensor::ModeChoice,
 };
+
+pub use crate::capture::settings::{CaptureSettings, FlightSettings};
 
 /// Everything `nta run` is configured with.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,33 +31,6 @@ pub struct RunSettings {
     pub detect: DetectConfig,
     /// Packet capture, when a directory is given.
     pub capture: Option<CaptureSettings>,
-}
-
-/// `--capture DIR` and its options.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaptureSettings {
-    /// Rotating capture files (None: only the flight recorder captures).
-    pub dir: Option<PathBuf>,
-    pub flight: Option<FlightSettings>,
-    /// Compiled when applied (an error refuses the start or reload).
-    pub filter: String,
-    pub snaplen: u32,
-    pub format: crate::capture::Format,
-    pub file_bytes: u64,
-    pub file_age: Option<Duration>,
-    pub max_bytes: u64,
-    pub ring_mib: u32,
-    /// Frames through AF_XDP sockets instead of the capture ring.
-    pub af_xdp: bool,
-}
-
-/// `--flight-recorder DIR` and its options.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlightSettings {
-    pub dir: PathBuf,
-    pub before: Duration,
-    pub after: Duration,
-    pub memory_mib: u32,
 }
 
 /// Where flows and alerts go: reloadable as a whole.

@@ -71,6 +71,12 @@ pub struct WebConfig {
 const VERIFIED_CACHE: usize = 1024;
 
 impl WebConfig {
+    /// The file's TLS and users, or none without a file (plain HTTP, no
+    /// auth).
+    pub fn load_optional(path: Option<&Path>) -> Result<WebConfig, WebConfigError> {
+        path.map_or_else(|| Ok(WebConfig::default()), WebConfig::load)
+    }
+
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
             path: path.to_path_buf(),

@@ -26,6 +26,7 @@ use anyhow::bail;
 use nta::{
     detect::{DetectConfig, Engine, NS},
     flow::{FlowConfig, FlowTable},
+    pipeline::{Pipeline, Produced},
 };
 use nta_lab::attack::{AttackLab, VICTIM};
 use serde_json::Value;
@@ -126,12 +127,14 @@ fn stream(n: usize, flood: bool) -> Vec<SampleRecord> {
 /// 100 ms tick.
 const TICK_NS: u64 = NS / 10;
 
+const FLOW_CONFIG: FlowConfig = FlowConfig {
+    idle_timeout_ns: 15 * NS,
+    active_timeout_ns: 60 * NS,
+    capacity: 1_000_000,
+};
+
 fn table() -> FlowTable {
-    FlowTable::new(FlowConfig {
-        idle_timeout_ns: 15 * NS,
-        active_timeout_ns: 60 * NS,
-        capacity: 1_000_000,
-    })
+    FlowTable::new(FLOW_CONFIG)
 }
 
 /// Which samples start a flow, as the flow table sees the stream.
@@ -185,31 +188,24 @@ fn detect_only(s: &[SampleRecord], new_flows: &[bool]) -> (f64, usize) {
     (s.len() as f64 / start.elapsed().as_secs_f64(), events)
 }
 
+/// The pipeline core that `nta run` drives, batch by batch.
 fn both(s: &[SampleRecord]) -> f64 {
-    let mut t = table();
-    let mut e = Engine::new(DetectConfig::default());
-    let (mut expired, mut alerts, mut new) = (Vec::new(), Vec::new(), Vec::new());
+    let mut p = Pipeline::new(FLOW_CONFIG, Some(DetectConfig::default()));
+    let mut out = Produced::default();
     let mut next_tick = s.first().map_or(0, |r| r.timestamp_ns);
     let start = Instant::now();
     for chunk in s.chunks(1024) {
-        // Two passes per batch, as `nta run` does: the flow table, then
-        // the detectors (each keeps its own tables warm).
-        new.clear();
-        new.extend(chunk.iter().map(|r| t.update(r, &mut expired)));
-        for (r, n) in chunk.iter().zip(&new) {
-            e.observe(r, *n, &mut alerts);
-        }
+        p.push(chunk, &mut out);
         if let Some(last) = chunk.last()
             && last.timestamp_ns >= next_tick
         {
-            t.expire_idle(last.timestamp_ns, &mut expired);
-            e.advance(last.timestamp_ns, &mut alerts);
+            p.tick(last.timestamp_ns, &mut out);
             next_tick = last.timestamp_ns + TICK_NS;
         }
-        expired.clear();
-        alerts.clear();
+        out.expired.clear();
+        out.events.clear();
     }
-    black_box(&t);
+    black_box(p.table());
     s.len() as f64 / start.elapsed().as_secs_f64()
 }
 

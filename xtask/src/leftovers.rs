@@ -106,7 +106,13 @@ mod tests {
         let mut sleep = program("sleep").unwrap_or_else(|e| panic!("{e}"));
         sleep.arg("30").env(TEST_MARKER_VAR, marker.value());
         let child = GroupChild::spawn(&mut sleep).unwrap_or_else(|e| panic!("{e}"));
-        let found = marked_processes(&marker);
+        // Until the child has exec'd, /proc shows the parent's environment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut found = marked_processes(&marker);
+        while found.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            found = marked_processes(&marker);
+        }
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].ends_with("sleep 30"), "{found:?}");
         assert!(check(&marker, &namespaces().unwrap_or_default()).is_err());

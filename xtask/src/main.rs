@@ -4,6 +4,7 @@
 //! a fresh machine needs no manual step.
 
 mod bench;
+mod cycles;
 mod demo;
 mod leftovers;
 mod setup;
@@ -60,6 +61,8 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ])?;
     util::cargo_nightly_clippy_ebpf()?;
+    eprintln!("==> import cycles and library-to-command imports");
+    cycles::check_workspace(&util::workspace_root())?;
     // Every process the tests start inherits the marker, so whatever they
     // leave running can be found afterwards; namespaces are compared with
     // the ones that were there before.

@@ -22,7 +22,6 @@ use super::{
 use crate::{
     export::WallClock,
     iface, privileges,
-    run::{RunError, resolve_interfaces},
     sensor::{KernelCapture, ModeChoice, Sensor, SensorError},
 };
 
@@ -92,8 +91,6 @@ pub enum CaptureCliError {
     #[error(transparent)]
     Filter(#[from] FilterError),
     #[error(transparent)]
-    Interfaces(#[from] RunError),
-    #[error(transparent)]
     Iface(#[from] iface::IfaceError),
     #[error("interface {iface}")]
     Sensor {
@@ -131,7 +128,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
     }
     let snaplen = args.snaplen.min(MAX_SNAPLEN);
     privileges::check().map_err(CaptureCliError::Privileges)?;
-    let names = resolve_interfaces(&args.ifaces)?;
+    let names = iface::resolve_interfaces(&args.ifaces)?;
     let files = CaptureDir::open(
         DirConfig {
             destination: Destination::File(args.file.clone()),

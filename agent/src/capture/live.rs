@@ -14,6 +14,7 @@ use std::{
 use agent_common::capture::MAX_SNAPLEN;
 use prometheus::Registry;
 
+use super::settings::CaptureSettings;
 use super::{
     CaptureFilter, FilterError,
     consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
@@ -21,7 +22,7 @@ use super::{
     files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
     flight::{FlightConfig, FlightMetrics, FlightRecorder, FlightRequests},
 };
-use crate::{export::WallClock, sensor::KernelCapture, settings::CaptureSettings};
+use crate::{export::WallClock, sensor::KernelCapture};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveCaptureError {

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod flight;
 pub mod live;
 mod record;
+pub mod settings;
 
 pub use encode::{Encoder, Format, Frame, Interface, InterfaceStats};
 pub use files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics, prepare_dir};

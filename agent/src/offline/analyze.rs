@@ -28,9 +28,10 @@ use super::{
 };
 use crate::{
     alert::{self, AlertMetrics, AlertSink, Alerts, FileSink},
-    detect::{AlertEvent, DetectConfig, Engine, NS, Transition, Unit, display_addr},
+    detect::{AlertEvent, DetectConfig, NS, Transition, Unit, display_addr},
     export::{self, ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
-    flow::{ExpiredFlow, FlowConfig, FlowTable},
+    flow::{ExpiredFlow, FlowConfig},
+    pipeline::{Pipeline, Produced},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -350,9 +351,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         }
         None => None,
     };
-    let detect_on = o.detect.enabled;
-    let mut engine = Engine::new(o.detect.clone());
-    let mut table = FlowTable::new(o.flow);
+    let mut pipeline = Pipeline::new(o.flow, o.detect.enabled.then(|| o.detect.clone()));
     let mut merged = Merged::new(files);
 
     let mut counters = Counters::default();
@@ -362,7 +361,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         ports: HashMap::new(),
     };
     let mut timeline = Timeline::default();
-    let (mut expired, mut events, mut incidents) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut out, mut incidents) = (Produced::default(), Vec::new());
     let (mut frames, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
     let (mut first_ns, mut last_ns) = (u64::MAX, 0u64);
     let mut next_tick = 0u64;
@@ -402,18 +401,13 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         last_ns = last_ns.max(ts);
         tops.add(&r);
         timeline.add(&r, &p);
-        let new_flow = table.update(&r, &mut expired);
-        if new_flow {
+        // One record at a time: the packets' own time decides every tick.
+        pipeline.push(std::slice::from_ref(&r), &mut out);
+        if pipeline.new_flows().first() == Some(&true) {
             timeline.flow_started(ts);
         }
-        if detect_on {
-            engine.observe(&r, new_flow, &mut events);
-        }
         if ts >= next_tick {
-            table.expire_idle(ts, &mut expired);
-            if detect_on {
-                engine.advance(ts, &mut events);
-            }
+            pipeline.tick(ts, &mut out);
             next_tick = ts.saturating_add(TICK_NS);
             if let Some(cb) = &mut o.progress
                 && last_progress.elapsed().as_millis() >= 100
@@ -422,22 +416,19 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
                 last_progress = Instant::now();
             }
         }
-        export(&mut exporters, &mut expired, &names)?;
-        note_incidents(&mut events, &mut incidents, alerts.as_ref(), &groups);
+        export(&mut exporters, &mut out.expired, &names)?;
+        note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     }
     if let Some(cb) = &mut o.progress {
         cb(read.load(Ordering::Relaxed), total, frames);
     }
     // The end of the input ends every flow and incident.
-    if detect_on {
-        engine.finish(last_ns, &mut events);
-    }
-    table.drain(&mut expired);
-    export(&mut exporters, &mut expired, &names)?;
+    pipeline.finish(last_ns, &mut out);
+    export(&mut exporters, &mut out.expired, &names)?;
     for e in &mut exporters {
         e.flush()?;
     }
-    note_incidents(&mut events, &mut incidents, alerts.as_ref(), &groups);
+    note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     if let Some(a) = alerts {
         a.close();
     }
@@ -500,7 +491,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             .into_iter()
             .collect(),
         vlan_frames: c.vlan_packets,
-        flows: table.counters().created,
+        flows: pipeline.table().counters().created,
         top_talkers: top(tops.talkers, |a| display_addr(a).to_string()),
         top_ports: top(tops.ports, |(proto, port)| {
             format!("{port}/{}", transport(*proto))

@@ -1,0 +1,173 @@
+//! The one pipeline core: a batch of samples goes through the flow table,
+//! then through detection. `nta run`, `nta analyze` and the benchmarks all
+//! drive this type; nothing else puts samples through flows and detection,
+//! so offline equals live by construction.
+//!
+//! The core owns no clock and no output: callers say what time it is
+//! (monotonic for the live agent, the packets' own time offline) and take
+//! the expired flows and alert events it hands back.
+
+use agent_common::sample::SampleRecord;
+
+use crate::{
+    detect::{AlertEvent, DetectConfig, Engine},
+    flow::{ExpiredFlow, FlowConfig, FlowTable},
+};
+
+/// What a step produced, for the caller to export and deliver. Reused
+/// across steps: callers drain both vectors.
+#[derive(Default)]
+pub struct Produced {
+    pub expired: Vec<ExpiredFlow>,
+    pub events: Vec<AlertEvent>,
+}
+
+impl Produced {
+    pub fn is_empty(&self) -> bool {
+        self.expired.is_empty() && self.events.is_empty()
+    }
+}
+
+/// The flow table and the detection engine (none when detection is off).
+pub struct Pipeline {
+    table: FlowTable,
+    engine: Option<Engine>,
+    /// Which records of the last batch started a flow.
+    new_flows: Vec<bool>,
+}
+
+impl Pipeline {
+    pub fn new(flow: FlowConfig, detect: Option<DetectConfig>) -> Pipeline {
+        Pipeline {
+            table: FlowTable::new(flow),
+            engine: detect.map(Engine::new),
+            new_flows: Vec::new(),
+        }
+    }
+
+    /// One batch: every record through the flow table, then through the
+    /// detectors with the flow table's "this started a flow" bit. Two passes
+    /// keep each one's tables warm in the cache (about 10 % more records/s
+    /// than interleaving them per record in the detect bench's cost stream,
+    /// three alternated runs).
+    pub fn push(&mut self, batch: &[SampleRecord], out: &mut Produced) {
+        self.new_flows.clear();
+        let table = &mut self.table;
+        self.new_flows
+            .extend(batch.iter().map(|r| table.update(r, &mut out.expired)));
+        if let Some(engine) = &mut self.engine {
+            for (r, new_flow) in batch.iter().zip(&self.new_flows) {
+                engine.observe(r, *new_flow, &mut out.events);
+            }
+        }
+    }
+
+    /// Which records of the last [`push`](Self::push) started a flow.
+    pub fn new_flows(&self) -> &[bool] {
+        &self.new_flows
+    }
+
+    /// Time reached `now_ns`: idle flows end, detector windows close,
+    /// quiet incidents end.
+    pub fn tick(&mut self, now_ns: u64, out: &mut Produced) {
+        self.table.expire_idle(now_ns, &mut out.expired);
+        if let Some(engine) = &mut self.engine {
+            engine.advance(now_ns, &mut out.events);
+        }
+    }
+
+    /// The end (shutdown, end of input): every incident and every flow
+    /// ends.
+    pub fn finish(&mut self, now_ns: u64, out: &mut Produced) {
+        if let Some(engine) = &mut self.engine {
+            engine.finish(now_ns, &mut out.events);
+        }
+        self.table.drain(&mut out.expired);
+    }
+
+    /// A reloaded `[detect]` section (ignored when detection is off, which
+    /// takes a restart).
+    pub fn reconfigure_detection(&mut self, config: DetectConfig) {
+        if let Some(engine) = &mut self.engine {
+            engine.reconfigure(config);
+        }
+    }
+
+    pub fn set_flow_timeouts(&mut self, idle_timeout_ns: u64, active_timeout_ns: u64) {
+        self.table.set_timeouts(idle_timeout_ns, active_timeout_ns);
+    }
+
+    pub fn table(&self) -> &FlowTable {
+        &self.table
+    }
+
+    /// The detection engine, when detection is on.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{
+        class::{ProtocolClass, tcp_flags},
+        sample::{RECORD_VERSION, map_ipv4},
+    };
+
+    fn syn(dst_port: u16, ts: u64) -> SampleRecord {
+        SampleRecord {
+            timestamp_ns: ts,
+            version: RECORD_VERSION,
+            class: ProtocolClass::Tcp as u8,
+            ip_version: 4,
+            l4_proto: 6,
+            tcp_flags: tcp_flags::SYN,
+            sample_rate: 1,
+            frame_len: 60,
+            ttl: 64,
+            src_port: 40000,
+            dst_port,
+            src_addr: map_ipv4([198, 18, 0, 2]),
+            dst_addr: map_ipv4([198, 18, 0, 1]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_through_flows_then_detection() {
+        let mut p = Pipeline::new(FlowConfig::default(), Some(DetectConfig::default()));
+        let mut out = Produced::default();
+        let batch: Vec<SampleRecord> = (1..=200)
+            .map(|port| syn(port, 1_000 + u64::from(port)))
+            .collect();
+        p.push(&batch, &mut out);
+        assert_eq!(p.new_flows().len(), 200);
+        assert!(p.new_flows().iter().all(|n| *n));
+        assert_eq!(p.table().len(), 200);
+        assert!(
+            out.events
+                .iter()
+                .any(|e| e.incident.detector.label() == "port_scan"),
+            "200 ports from one source is a scan"
+        );
+        // Pushing the same flows again starts none.
+        p.push(&batch, &mut out);
+        assert!(p.new_flows().iter().all(|n| !*n));
+        out.events.clear();
+        p.finish(2_000_000_000, &mut out);
+        assert_eq!(out.expired.len(), 200);
+        assert!(p.table().is_empty());
+    }
+
+    #[test]
+    fn without_detection_only_flows_are_kept() {
+        let mut p = Pipeline::new(FlowConfig::default(), None);
+        let mut out = Produced::default();
+        let batch: Vec<SampleRecord> = (1..=200).map(|port| syn(port, 1_000)).collect();
+        p.push(&batch, &mut out);
+        assert!(p.engine().is_none());
+        assert!(out.events.is_empty());
+        assert_eq!(p.table().len(), 200);
+    }
+}
