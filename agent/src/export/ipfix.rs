@@ -13,19 +13,19 @@
 //! first message and again every `template_refresh`.
 
 use std::{
-    net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket},
+    net::{SocketAddr, ToSocketAddrs, UdpSocket},
     time::{Duration, Instant},
 };
 
 use chrono::{DateTime, TimeZone, Utc};
 use netgauze_flow_pkt::{
     DataSetId, FieldSpecifier,
-    ie::{Field, IE, flowEndReason, protocolIdentifier},
+    ie::{Field, IE},
     ipfix::{DataRecord, IpfixPacket, OptionsTemplateRecord, Set, TemplateRecord},
 };
 use netgauze_parse_utils::WritablePduWithOneInput;
 
-use super::{ExportError, FlowExporter, FlowRecord};
+use super::{ExportError, FlowExporter, FlowRecord, fields};
 
 const TEMPLATE_V4: u16 = 256;
 const TEMPLATE_V6: u16 = 257;
@@ -71,39 +71,10 @@ fn spec(ie: IE, len: u16) -> FieldSpecifier {
 }
 
 fn flow_fields(v6: bool) -> Box<[FieldSpecifier]> {
-    let (src, dst, icmp) = if v6 {
-        (
-            IE::sourceIPv6Address,
-            IE::destinationIPv6Address,
-            IE::icmpTypeCodeIPv6,
-        )
-    } else {
-        (
-            IE::sourceIPv4Address,
-            IE::destinationIPv4Address,
-            IE::icmpTypeCodeIPv4,
-        )
-    };
-    let addr_len = if v6 { 16 } else { 4 };
-    Box::new([
-        spec(src, addr_len),
-        spec(dst, addr_len),
-        spec(IE::sourceTransportPort, 2),
-        spec(IE::destinationTransportPort, 2),
-        spec(icmp, 2),
-        spec(IE::protocolIdentifier, 1),
-        spec(IE::tcpControlBits, 2),
-        spec(IE::packetDeltaCount, 8),
-        spec(IE::octetDeltaCount, 8),
-        spec(IE::flowStartMilliseconds, 8),
-        spec(IE::flowEndMilliseconds, 8),
-        spec(IE::ingressInterface, 4),
-        spec(IE::vlanId, 2),
-        spec(IE::flowEndReason, 1),
-        spec(IE::minimumTTL, 1),
-        spec(IE::maximumTTL, 1),
-        spec(IE::samplingPacketInterval, 4),
-    ])
+    fields::ipfix_elements(v6)
+        .into_iter()
+        .map(|(ie, len)| spec(ie, len))
+        .collect()
 }
 
 fn templates() -> Vec<Set> {
@@ -123,59 +94,8 @@ fn templates() -> Vec<Set> {
     ]
 }
 
-fn millis(unix_ns: u64) -> DateTime<Utc> {
-    Utc.timestamp_nanos((unix_ns / 1_000_000 * 1_000_000) as i64)
-}
-
 fn data_record(f: &FlowRecord) -> DataRecord {
-    let s = &f.stats;
-    let icmp = f.is_icmp();
-    let (sp, dp) = if icmp || !f.key.has_ports() {
-        (0, 0)
-    } else {
-        (f.key.src_port, f.key.dst_port)
-    };
-    let type_code = if icmp {
-        (f.key.src_port << 8) | (f.key.dst_port & 0xff)
-    } else {
-        0
-    };
-    let (src, dst, icmp_field) = match (f.key.src_ip(), f.key.dst_ip()) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (
-            Field::sourceIPv4Address(a),
-            Field::destinationIPv4Address(b),
-            Field::icmpTypeCodeIPv4(type_code),
-        ),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (
-            Field::sourceIPv6Address(a),
-            Field::destinationIPv6Address(b),
-            Field::icmpTypeCodeIPv6(type_code),
-        ),
-        // A key's two addresses always share a family.
-        (a, b) => unreachable!("mixed address families {a} {b}"),
-    };
-    DataRecord::new(
-        Box::new([]),
-        Box::new([
-            src,
-            dst,
-            Field::sourceTransportPort(sp),
-            Field::destinationTransportPort(dp),
-            icmp_field,
-            Field::protocolIdentifier(protocolIdentifier::from(f.key.protocol)),
-            Field::tcpControlBits(netgauze_iana::tcp::TCPHeaderFlags::from(s.tcp_flags)),
-            Field::packetDeltaCount(s.sampled_packets),
-            Field::octetDeltaCount(s.sampled_bytes),
-            Field::flowStartMilliseconds(millis(f.start_unix_ns)),
-            Field::flowEndMilliseconds(millis(f.end_unix_ns)),
-            Field::ingressInterface(s.ifindex),
-            Field::vlanId(f.key.vlan_id),
-            Field::flowEndReason(flowEndReason::from(f.reason.ipfix_code())),
-            Field::minimumTTL(s.min_ttl),
-            Field::maximumTTL(s.max_ttl),
-            Field::samplingPacketInterval(s.sampling_rate.max(1)),
-        ]),
-    )
+    DataRecord::new(Box::new([]), fields::ipfix_values(f))
 }
 
 impl IpfixExporter {

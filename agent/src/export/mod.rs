@@ -3,6 +3,7 @@
 //! its errors and never blocks the flow pipeline.
 
 mod csv_file;
+pub mod fields;
 mod ipfix;
 mod jsonl;
 mod record;
