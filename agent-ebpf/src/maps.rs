@@ -1,5 +1,5 @@
 //! The maps shared with the agent. Names are part of the contract with
-//! `agent/src/sensor.rs`.
+//! `agent/src/kernel/sensor.rs`.
 
 use agent_common::{
     capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES, MAX_QUEUES},

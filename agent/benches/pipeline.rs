@@ -10,7 +10,7 @@ use std::{hint::black_box, sync::Arc};
 
 use agent_common::sample::{RECORD_VERSION, SampleRecord, map_ipv4};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nta::events::{self, PipelineStats, SampleBatch};
+use nta::kernel::events::{self, PipelineStats, SampleBatch};
 
 /// Records as the ring buffer holds them: a repeating mix of TCP, UDP,
 /// ICMP and IPv6 with varying addresses and ports.

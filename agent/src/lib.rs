@@ -1,29 +1,19 @@
 //! nta: a high-rate XDP network sensor. This library holds everything the
 //! `nta` binary does; `main.rs` only parses the command line.
+//!
+//! The folders follow a sample from the kernel to an alert:
+//! `kernel` (load and attach the XDP program, drain its ring buffers,
+//! sampling control) → `pipeline` (flow table, then detection) →
+//! `output` (flow exporters, alert sinks); `capture` keeps packets,
+//! `serve` answers Prometheus, `config` merges flags and the config file,
+//! `offline` reads capture files into the same pipeline, and `cmd` holds
+//! the `nta` subcommands, which nothing else imports.
 
-pub mod adaptive;
-pub mod alert;
 pub mod capture;
-pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod detect;
-pub mod detection;
-pub mod events;
-pub mod export;
-pub mod flags;
-pub mod flow;
-pub mod flows;
-pub mod iface;
-pub mod metrics;
-pub mod objects;
+pub mod kernel;
 pub mod offline;
-pub mod outputs;
+pub mod output;
 pub mod pipeline;
-pub mod privileges;
-pub mod reattach;
-pub mod reload;
-pub mod run;
-pub mod sensor;
-pub mod server;
-pub mod settings;
-pub mod webconfig;
+pub mod serve;

@@ -1,7 +1,7 @@
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
-use nta::cli::{Cli, Command};
+use nta::cmd::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -44,12 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(nta::run::run(*args))?;
+            runtime.block_on(nta::cmd::run::run(*args))?;
         }
         // Offline analysis needs no async runtime.
-        Command::Analyze(args) => nta::offline::cli::run(args)?,
+        Command::Analyze(args) => nta::cmd::analyze::run(args)?,
         Command::Capture(args) => {
-            nta::capture::cli::run(args)?;
+            nta::cmd::capture::run(args)?;
         }
         Command::CheckConfig { file } => {
             let (_, sha1) = nta::config::FileConfig::load_with_hash(&file)?;

@@ -16,9 +16,11 @@ use agent_common::{
     sample::{RECORD_VERSION, SampleRecord, map_ipv4},
 };
 use nta::{
-    alert::{AlertMetrics, AlertSink, Alerts, FileSink, LogSink, WebhookConfig, WebhookSink},
-    detect::{DetectConfig, Engine, NS},
-    export::{RotationConfig, WallClock},
+    output::{
+        alert::{AlertMetrics, AlertSink, Alerts, FileSink, LogSink, WebhookConfig, WebhookSink},
+        export::{RotationConfig, WallClock},
+    },
+    pipeline::detect::{DetectConfig, Engine, NS},
 };
 use prometheus::Registry;
 use serde_json::Value;

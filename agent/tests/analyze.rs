@@ -11,14 +11,15 @@ use std::{
     time::Duration,
 };
 
-use nta_lab::cases::{Case, protocol_cases, truncation_cases};
+use nta_lab::{
+    cases::{Case, protocol_cases, truncation_cases},
+    programs::{available_for, require},
+};
 use pcap_file::{
     DataLink,
     pcap::{PcapHeader, PcapPacket, PcapWriter},
 };
 use serde_json::Value;
-
-use nta_lab::programs::{available_for, require};
 mod common;
 
 use common::{NTA, TempDir};
@@ -530,9 +531,10 @@ fn flows_alerts_and_report_from_a_capture_with_a_scan() {
 }
 
 mod robustness {
-    use super::*;
     use nta::offline::{AnalyzeOptions, analyze as run_analysis};
     use proptest::prelude::*;
+
+    use super::*;
 
     fn options(path: &Path) -> AnalyzeOptions {
         AnalyzeOptions {
@@ -540,7 +542,7 @@ mod robustness {
             flow_files: vec![],
             alerts: None,
             detect: Default::default(),
-            flow: nta::flow::FlowConfig {
+            flow: nta::pipeline::flow::FlowConfig {
                 idle_timeout_ns: 15_000_000_000,
                 active_timeout_ns: 60_000_000_000,
                 capacity: 10_000,

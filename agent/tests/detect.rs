@@ -7,7 +7,7 @@ use agent_common::{
     class::{ProtocolClass, tcp_flags},
     sample::{RECORD_VERSION, SampleRecord, map_ipv4, record_flags},
 };
-use nta::detect::{
+use nta::pipeline::detect::{
     AlertEvent, DetectConfig, DetectorKind, Engine, Incidents, NS, Subject, Transition,
 };
 
@@ -492,7 +492,10 @@ fn static_volume_threshold_exactly_at_below_and_above() {
         assert_eq!(s.len(), usize::from(alerts), "{rate} pps");
         if let Some(s) = s.first() {
             assert_eq!(s.incident.latest.value, rate as f64);
-            assert_eq!(s.incident.latest.unit, nta::detect::Unit::PacketsPerSecond);
+            assert_eq!(
+                s.incident.latest.unit,
+                nta::pipeline::detect::Unit::PacketsPerSecond
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! over random record streams.
 
 use agent_common::sample::{RECORD_VERSION, SampleRecord, map_ipv4};
-use nta::flow::{ExpireReason, ExpiredFlow, FlowConfig, FlowKey, FlowTable};
+use nta::pipeline::flow::{ExpireReason, ExpiredFlow, FlowConfig, FlowKey, FlowTable};
 use proptest::prelude::*;
 
 const S: u64 = 1_000_000_000;

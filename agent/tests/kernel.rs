@@ -3,8 +3,8 @@
 //! records exactly, and that the kernel parser agrees with the userspace
 //! build of the same parser on every frame of the corpus.
 
-use agent_common::capture::CaptureHeader;
 use agent_common::{
+    capture::CaptureHeader,
     class::{ParseError, ProtocolClass, TcpFlagCounter},
     config::SamplerConfig,
     counters::Counters,
@@ -17,7 +17,7 @@ use aya::{
 };
 use nta::{
     capture::{CaptureFilter, decode_capture},
-    sensor::{CountersReader, KernelCapture, Sensor},
+    kernel::sensor::{CountersReader, KernelCapture, Sensor},
 };
 use nta_lab::{
     cases::{Case, padded, protocol_cases, truncation_cases},

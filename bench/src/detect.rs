@@ -23,10 +23,10 @@ use agent_common::{
     sample::{RECORD_VERSION, SampleRecord, map_ipv4, record_flags},
 };
 use anyhow::bail;
-use nta::{
+use nta::pipeline::{
+    Pipeline, Produced,
     detect::{DetectConfig, Engine, NS},
     flow::{FlowConfig, FlowTable},
-    pipeline::{Pipeline, Produced},
 };
 use nta_lab::attack::{AttackLab, VICTIM};
 use serde_json::Value;

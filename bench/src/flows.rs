@@ -7,11 +7,11 @@ use std::{hint::black_box, time::Instant};
 
 use agent_common::sample::{RECORD_VERSION, SampleRecord, map_ipv4};
 use nta::{
-    export::{
+    output::export::{
         CsvExporter, FlowExporter, FlowRecord, IpfixConfig, IpfixExporter, JsonlExporter,
         RotationConfig, WallClock,
     },
-    flow::{ExpireReason, FlowConfig, FlowTable},
+    pipeline::flow::{ExpireReason, FlowConfig, FlowTable},
 };
 
 use crate::report::{XorShift, mmm};

@@ -14,7 +14,7 @@ use aya::{
     maps::Array,
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
-use nta::{iface, objects};
+use nta::kernel::{iface, objects};
 
 use crate::mixes::{MixName, templates};
 

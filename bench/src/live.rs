@@ -17,7 +17,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode},
 };
-use nta::objects;
+use nta::kernel::objects;
 use nta_lab::{
     NetNs, VethPair,
     netns::{LinkStats, run_in_netns},

@@ -20,18 +20,19 @@ use std::{
     time::Duration,
 };
 
-use crate::report::stats;
 use agent_common::config::SamplerConfig;
 use aya::{
     EbpfLoader,
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
-use nta::{objects, sensor::Sensor};
+use nta::kernel::{objects, sensor::Sensor};
 use nta_lab::{
     cases::{SYN, protocol_cases},
     frames::{FrameSpec, L4, pad_to_min},
 };
+
+use crate::report::stats;
 
 const REPEAT: u32 = 1_000_000;
 

@@ -3,11 +3,11 @@
 //! every frame received and counted exactly, and the rewritten fields
 //! (random sources, distinct flows) as promised.
 
-use clap::ValueEnum as _;
 use std::collections::HashSet;
 
 use agent_common::{class::ProtocolClass, config::SamplerConfig, sample::SampleRecord};
-use nta::sensor::{ModeChoice, Sensor, SensorMaps};
+use clap::ValueEnum as _;
+use nta::kernel::sensor::{ModeChoice, Sensor, SensorMaps};
 use nta_bench::{
     generator::Limits,
     live::Lab,

@@ -23,7 +23,7 @@ use super::{
     consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
     encode::Frame,
 };
-use crate::export::{WallClock, monotonic_now_ns};
+use crate::output::export::{WallClock, monotonic_now_ns};
 
 /// Chunk size in the shared memory: one frame each.
 const FRAME_SIZE: u32 = 4096;

@@ -16,7 +16,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 
 use super::{encode::Frame, record::decode_capture};
-use crate::{export::WallClock, sensor::CountersReader};
+use crate::{kernel::sensor::CountersReader, output::export::WallClock};
 
 /// Longest wait for records before the writer's housekeeping runs.
 /// The kernel wakes the thread only every few thousand records per CPU
@@ -169,7 +169,7 @@ pub fn spawn(
                     }
                     *last = d;
                 }
-                let unix_ns = clock.to_unix_ns(crate::export::monotonic_now_ns());
+                let unix_ns = clock.to_unix_ns(crate::output::export::monotonic_now_ns());
                 for s in &mut sinks {
                     s.tick(now, unix_ns);
                 }
@@ -184,7 +184,7 @@ pub fn spawn(
                 tracing::info!("{line}");
             }
         }
-        let unix_ns = clock.to_unix_ns(crate::export::monotonic_now_ns());
+        let unix_ns = clock.to_unix_ns(crate::output::export::monotonic_now_ns());
         for s in &mut sinks {
             s.close(Instant::now(), unix_ns);
             if summary.error.is_none() {

@@ -226,8 +226,8 @@ impl CaptureDir {
             out: Vec::with_capacity(WRITE_CHUNK * 2),
         };
         // A single file is created at once, so a bad path fails up front.
-        let unix_ns =
-            crate::export::WallClock::monotonic().to_unix_ns(crate::export::monotonic_now_ns());
+        let unix_ns = crate::output::export::WallClock::monotonic()
+            .to_unix_ns(crate::output::export::monotonic_now_ns());
         if single && !dir.start_file(Instant::now(), unix_ns) {
             return Err(CaptureFilesError::Dir {
                 path: match &dir.config.destination {

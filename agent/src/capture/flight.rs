@@ -19,7 +19,7 @@ use super::{
     encode::{Format, Frame, Interface},
     files::{CaptureDir, Destination, DirConfig, FileMetrics, prepare_dir},
 };
-use crate::detect::{Addr, Subject};
+use crate::pipeline::detect::{Addr, Subject};
 
 /// Incident starts waiting for the recorder.
 const REQUESTS: usize = 256;

@@ -2,7 +2,6 @@
 //! the pcapng/pcap writers with rotation.
 
 pub mod afxdp;
-pub mod cli;
 pub mod consumer;
 mod encode;
 mod files;

@@ -1,5 +1,5 @@
 //! What capture inside `nta run` is configured with, as resolved from
-//! flags and the config file (by `crate::settings`).
+//! flags and the config file (by `crate::config::settings`).
 
 use std::{path::PathBuf, time::Duration};
 

@@ -27,11 +27,17 @@ use super::{
     timeline::Timeline,
 };
 use crate::{
-    alert::{self, AlertMetrics, AlertSink, Alerts, FileSink},
-    detect::{AlertEvent, DetectConfig, NS, Transition, Unit, display_addr},
-    export::{self, ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
-    flow::{ExpiredFlow, FlowConfig},
-    pipeline::{Pipeline, Produced},
+    output::{
+        alert,
+        alert::{AlertMetrics, AlertSink, Alerts, FileSink},
+        export,
+        export::{ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
+    },
+    pipeline::{
+        Pipeline, Produced,
+        detect::{AlertEvent, DetectConfig, NS, Transition, Unit, display_addr},
+        flow::{ExpiredFlow, FlowConfig},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +233,7 @@ fn export(
 }
 
 /// One sample packet as a line: time, endpoints, protocol, flags, size.
-fn evidence_line(e: &crate::detect::Evidence) -> String {
+fn evidence_line(e: &crate::pipeline::detect::Evidence) -> String {
     let ports = matches!(e.proto, 6 | 17 | 132);
     let end = |a: &[u8; 16], p: u16| {
         let ip = display_addr(a);
@@ -244,7 +250,7 @@ fn evidence_line(e: &crate::detect::Evidence) -> String {
     };
     format!(
         "{} {} > {} {}{flags} len {} ttl {}",
-        crate::export::rfc3339(e.ts_ns),
+        crate::output::export::rfc3339(e.ts_ns),
         end(&e.src, e.src_port),
         end(&e.dst, e.dst_port),
         transport(e.proto),

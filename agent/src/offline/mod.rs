@@ -3,7 +3,6 @@
 
 pub mod analyze;
 pub mod capture;
-pub mod cli;
 pub mod link;
 pub mod report;
 pub mod summary;

@@ -16,7 +16,7 @@ use super::{
     analyze::{Analysis, Top},
     timeline::{SIZE_BUCKETS, Second},
 };
-use crate::{detect::NS, export::rfc3339};
+use crate::{output::export::rfc3339, pipeline::detect::NS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::analyze::{Analysis, Top};
-use crate::export::rfc3339;
+use crate::output::export::rfc3339;
 
 fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

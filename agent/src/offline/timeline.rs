@@ -9,7 +9,7 @@ use agent_common::{
     sample::SampleRecord,
 };
 
-use crate::detect::NS;
+use crate::pipeline::detect::NS;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Second {

@@ -7,9 +7,14 @@
 //! (monotonic for the live agent, the packets' own time offline) and take
 //! the expired flows and alert events it hands back.
 
+pub mod alerting;
+pub mod detect;
+pub mod flow;
+pub mod live;
+
 use agent_common::sample::SampleRecord;
 
-use crate::{
+use crate::pipeline::{
     detect::{AlertEvent, DetectConfig, Engine},
     flow::{ExpiredFlow, FlowConfig, FlowTable},
 };
@@ -109,11 +114,12 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use agent_common::{
         class::{ProtocolClass, tcp_flags},
         sample::{RECORD_VERSION, map_ipv4},
     };
+
+    use super::*;
 
     fn syn(dst_port: u16, ts: u64) -> SampleRecord {
         SampleRecord {

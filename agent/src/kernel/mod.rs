@@ -1,0 +1,11 @@
+//! The kernel side: the embedded XDP objects, loading and attaching them,
+//! draining the sample ring buffer, sampling control, re-attaching to an
+//! interface that comes back, privileges and interface names.
+
+pub mod adaptive;
+pub mod events;
+pub mod iface;
+pub mod objects;
+pub mod privileges;
+pub mod reattach;
+pub mod sensor;

@@ -1,0 +1,303 @@
+//! The alert as a JSON document: Elastic Common Schema field names (like
+//! Suricata's eve.json in ECS form), with the detector's details under
+//! `nta.alert`. Files and webhooks carry the same bytes.
+
+use serde::Serialize;
+
+use crate::{
+    output::export::{WallClock, rfc3339},
+    pipeline::detect::{AlertEvent, Evidence, Subject, Transition, display_addr},
+};
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    ecs: Ecs,
+    message: String,
+    event: Event<'a>,
+    rule: Rule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint>,
+    observer: Observer,
+    nta: Nta<'a>,
+}
+
+#[derive(Serialize)]
+struct Ecs {
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    kind: &'static str,
+    category: [&'static str; 2],
+    #[serde(rename = "type")]
+    kinds: [&'static str; 1],
+    action: String,
+    id: &'a str,
+    severity: u8,
+    dataset: &'static str,
+    reason: &'static str,
+    start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
+    duration: u64,
+}
+
+#[derive(Serialize)]
+struct Rule {
+    name: &'static str,
+    description: &'static str,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Observer {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    product: &'static str,
+}
+
+#[derive(Serialize)]
+struct Nta<'a> {
+    alert: NtaAlert<'a>,
+}
+
+#[derive(Serialize)]
+struct NtaAlert<'a> {
+    incident_id: &'a str,
+    detector: &'static str,
+    severity: &'static str,
+    state: &'static str,
+    value: f64,
+    unit: &'static str,
+    threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Baseline>,
+    peak: f64,
+    window_seconds: f64,
+    sample_rate: u32,
+    findings: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distinct_sources: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    top_sources: Vec<TopSource>,
+    evidence: Vec<Packet>,
+    /// The flight recorder's pcapng of this incident (written once its
+    /// after-window has passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture_file: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Baseline {
+    mean: f64,
+    stddev: f64,
+    upper: f64,
+}
+
+#[derive(Serialize)]
+struct TopSource {
+    ip: String,
+    packets: u64,
+}
+
+#[derive(Serialize)]
+struct Packet {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    source: Endpoint,
+    destination: Endpoint,
+    iana_number: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<u8>,
+    length: u32,
+    ttl: u8,
+    sample_rate: u32,
+}
+
+fn ip(a: &[u8; 16]) -> String {
+    display_addr(a).to_string()
+}
+
+fn has_ports(proto: u8) -> bool {
+    matches!(proto, 6 | 17 | 132)
+}
+
+fn packet(e: &Evidence, clock: WallClock) -> Packet {
+    let ports = has_ports(e.proto);
+    Packet {
+        timestamp: rfc3339(clock.to_unix_ns(e.ts_ns)),
+        source: Endpoint {
+            ip: Some(ip(&e.src)),
+            port: ports.then_some(e.src_port),
+        },
+        destination: Endpoint {
+            ip: Some(ip(&e.dst)),
+            port: ports.then_some(e.dst_port),
+        },
+        iana_number: e.proto,
+        tcp_flags: (e.proto == 6).then_some(e.tcp_flags),
+        length: e.frame_len,
+        ttl: e.ttl,
+        sample_rate: e.sample_rate,
+    }
+}
+
+/// A one-line human summary, also used for the log sink.
+pub fn summary(ev: &AlertEvent, groups: &[String]) -> String {
+    let i = &ev.incident;
+    let f = &i.latest;
+    format!(
+        "{} {} {} [{}]: {} {:.0} {} (threshold {:.0}); {}",
+        i.detector.label(),
+        ev.transition.label(),
+        subject_text(&i.subject, groups),
+        i.severity.label(),
+        f.reason,
+        f.value,
+        f.unit.label(),
+        f.limit,
+        i.id
+    )
+}
+
+fn subject_text(s: &Subject, groups: &[String]) -> String {
+    match s {
+        Subject::Destination(d) => format!("to {}", ip(d)),
+        Subject::DestinationPort { dst, port } => format!("to {} from port {port}", ip(dst)),
+        Subject::Pair { src, dst } => format!("from {} to {}", ip(src), ip(dst)),
+        Subject::SourcePort { src, port, proto } => match proto {
+            1 | 58 => format!("from {} (ICMP echo)", ip(src)),
+            _ => format!("from {} on port {port}/{}", ip(src), transport(*proto)),
+        },
+        Subject::Group(g) => format!(
+            "to host group {}",
+            groups.get(*g as usize).map_or("?", String::as_str)
+        ),
+    }
+}
+
+fn transport(proto: u8) -> &'static str {
+    agent_common::class::ipproto::name(proto).unwrap_or("ip")
+}
+
+/// Serialises `ev` as one JSON document (no trailing newline).
+/// `flight_dir`: where the flight recorder writes incident captures; the
+/// alert then names its incident's file.
+pub fn to_json(
+    ev: &AlertEvent,
+    clock: WallClock,
+    groups: &[String],
+    flight_dir: Option<&std::path::Path>,
+) -> Vec<u8> {
+    let i = &ev.incident;
+    let f = &i.latest;
+    let at = |a: &[u8; 16], port: Option<u16>| {
+        Some(Endpoint {
+            ip: Some(ip(a)),
+            port,
+        })
+    };
+    let (source, destination) = match i.subject {
+        Subject::Destination(d) => (None, at(&d, None)),
+        Subject::DestinationPort { dst, port } => (None, at(&dst, Some(port))),
+        Subject::Pair { src, dst } => (at(&src, None), at(&dst, None)),
+        Subject::SourcePort { src, port, proto } => (
+            at(&src, None),
+            has_ports(proto).then_some(Endpoint {
+                ip: None,
+                port: Some(port),
+            }),
+        ),
+        Subject::Group(_) => (None, None),
+    };
+    let group = match i.subject {
+        Subject::Group(g) => groups.get(g as usize).map(String::as_str),
+        _ => None,
+    };
+    let start = clock.to_unix_ns(i.started_ns);
+    let now = clock.to_unix_ns(ev.ts_ns);
+    let doc = Document {
+        timestamp: rfc3339(now),
+        ecs: Ecs { version: "8.11.0" },
+        message: summary(ev, groups),
+        event: Event {
+            kind: "alert",
+            category: ["network", "intrusion_detection"],
+            kinds: [match ev.transition {
+                Transition::Start => "start",
+                Transition::Update => "info",
+                Transition::End => "end",
+            }],
+            action: format!("incident-{}", ev.transition.label()),
+            id: &i.id,
+            severity: i.severity.number(),
+            dataset: "nta.alert",
+            reason: f.reason,
+            start: rfc3339(start),
+            end: (ev.transition == Transition::End).then(|| rfc3339(now)),
+            duration: now.saturating_sub(start),
+        },
+        rule: Rule {
+            name: i.detector.label(),
+            description: i.detector.description(),
+        },
+        source,
+        destination,
+        observer: Observer {
+            kind: "sensor",
+            product: "nta",
+        },
+        nta: Nta {
+            alert: NtaAlert {
+                incident_id: &i.id,
+                detector: i.detector.label(),
+                severity: i.severity.label(),
+                state: ev.transition.label(),
+                value: f.value,
+                unit: f.unit.label(),
+                threshold: f.limit,
+                baseline: f.baseline.map(|b| Baseline {
+                    mean: b.mean,
+                    stddev: b.stddev,
+                    upper: b.upper,
+                }),
+                peak: i.peak,
+                window_seconds: f.window_ns as f64 / 1e9,
+                sample_rate: f.sample_rate,
+                findings: i.findings,
+                distinct_sources: f.distinct_sources,
+                host_group: group,
+                top_sources: f
+                    .top_sources
+                    .iter()
+                    .map(|(a, n)| TopSource {
+                        ip: ip(a),
+                        packets: *n,
+                    })
+                    .collect(),
+                evidence: i.evidence.iter().map(|e| packet(e, clock)).collect(),
+                capture_file: flight_dir.map(|d| {
+                    crate::capture::flight::incident_file(d, &i.id)
+                        .display()
+                        .to_string()
+                }),
+            },
+        },
+    };
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(&doc).unwrap_or_default()
+}

@@ -1,0 +1,489 @@
+//! Detection settings: thresholds per detector and per host group,
+//! windows, the allowlist and incident timing. Deserialised from the
+//! `[detect]` section of the config file; every field has a default.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::{Addr, NS, baseline::BaselineConfig, display_addr};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DetectConfigError {
+    #[error("detect.{key}: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> DetectConfigError {
+    DetectConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Detection on or off.
+    pub enabled: bool,
+    /// Keys each detector tracks at most (destinations, source/destination
+    /// pairs...); beyond it light keys are evicted (counted).
+    pub tracked_keys: usize,
+    pub port_scan: ScanConfig,
+    pub sweep: ScanConfig,
+    pub syn_flood: SynFloodConfig,
+    pub amplification: AmplificationConfig,
+    pub icmp_flood: RateConfig,
+    pub fragment_flood: RateConfig,
+    pub volume: VolumeConfig,
+    pub host_groups: Vec<HostGroup>,
+    pub allowlist: Allowlist,
+    pub incidents: IncidentConfig,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            enabled: true,
+            tracked_keys: 65_536,
+            port_scan: ScanConfig {
+                window: Duration::from_secs(10),
+                distinct: 50,
+            },
+            sweep: ScanConfig {
+                window: Duration::from_secs(10),
+                distinct: 32,
+            },
+            syn_flood: SynFloodConfig::default(),
+            amplification: AmplificationConfig::default(),
+            icmp_flood: RateConfig { pps: 5_000.0 },
+            fragment_flood: RateConfig { pps: 5_000.0 },
+            volume: VolumeConfig::default(),
+            host_groups: Vec::new(),
+            allowlist: Allowlist::default(),
+            incidents: IncidentConfig::default(),
+        }
+    }
+}
+
+/// Distinct-count detectors: alert when one source reaches `distinct`
+/// ports (port scan) or hosts (sweep) within `window`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub distinct: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Packets per second to one destination.
+    pub pps: f64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynFloodConfig {
+    /// SYNs per second to one destination.
+    pub pps: f64,
+    /// Evidence of spoofing: at least this many distinct sources...
+    pub min_sources: u64,
+    /// ...or of non-completion: fewer handshake-completing packets
+    /// (TCP with ACK, without SYN) than this fraction of the SYNs.
+    pub max_ack_ratio: f64,
+}
+
+impl Default for SynFloodConfig {
+    fn default() -> Self {
+        SynFloodConfig {
+            pps: 5_000.0,
+            min_sources: 64,
+            max_ack_ratio: 0.2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmplificationConfig {
+    /// UDP frames at least this long count as amplified responses.
+    pub min_size: u32,
+    /// Reflector services and their thresholds, packets per second.
+    pub reflectors: Vec<Reflector>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Reflector {
+    pub name: String,
+    pub port: u16,
+    pub pps: f64,
+}
+
+impl Default for AmplificationConfig {
+    fn default() -> Self {
+        let r = |name: &str, port, pps| Reflector {
+            name: name.to_string(),
+            port,
+            pps,
+        };
+        AmplificationConfig {
+            min_size: 256,
+            reflectors: vec![
+                r("chargen", 19, 1_000.0),
+                r("dns", 53, 2_000.0),
+                r("portmap", 111, 1_000.0),
+                r("ntp", 123, 1_000.0),
+                r("netbios", 137, 1_000.0),
+                r("snmp", 161, 1_000.0),
+                r("cldap", 389, 1_000.0),
+                r("ssdp", 1900, 1_000.0),
+                r("ws-discovery", 3702, 1_000.0),
+                r("mdns", 5353, 1_000.0),
+                r("memcached", 11211, 500.0),
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VolumeConfig {
+    /// Static thresholds per destination (off when absent).
+    pub pps: Option<f64>,
+    pub bps: Option<f64>,
+    /// Learned baseline per destination and host group.
+    pub baseline: bool,
+    pub alpha: f64,
+    pub warmup_seconds: u32,
+    pub k: f64,
+    /// Below these nothing is anomalous, whatever the baseline says.
+    pub floor_pps: f64,
+    pub floor_bps: f64,
+    /// Destinations whose rate and band are exposed as metrics.
+    pub top_metrics: usize,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        VolumeConfig {
+            pps: None,
+            bps: None,
+            baseline: true,
+            alpha: 0.02,
+            warmup_seconds: 60,
+            k: 4.0,
+            floor_pps: 20_000.0,
+            floor_bps: 1e9,
+            top_metrics: 10,
+        }
+    }
+}
+
+impl VolumeConfig {
+    pub fn pps_baseline(&self) -> BaselineConfig {
+        BaselineConfig {
+            alpha: self.alpha,
+            warmup_seconds: self.warmup_seconds,
+            k: self.k,
+            floor: self.floor_pps,
+        }
+    }
+
+    pub fn bps_baseline(&self) -> BaselineConfig {
+        BaselineConfig {
+            floor: self.floor_bps,
+            ..self.pps_baseline()
+        }
+    }
+}
+
+/// Named address ranges with their own thresholds; traffic to a group is
+/// also watched as a whole (volume).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostGroup {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub syn_flood_pps: Option<f64>,
+    #[serde(default)]
+    pub icmp_flood_pps: Option<f64>,
+    #[serde(default)]
+    pub fragment_flood_pps: Option<f64>,
+    #[serde(default)]
+    pub amplification_pps: Option<f64>,
+    /// Static thresholds for the group's total and for each host in it.
+    #[serde(default)]
+    pub pps: Option<f64>,
+    #[serde(default)]
+    pub bps: Option<f64>,
+}
+
+impl HostGroup {
+    pub fn contains(&self, a: &Addr) -> bool {
+        let ip = display_addr(a);
+        self.cidrs.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Addresses that never alert, as source or destination.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Allowlist {
+    pub sources: Vec<IpNet>,
+    pub destinations: Vec<IpNet>,
+}
+
+impl Allowlist {
+    pub fn allows_source(&self, a: &Addr) -> bool {
+        let ip = display_addr(a);
+        self.sources.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn allows_destination(&self, a: &Addr) -> bool {
+        let ip = display_addr(a);
+        self.destinations.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentConfig {
+    /// An incident ends after this long without a finding.
+    #[serde(with = "humantime_serde")]
+    pub quiet: Duration,
+    /// An active incident is reported again this often.
+    #[serde(with = "humantime_serde")]
+    pub update: Duration,
+    /// Most incidents open at once; more are suppressed (counted).
+    pub max_active: usize,
+    /// Most new incidents per detector per minute; more are suppressed.
+    pub max_starts_per_minute: u32,
+    /// Sample packets kept as evidence per incident.
+    pub evidence: usize,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            quiet: Duration::from_secs(30),
+            update: Duration::from_secs(10),
+            max_active: 10_000,
+            max_starts_per_minute: 60,
+            evidence: 5,
+        }
+    }
+}
+
+impl IncidentConfig {
+    pub fn quiet_ns(&self) -> u64 {
+        self.quiet.as_nanos() as u64
+    }
+
+    pub fn update_ns(&self) -> u64 {
+        self.update.as_nanos() as u64
+    }
+}
+
+impl DetectConfig {
+    /// Checks what serde cannot: positive thresholds, sane windows.
+    /// Host group names, in the order incidents index them.
+    pub fn group_names(&self) -> Vec<String> {
+        self.host_groups.iter().map(|g| g.name.clone()).collect()
+    }
+
+    pub fn validate(&self) -> Result<(), DetectConfigError> {
+        if self.tracked_keys == 0 {
+            return Err(invalid("tracked_keys", "must be at least 1"));
+        }
+        for (key, s) in [("port_scan", &self.port_scan), ("sweep", &self.sweep)] {
+            if s.distinct < 2 {
+                return Err(invalid(format!("{key}.distinct"), "must be at least 2"));
+            }
+            if s.window < Duration::from_millis(100) || s.window > Duration::from_secs(3600) {
+                return Err(invalid(
+                    format!("{key}.window"),
+                    "must be between 100ms and 1h",
+                ));
+            }
+        }
+        let positive = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(key, format!("must be a positive number, not {v}")))
+            }
+        };
+        positive("syn_flood.pps", self.syn_flood.pps)?;
+        positive("icmp_flood.pps", self.icmp_flood.pps)?;
+        positive("fragment_flood.pps", self.fragment_flood.pps)?;
+        if !(0.0..=1.0).contains(&self.syn_flood.max_ack_ratio) {
+            return Err(invalid(
+                "syn_flood.max_ack_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+        for (i, r) in self.amplification.reflectors.iter().enumerate() {
+            positive(&format!("amplification.reflectors[{i}].pps"), r.pps)?;
+            if r.port == 0 {
+                return Err(invalid(
+                    format!("amplification.reflectors[{i}].port"),
+                    "must not be 0",
+                ));
+            }
+        }
+        let v = &self.volume;
+        if let Some(p) = v.pps {
+            positive("volume.pps", p)?;
+        }
+        if let Some(b) = v.bps {
+            positive("volume.bps", b)?;
+        }
+        if !(v.alpha > 0.0 && v.alpha < 1.0) {
+            return Err(invalid(
+                "volume.alpha",
+                "must be between 0 and 1 (exclusive)",
+            ));
+        }
+        positive("volume.k", v.k)?;
+        if v.top_metrics > 100 {
+            return Err(invalid(
+                "volume.top_metrics",
+                "at most 100 (every destination is a metric series)",
+            ));
+        }
+        if self.host_groups.len() > u16::MAX as usize {
+            return Err(invalid("host_groups", "too many groups"));
+        }
+        for (i, g) in self.host_groups.iter().enumerate() {
+            if g.name.is_empty() {
+                return Err(invalid(
+                    format!("host_groups[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if g.cidrs.is_empty() {
+                return Err(invalid(
+                    format!("host_groups[{i}].cidrs"),
+                    "needs at least one CIDR",
+                ));
+            }
+            if self.host_groups[..i].iter().any(|o| o.name == g.name) {
+                return Err(invalid(
+                    format!("host_groups[{i}].name"),
+                    format!("{:?} is used twice", g.name),
+                ));
+            }
+            for (key, val) in [
+                ("syn_flood_pps", g.syn_flood_pps),
+                ("icmp_flood_pps", g.icmp_flood_pps),
+                ("fragment_flood_pps", g.fragment_flood_pps),
+                ("amplification_pps", g.amplification_pps),
+                ("pps", g.pps),
+                ("bps", g.bps),
+            ] {
+                if let Some(v) = val {
+                    positive(&format!("host_groups[{i}].{key}"), v)?;
+                }
+            }
+        }
+        let inc = &self.incidents;
+        if inc.quiet < Duration::from_secs(1) {
+            return Err(invalid("incidents.quiet", "must be at least 1s"));
+        }
+        if inc.update < Duration::from_secs(1) {
+            return Err(invalid("incidents.update", "must be at least 1s"));
+        }
+        if inc.max_active == 0 {
+            return Err(invalid("incidents.max_active", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The first host group holding `a`.
+    pub fn group_of(&self, a: &Addr) -> Option<&HostGroup> {
+        self.host_groups.iter().find(|g| g.contains(a))
+    }
+}
+
+impl ScanConfig {
+    pub fn window_ns(&self) -> u64 {
+        (self.window.as_nanos() as u64).max(NS / 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::sample::map_ipv4;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<DetectConfig, String> {
+        toml::from_str::<DetectConfig>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(DetectConfig::default().validate(), Ok(()));
+        assert_eq!(parse(""), Ok(DetectConfig::default()));
+    }
+
+    #[test]
+    fn reads_thresholds_groups_and_allowlist() {
+        let c = parse(
+            r#"
+            port_scan = { window = "5s", distinct = 20 }
+            [syn_flood]
+            pps = 1000
+            [[host_groups]]
+            name = "web"
+            cidrs = ["198.18.1.0/24", "fd00:1::/64"]
+            syn_flood_pps = 50000
+            [allowlist]
+            sources = ["198.18.9.9/32"]
+            [incidents]
+            quiet = "3s"
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.port_scan.window, Duration::from_secs(5));
+        assert_eq!(c.port_scan.distinct, 20);
+        assert_eq!(c.syn_flood.pps, 1000.0);
+        assert_eq!(c.syn_flood.min_sources, 64, "unset fields keep defaults");
+        let web = c
+            .group_of(&map_ipv4([198, 18, 1, 7]))
+            .map(|g| g.name.as_str());
+        assert_eq!(web, Some("web"));
+        assert_eq!(c.group_of(&map_ipv4([198, 18, 2, 7])), None);
+        assert!(c.allowlist.allows_source(&map_ipv4([198, 18, 9, 9])));
+        assert!(!c.allowlist.allows_source(&map_ipv4([198, 18, 9, 8])));
+        assert_eq!(c.incidents.quiet, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_precise_errors() {
+        let e = parse("[syn_flod]\npps = 1").err().unwrap_or_default();
+        assert!(e.contains("unknown field `syn_flod`"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse("[[host_groups]]\nname = \"x\"\ncidrs = [\"198.18.0.0/33\"]")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("line 3"), "{e}");
+        let c = parse("[syn_flood]\npps = -5").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.validate().map_err(|e| e.to_string()),
+            Err("detect.syn_flood.pps: must be a positive number, not -5".to_string())
+        );
+        let c = parse("[[host_groups]]\nname = \"a\"\ncidrs = [\"198.18.0.0/16\"]\n[[host_groups]]\nname = \"a\"\ncidrs = [\"198.19.0.0/16\"]")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.validate().map_err(|e| e.to_string()),
+            Err("detect.host_groups[1].name: \"a\" is used twice".to_string())
+        );
+    }
+}

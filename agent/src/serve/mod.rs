@@ -1,0 +1,6 @@
+//! The HTTP side: the /metrics and /healthz server, the metrics registry
+//! and kernel-counter collectors, and the web config (TLS, basic auth).
+
+pub mod metrics;
+pub mod server;
+pub mod webconfig;

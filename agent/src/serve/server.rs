@@ -1,0 +1,234 @@
+//! The HTTP endpoint: `/metrics` (Prometheus text format) and `/healthz`.
+//!
+//! Hardened against misbehaving clients: at most [`MAX_CONNECTIONS`]
+//! connections served at once (more wait up to [`CONNECTION_WAIT`] for a
+//! slot, then are closed), request headers must arrive
+//! within [`HEADER_TIMEOUT`], a connection lives at most
+//! [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`] scrapes render at
+//! once (the rest wait up to [`RENDER_WAIT`], then get 503).
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use crate::serve::{metrics::Metrics, webconfig::WebConfig};
+
+pub const MAX_CONNECTIONS: usize = 512;
+pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_RENDERS: usize = 8;
+pub const RENDER_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    renders: Arc<Semaphore>,
+    web: SharedWebConfig,
+    /// The last exposition and when its render started.
+    last: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, bytes::Bytes)>>>,
+}
+
+/// The web config in force; a reload swaps it, and each new connection
+/// (TLS) and request (basic auth) reads it.
+pub type SharedWebConfig = Arc<RwLock<Arc<WebConfig>>>;
+
+fn current(web: &SharedWebConfig) -> Arc<WebConfig> {
+    web.read().map(|w| w.clone()).unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: the port is already in use (pick another with --listen)")]
+    InUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds early so a busy port fails before anything is attached.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => ServerError::InUse { addr },
+            _ => ServerError::Bind { addr, source },
+        })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let arrived = tokio::time::Instant::now();
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(RENDER_WAIT, state.renders.clone().acquire_owned()).await
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent scrapes\n".to_string(),
+        )
+            .into_response();
+    };
+    // Renders take turns; a scrape that waited reuses a render that
+    // started after it arrived (its numbers are no older than the
+    // request), so a storm of scrapers costs a render per wave, not one
+    // each, and no answer is ever stale.
+    let mut last = state.last.lock().await;
+    let fresh = last
+        .as_ref()
+        .filter(|(started, _)| *started >= arrived)
+        .map(|(_, body)| body.clone());
+    let rendered = match fresh {
+        Some(body) => Ok(Ok(body)),
+        None => {
+            let m = state.metrics;
+            let started = tokio::time::Instant::now();
+            // Reading the maps is a few syscalls; keep it off the async
+            // workers.
+            let r = tokio::task::spawn_blocking(move || m.render().map(bytes::Bytes::from)).await;
+            if let Ok(Ok(body)) = &r {
+                *last = Some((started, body.clone()));
+            }
+            r
+        }
+    };
+    drop(last);
+    match rendered {
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Basic auth when the web config has users (every path, as
+/// exporter-toolkit does).
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let web = current(&state.web);
+    if web.auth_required() {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // bcrypt takes tens of milliseconds: not on the async workers.
+        let ok = tokio::task::spawn_blocking(move || web.authorized(given.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"nta\"")],
+                "Unauthorized\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig) -> Router {
+    let state = AppState {
+        metrics,
+        renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+        web,
+        last: Arc::new(tokio::sync::Mutex::new(None)),
+    };
+    Router::new()
+        .route("/metrics", get(self::metrics))
+        .route("/healthz", get(healthz))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves. Written on hyper directly (not
+/// `axum::serve`) for the header timeout and the connection cap.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    web: SharedWebConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let app = router(metrics, web.clone());
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: pause, go on.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connections = connections.clone();
+        let tls = current(&web).tls.clone();
+        tokio::spawn(async move {
+            // Over the cap: wait a little for a slot, else close.
+            let Ok(Ok(permit)) =
+                tokio::time::timeout(CONNECTION_WAIT, connections.acquire_owned()).await
+            else {
+                return;
+            };
+            let served = async {
+                match tls {
+                    Some(config) => {
+                        // The handshake counts against the header timeout.
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => serve_connection(s, service).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    }
+                    None => serve_connection(stream, service).await,
+                }
+            };
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection<I>(io: I, service: TowerToHyperService<Router>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
