@@ -159,10 +159,8 @@ impl Reload {
         } else {
             None
         };
-        let capture = match (&self.in_force.capture, &new.capture) {
-            (Some(old), Some(c))
-                if (old.filter.as_str(), old.snaplen) != (c.filter.as_str(), c.snaplen) =>
-            {
+        let capture = match &new.capture {
+            Some(c) if self.in_force.capture_filter_changed(&new) => {
                 Some(crate::capture::live::kernel_capture(c)?)
             }
             _ => None,

@@ -30,13 +30,27 @@ pub struct RunSettings {
     pub capture: Option<CaptureSettings>,
 }
 
-/// Where flows and alerts go: reloadable as a whole.
+/// Where flows and alerts go, as two groups that a reload compares whole:
+/// a field added to a group reopens that group's outputs when it changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outputs {
-    pub flow_files: Vec<PathBuf>,
+    pub flows: FlowOutputs,
+    pub alerts: AlertOutputs,
+}
+
+/// The flow exporters' settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowOutputs {
+    pub files: Vec<PathBuf>,
     pub rotation: RotationConfig,
     pub ipfix: Option<IpfixSpec>,
-    pub alerts_file: Option<PathBuf>,
+}
+
+/// The alert sinks' settings (the log and metrics sinks are always on).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertOutputs {
+    /// The alert file and its rotation (the `[flows]` rotation keys).
+    pub file: Option<(PathBuf, RotationConfig)>,
     pub webhook: Option<String>,
 }
 
@@ -54,6 +68,10 @@ impl RunSettings {
         let f = &file.flows;
         let pick_u64 = |id, flag, v| pick(given(id), flag, v);
         let duration = |id, flag, v| pick::<Duration>(given(id), flag, v);
+        let rotation = RotationConfig {
+            max_bytes: pick_u64("flows_max_bytes", args.flows_max_bytes, f.max_bytes),
+            keep: pick(given("flows_keep"), args.flows_keep, f.keep),
+        };
         let ipfix_collector = if given("ipfix") {
             args.ipfix.clone()
         } else {
@@ -89,26 +107,31 @@ impl RunSettings {
                 capacity: pick_u64("flow_capacity", args.flow_capacity, f.capacity) as usize,
             },
             outputs: Outputs {
-                flow_files: pick(
-                    given("flow_files"),
-                    args.flow_files.clone(),
-                    f.files.clone(),
-                ),
-                rotation: RotationConfig {
-                    max_bytes: pick_u64("flows_max_bytes", args.flows_max_bytes, f.max_bytes),
-                    keep: pick(given("flows_keep"), args.flows_keep, f.keep),
-                },
-                ipfix: ipfix_collector.map(|collector| IpfixSpec {
-                    collector,
-                    domain: pick(given("ipfix_domain"), args.ipfix_domain, f.ipfix.domain),
-                    template_refresh: duration(
-                        "ipfix_template_refresh",
-                        args.ipfix_template_refresh,
-                        f.ipfix.template_refresh,
+                flows: FlowOutputs {
+                    files: pick(
+                        given("flow_files"),
+                        args.flow_files.clone(),
+                        f.files.clone(),
                     ),
-                }),
-                alerts_file: args.alerts.clone().or_else(|| file.alerts.file.clone()),
-                webhook: args.webhook.clone().or_else(|| file.alerts.webhook.clone()),
+                    rotation,
+                    ipfix: ipfix_collector.map(|collector| IpfixSpec {
+                        collector,
+                        domain: pick(given("ipfix_domain"), args.ipfix_domain, f.ipfix.domain),
+                        template_refresh: duration(
+                            "ipfix_template_refresh",
+                            args.ipfix_template_refresh,
+                            f.ipfix.template_refresh,
+                        ),
+                    }),
+                },
+                alerts: AlertOutputs {
+                    file: args
+                        .alerts
+                        .clone()
+                        .or_else(|| file.alerts.file.clone())
+                        .map(|path| (path, rotation)),
+                    webhook: args.webhook.clone().or_else(|| file.alerts.webhook.clone()),
+                },
             },
             detect_on: file.detect.enabled && !args.no_detect,
             detect: file.detect.clone(),
@@ -118,85 +141,110 @@ impl RunSettings {
 
     /// What a reload cannot change without a restart, by key name.
     pub fn restart_needed(&self, new: &RunSettings) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        let mut check = |changed: bool, key| {
-            if changed {
-                keys.push(key);
-            }
-        };
-        check(self.interfaces != new.interfaces, "sensor.interfaces");
-        check(self.xdp_mode != new.xdp_mode, "sensor.xdp_mode");
-        check(self.mirror != new.mirror, "sensor.mirror");
-        check(self.listen != new.listen, "metrics.listen");
-        check(
-            self.flow_table.capacity != new.flow_table.capacity,
-            "flows.capacity",
-        );
-        check(self.detect_on != new.detect_on, "detect.enabled");
-        let files = |c: &Option<CaptureSettings>| {
-            c.as_ref().map(|c| {
-                (
-                    c.dir.clone(),
-                    c.flight.clone(),
-                    c.format,
-                    c.file_bytes,
-                    c.file_age,
-                    c.max_bytes,
-                    c.ring_mib,
-                    c.af_xdp,
-                )
-            })
-        };
-        check(files(&self.capture) != files(&new.capture), "capture");
-        keys
+        RESTART_KEYS
+            .iter()
+            .filter(|k| (k.changed)(self, new))
+            .map(|k| k.key)
+            .collect()
     }
-}
 
-impl RunSettings {
     /// These settings with what a reload cannot change taken from the
     /// settings in force (so the next reload compares against the truth).
-    pub fn keeping_restart_fields_of(self, old: &RunSettings) -> RunSettings {
-        RunSettings {
-            interfaces: old.interfaces.clone(),
-            xdp_mode: old.xdp_mode,
-            mirror: old.mirror,
-            listen: old.listen,
-            flow_table: FlowConfig {
-                capacity: old.flow_table.capacity,
-                ..self.flow_table
-            },
-            detect_on: old.detect_on,
-            // Only the filter and snaplen of a running capture reload.
-            capture: match (&old.capture, self.capture) {
-                (Some(o), Some(n)) => Some(CaptureSettings {
-                    filter: n.filter,
-                    snaplen: n.snaplen,
-                    ..o.clone()
-                }),
-                (o, _) => o.clone(),
-            },
-            ..self
+    pub fn keeping_restart_fields_of(mut self, old: &RunSettings) -> RunSettings {
+        for k in RESTART_KEYS {
+            (k.keep)(&mut self, old);
         }
+        self
     }
 
     /// Whether the flow exporters must be reopened for `new`. The data
     /// sampling rate counts when IPFIX is on: its options record
     /// announces it.
     pub fn flow_outputs_changed(&self, new: &RunSettings) -> bool {
-        let o = (&self.outputs, &new.outputs);
-        o.0.flow_files != o.1.flow_files
-            || o.0.rotation != o.1.rotation
-            || o.0.ipfix != o.1.ipfix
-            || (o.1.ipfix.is_some() && self.sampling.data_rate != new.sampling.data_rate)
+        self.outputs.flows != new.outputs.flows
+            || (new.outputs.flows.ipfix.is_some()
+                && self.sampling.data_rate != new.sampling.data_rate)
     }
 
     /// Whether the alert sinks must be reopened for `new`.
     pub fn alert_outputs_changed(&self, new: &RunSettings) -> bool {
-        let o = (&self.outputs, &new.outputs);
-        o.0.alerts_file != o.1.alerts_file
-            || o.0.webhook != o.1.webhook
-            || (o.1.alerts_file.is_some() && o.0.rotation != o.1.rotation)
+        self.outputs.alerts != new.outputs.alerts
     }
+
+    /// Whether the running capture's filter or snaplen changed (they
+    /// reload by a map write; the rest of capture takes a restart).
+    pub fn capture_filter_changed(&self, new: &RunSettings) -> bool {
+        match (&self.capture, &new.capture) {
+            (Some(old), Some(c)) => (&old.filter, old.snaplen) != (&c.filter, c.snaplen),
+            _ => false,
+        }
+    }
+}
+
+/// A setting that takes a restart: its config key (named in the reload
+/// warning), how to tell it changed, and how to keep the running value.
+struct RestartKey {
+    key: &'static str,
+    changed: fn(&RunSettings, &RunSettings) -> bool,
+    keep: fn(&mut RunSettings, &RunSettings),
+}
+
+/// Every setting a reload cannot change, listed once.
+const RESTART_KEYS: &[RestartKey] = &[
+    RestartKey {
+        key: "sensor.interfaces",
+        changed: |a, b| a.interfaces != b.interfaces,
+        keep: |new, old| new.interfaces = old.interfaces.clone(),
+    },
+    RestartKey {
+        key: "sensor.xdp_mode",
+        changed: |a, b| a.xdp_mode != b.xdp_mode,
+        keep: |new, old| new.xdp_mode = old.xdp_mode,
+    },
+    RestartKey {
+        key: "sensor.mirror",
+        changed: |a, b| a.mirror != b.mirror,
+        keep: |new, old| new.mirror = old.mirror,
+    },
+    RestartKey {
+        key: "metrics.listen",
+        changed: |a, b| a.listen != b.listen,
+        keep: |new, old| new.listen = old.listen,
+    },
+    RestartKey {
+        key: "flows.capacity",
+        changed: |a, b| a.flow_table.capacity != b.flow_table.capacity,
+        keep: |new, old| new.flow_table.capacity = old.flow_table.capacity,
+    },
+    RestartKey {
+        key: "detect.enabled",
+        changed: |a, b| a.detect_on != b.detect_on,
+        keep: |new, old| new.detect_on = old.detect_on,
+    },
+    // Everything of capture but the filter and snaplen of a running one.
+    RestartKey {
+        key: "capture",
+        changed: |a, b| capture_restart_part(&a.capture) != capture_restart_part(&b.capture),
+        keep: |new, old| {
+            new.capture = match (&old.capture, new.capture.take()) {
+                (Some(o), Some(n)) => Some(CaptureSettings {
+                    filter: n.filter,
+                    snaplen: n.snaplen,
+                    ..o.clone()
+                }),
+                (o, _) => o.clone(),
+            }
+        },
+    },
+];
+
+/// Capture settings without what reloads (filter, snaplen).
+fn capture_restart_part(c: &Option<CaptureSettings>) -> Option<CaptureSettings> {
+    c.clone().map(|c| CaptureSettings {
+        filter: String::new(),
+        snaplen: 0,
+        ..c
+    })
 }
 
 fn resolve_capture(args: &RunArgs, c: &crate::config::CaptureSection) -> Option<CaptureSettings> {
@@ -351,16 +399,19 @@ enabled = false
         assert_eq!(s.flow_table.idle_timeout_ns, 5_000_000_000);
         assert_eq!(s.flow_table.active_timeout_ns, 60_000_000_000);
         assert_eq!(s.flow_table.capacity, 1000);
-        assert_eq!(s.outputs.flow_files, [PathBuf::from("/tmp/f.jsonl")]);
-        assert_eq!(s.outputs.rotation.keep, 2);
-        assert_eq!(s.outputs.rotation.max_bytes, 100 << 20);
-        let ipfix = s.outputs.ipfix.unwrap_or_else(|| panic!("no ipfix"));
+        assert_eq!(s.outputs.flows.files, [PathBuf::from("/tmp/f.jsonl")]);
+        assert_eq!(s.outputs.flows.rotation.keep, 2);
+        assert_eq!(s.outputs.flows.rotation.max_bytes, 100 << 20);
+        let ipfix = s.outputs.flows.ipfix.unwrap_or_else(|| panic!("no ipfix"));
         assert_eq!(
             (ipfix.collector.as_str(), ipfix.domain),
             ("127.0.0.1:4739", 7)
         );
-        assert_eq!(s.outputs.alerts_file, Some(PathBuf::from("/tmp/a.jsonl")));
-        assert!(s.outputs.webhook.is_some());
+        assert_eq!(
+            s.outputs.alerts.file.map(|(p, _)| p),
+            Some(PathBuf::from("/tmp/a.jsonl"))
+        );
+        assert!(s.outputs.alerts.webhook.is_some());
         assert!(!s.detect_on);
     }
 
@@ -393,14 +444,17 @@ enabled = false
         assert_eq!(s.xdp_mode, ModeChoice::Auto);
         assert_eq!(s.listen.port(), 1234);
         assert_eq!(s.sampling.data_rate, 2);
-        assert_eq!(s.outputs.flow_files, [PathBuf::from("/tmp/x.csv")]);
-        assert_eq!(s.outputs.rotation.keep, 5);
+        assert_eq!(s.outputs.flows.files, [PathBuf::from("/tmp/x.csv")]);
+        assert_eq!(s.outputs.flows.rotation.keep, 5);
         assert_eq!(s.flow_table.idle_timeout_ns, 15_000_000_000);
         assert_eq!(
-            s.outputs.ipfix.map(|i| (i.collector, i.domain)),
+            s.outputs.flows.ipfix.map(|i| (i.collector, i.domain)),
             Some(("127.0.0.1:2055".to_string(), 7))
         );
-        assert_eq!(s.outputs.alerts_file, Some(PathBuf::from("/tmp/b.jsonl")));
+        assert_eq!(
+            s.outputs.alerts.file.map(|(p, _)| p),
+            Some(PathBuf::from("/tmp/b.jsonl"))
+        );
         // Not given: the file's value.
         assert!(s.mirror);
         assert_eq!(s.flow_table.capacity, 1000);
@@ -434,5 +488,43 @@ enabled = false
             ]
         );
         assert!(new.restart_needed(&new).is_empty());
+    }
+
+    #[test]
+    fn keeping_restart_fields_leaves_nothing_to_restart_and_takes_the_rest() {
+        let a = args(&["nta", "run"]);
+        let old = RunSettings::resolve(&a, &FileConfig::default());
+        let new = RunSettings::resolve(&a, &file(FILE));
+        let kept = new.clone().keeping_restart_fields_of(&old);
+        assert!(old.restart_needed(&kept).is_empty());
+        assert_eq!(kept.interfaces, old.interfaces);
+        assert_eq!(kept.flow_table.capacity, old.flow_table.capacity);
+        // Reloadable settings come from the new file.
+        assert_eq!(kept.sampling, new.sampling);
+        assert_eq!(kept.outputs, new.outputs);
+        assert_eq!(kept.flow_table.idle_timeout_ns, 5_000_000_000);
+        assert!(old.flow_outputs_changed(&kept) && old.alert_outputs_changed(&kept));
+    }
+
+    #[test]
+    fn capture_filter_reloads_and_the_rest_of_capture_takes_a_restart() {
+        let capture = |extra: &str| {
+            let text = format!("[capture]\ndir = \"/tmp/c\"\n{extra}");
+            RunSettings::resolve(&args(&["nta", "run"]), &file(&text))
+        };
+        let old = capture("");
+        let filter = capture("filter = \"tcp\"\nsnaplen = 128\n");
+        assert!(old.restart_needed(&filter).is_empty());
+        assert!(old.capture_filter_changed(&filter));
+        let ring = capture("ring_mib = 64\n");
+        assert_eq!(old.restart_needed(&ring), ["capture"]);
+        assert!(!old.capture_filter_changed(&ring));
+        let kept = filter.keeping_restart_fields_of(&ring);
+        assert_eq!(
+            kept.capture
+                .as_ref()
+                .map(|c| (c.filter.as_str(), c.ring_mib)),
+            Some(("tcp", 64))
+        );
     }
 }

@@ -18,9 +18,9 @@ pub fn open_flow_exporters(
     s: &RunSettings,
     ifindexes: &[u32],
 ) -> Result<Vec<Box<dyn FlowExporter>>, ExportError> {
-    let o = &s.outputs;
+    let o = &s.outputs.flows;
     let mut exporters = o
-        .flow_files
+        .files
         .iter()
         .map(|p| export::open_flow_file(p, o.rotation))
         .collect::<Result<Vec<_>, _>>()?;
@@ -45,10 +45,11 @@ pub fn open_alert_sinks(
     s: &RunSettings,
     metrics: &AlertMetrics,
 ) -> Result<Vec<Box<dyn AlertSink>>, AlertError> {
-    let o = &s.outputs;
+    let o = &s.outputs.alerts;
     alert::open_sinks(
-        o.alerts_file.as_deref(),
-        o.rotation,
+        o.file
+            .as_ref()
+            .map(|(path, rotation)| (path.as_path(), *rotation)),
         o.webhook.as_deref(),
         &s.detect.group_names(),
         metrics,

@@ -171,14 +171,13 @@ impl AlertSink for LogSink {
 /// The sinks a run asks for: the file, the webhook (its own thread) and
 /// the log, which is always on.
 pub fn open_sinks(
-    file: Option<&Path>,
-    rotation: RotationConfig,
+    file: Option<(&Path, RotationConfig)>,
     webhook: Option<&str>,
     groups: &[String],
     metrics: &AlertMetrics,
 ) -> Result<Vec<Box<dyn AlertSink>>, AlertError> {
     let mut sinks: Vec<Box<dyn AlertSink>> = Vec::new();
-    if let Some(path) = file {
+    if let Some((path, rotation)) = file {
         sinks.push(Box::new(FileSink::open(path, rotation)?));
     }
     // Checked before the webhook thread starts, so an error leaves nothing

@@ -57,12 +57,14 @@ impl Value {
 
 type Getter = fn(&FlowRecord) -> Value;
 
+type IpfixGetter = fn(&FlowRecord) -> Field;
+
 /// How a field travels in IPFIX.
 pub struct Ipfix {
     /// The information element and its length, for IPv4 (false) or IPv6
     /// (true) flows.
     pub element: fn(bool) -> (IE, u16),
-    pub value: fn(&FlowRecord) -> Field,
+    pub value: IpfixGetter,
 }
 
 /// One flow field: its CSV column, its JSON paths, its IPFIX element.
@@ -428,20 +430,26 @@ pub fn ipfix_elements(v6: bool) -> Vec<(IE, u16)> {
         .collect()
 }
 
-/// The IPFIX values of one flow, in template order.
-pub fn ipfix_values(f: &FlowRecord) -> Box<[Field]> {
+/// The IPFIX getters in template order, gathered once: collecting from an
+/// exact-size iterator allocates each record once.
+static IPFIX_VALUES: LazyLock<Vec<IpfixGetter>> = LazyLock::new(|| {
     FIELDS
         .iter()
-        .filter_map(|field| field.ipfix.as_ref())
-        .map(|i| (i.value)(f))
+        .filter_map(|f| f.ipfix.as_ref().map(|i| i.value))
         .collect()
+});
+
+/// The IPFIX values of one flow, in template order.
+pub fn ipfix_values(f: &FlowRecord) -> Box<[Field]> {
+    IPFIX_VALUES.iter().map(|get| get(f)).collect()
 }
 
 /// The JSON document's shape: objects by path segment, leaves pointing at
 /// a getter. Built once from [`FIELDS`].
 enum Node {
     Leaf(Getter),
-    Object(Vec<(&'static str, Node)>),
+    /// Members by name, each with its `"name":` bytes made once.
+    Object(Vec<(&'static str, Vec<u8>, Node)>),
 }
 
 static JSON_SHAPE: LazyLock<Node> = LazyLock::new(|| {
@@ -460,17 +468,22 @@ fn insert(node: &mut Node, path: &'static str, get: Getter) {
         Some((head, rest)) => (head, Some(rest)),
         None => (path, None),
     };
+    let key = || {
+        let mut k = serde_json::to_vec(head).unwrap_or_default();
+        k.push(b':');
+        k
+    };
     match rest {
-        None => children.push((head, Node::Leaf(get))),
+        None => children.push((head, key(), Node::Leaf(get))),
         Some(rest) => {
-            let at = match children.iter().position(|(k, _)| *k == head) {
+            let at = match children.iter().position(|(k, _, _)| *k == head) {
                 Some(at) => at,
                 None => {
-                    children.push((head, Node::Object(Vec::new())));
+                    children.push((head, key(), Node::Object(Vec::new())));
                     children.len() - 1
                 }
             };
-            insert(&mut children[at].1, rest, get);
+            insert(&mut children[at].2, rest, get);
         }
     }
 }
@@ -497,13 +510,12 @@ fn write_node(node: &Node, f: &FlowRecord, out: &mut Vec<u8>) -> bool {
             let start = out.len();
             out.push(b'{');
             let mut any = false;
-            for (key, child) in children {
+            for (_, key, child) in children {
                 let before = out.len();
                 if any {
                     out.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut *out, key);
-                out.push(b':');
+                out.extend_from_slice(key);
                 if write_node(child, f, out) {
                     any = true;
                 } else {
