@@ -1,16 +1,22 @@
 //! `nta run`: attach to interfaces, consume samples, serve metrics, and
 //! detach cleanly on SIGINT/SIGTERM.
+//!
+//! [`run`] reads as its phases: prepare (settings, outputs, listener: all
+//! that can fail on bad input, before the kernel is touched), attach,
+//! capture, sampling control, the pipeline, reload, serve, and an ordered
+//! shutdown.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicBool},
 };
 
 use agent_common::config::SamplerConfig;
 use tokio::{
+    net::TcpListener,
     signal::unix::{SignalKind, signal},
-    sync::watch,
-    task::JoinSet,
+    sync::{mpsc, watch},
+    task::{JoinHandle, JoinSet},
 };
 
 use crate::{
@@ -18,6 +24,7 @@ use crate::{
         Interface, afxdp,
         afxdp::{AfXdpError, AfXdpMetrics},
         consumer::{CaptureRing, FrameSource},
+        flight::FlightRequests,
         live,
         live::LiveCaptureError,
     },
@@ -29,20 +36,20 @@ use crate::{
         adaptive,
         adaptive::{Controlled, RateController, SamplingMetrics},
         events,
-        events::PipelineStats,
+        events::{PipelineStats, SampleBatch},
         iface, privileges, reattach,
-        sensor::{KernelCapture, Sensor, SensorError},
+        sensor::{AttachMode, CountersReader, KernelCapture, Sensor, SensorError},
     },
     output::{
-        alert::{AlertError, AlertMetrics, Alerts},
+        alert::{AlertError, AlertMetrics, AlertSink, Alerts},
         export,
-        export::{ExportError, WallClock},
+        export::{ExportError, FlowExporter, WallClock},
         open::{open_alert_sinks, open_flow_exporters},
     },
     pipeline::{
         Pipeline,
         alerting::{DetectMetrics, DetectionStage},
-        live::{FlowMetrics, FlowStage},
+        live::{FlowMetrics, FlowStage, StageReload},
     },
     serve::{
         metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
@@ -85,71 +92,279 @@ pub enum RunError {
     AfXdp(#[from] AfXdpError),
 }
 
-fn current_tls(web: &SharedWebConfig) -> bool {
-    web.read().map(|w| w.tls.is_some()).unwrap_or(false)
-}
-
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     raise_fd_limit();
-    let (file_config, config_hash) = match &args.config {
-        Some(path) => FileConfig::load_with_hash(path)?,
-        None => (FileConfig::default(), String::new()),
-    };
-    let settings = RunSettings::resolve(&args, &file_config);
-    let ifaces = iface::resolve_interfaces(&settings.interfaces)?;
-    privileges::check().map_err(RunError::Privileges)?;
-    let sampling = settings.sampling;
-    let ifindexes = ifaces
-        .iter()
-        .map(|i| iface::ifindex(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Open outputs before touching the kernel, so a bad path fails fast.
-    let web: SharedWebConfig = Arc::new(std::sync::RwLock::new(Arc::new(
-        WebConfig::load_optional(settings.web_config_file.as_deref())?,
-    )));
-    let exporters = open_flow_exporters(&settings, &ifindexes)?;
-    let alert_metrics = AlertMetrics::new().map_err(MetricsError::from)?;
-    let alert_sinks = if settings.detect_on {
-        open_alert_sinks(&settings, &alert_metrics)?
-    } else {
-        Vec::new()
-    };
-    let kernel_capture = match &settings.capture {
-        Some(c) => live::kernel_capture(c)?,
-        None => KernelCapture::default(),
-    };
-    let listener = server::bind(settings.listen).await?;
-    let config = SamplerConfig {
-        data_rate: sampling.data_rate,
-        control_rate: sampling.control_rate,
-        mirror: u32::from(settings.mirror),
-        ..SamplerConfig::default()
-    };
-
+    let start = Prepared::prepare(args).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (tx, rx) = events::queue();
-    let mut tasks = JoinSet::new();
-    let mut sensors = Vec::new();
-    let mut sources = Vec::new();
-    let mut names = HashMap::new();
-    let mut controlled = Vec::new();
-    let mut watched = Vec::new();
-    let mut capture_sources: Vec<Box<dyn FrameSource>> = Vec::new();
-    let mut afxdp_metrics: Option<AfXdpMetrics> = None;
-    // Kept open while nta runs.
-    let mut xsk_maps = Vec::new();
-    for (name, &ifindex) in ifaces.iter().zip(&ifindexes) {
-        names.insert(ifindex, name.clone());
+    let (samples_tx, samples_rx) = events::queue();
+    let mut kernel = attach(&start, samples_tx, &shutdown_rx)?;
+    let metrics = Arc::new(Metrics::new(SensorCollector::new(
+        kernel
+            .interfaces
+            .iter()
+            .map(Attached::metrics_source)
+            .collect(),
+    )?)?);
+    let (capture, flight) = start_capture(&start, &mut kernel, &metrics)?;
+    let (sampling_tx, sampling_rx) = mpsc::channel(4);
+    let controller = tokio::spawn(adaptive::run(
+        kernel
+            .interfaces
+            .iter()
+            .map(|i| i.controlled(start.sampler, start.settings.sampling.budget))
+            .collect(),
+        SamplingMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
+        sampling_rx,
+        shutdown_rx.clone(),
+    ));
+    let reattacher = tokio::spawn(reattach::run(
+        kernel
+            .interfaces
+            .iter()
+            .map(|i| i.watched(start.settings.xdp_mode))
+            .collect(),
+        shutdown_rx.clone(),
+    ));
+    let (stage_tx, stage_rx) = mpsc::channel(4);
+    let listen = start.settings.listen;
+    let Prepared {
+        args,
+        settings,
+        config_hash,
+        web,
+        exporters,
+        alert_metrics,
+        alert_sinks,
+        listener,
+        ..
+    } = start;
+    let pipeline = start_pipeline(
+        &settings,
+        &kernel,
+        exporters,
+        (alert_sinks, alert_metrics.clone()),
+        flight,
+        &metrics,
+        samples_rx,
+        stage_rx,
+    )?;
+    tokio::spawn(reload::watch_sighup(
+        reload::Reload {
+            path: args.config.clone(),
+            hash: config_hash.clone(),
+            ifindexes: kernel.interfaces.iter().map(|i| i.ifindex).collect(),
+            sensors: kernel.interfaces.iter().map(|i| i.sensor.clone()).collect(),
+            args,
+            in_force: settings,
+            alert_metrics,
+            to_stage: stage_tx,
+            to_sampling: sampling_tx,
+            web: web.clone(),
+            metrics: ReloadMetrics::register(metrics.registry(), &config_hash)
+                .map_err(MetricsError::from)?,
+        },
+        shutdown_rx.clone(),
+    ));
+    let server = serve(listen, listener, metrics, web, shutdown_rx.clone())?;
+
+    wait_for_signal().await?;
+    tracing::info!("stopping: detaching XDP and draining samples");
+    let _ = shutdown_tx.send(true);
+    let _ = controller.await;
+    let _ = reattacher.await;
+    kernel.detach();
+    // Detached first, so the final drain takes every captured frame.
+    if let Some(c) = capture {
+        let summary = tokio::task::spawn_blocking(move || c.stop()).await;
+        if let Ok(s) = summary {
+            tracing::info!(
+                frames = s.frames,
+                kernel_dropped = s.kernel_dropped,
+                "capture closed"
+            );
+        }
+    }
+    while let Some(r) = kernel.consumers.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "sample consumer stopped with an error");
+        }
+    }
+    let _ = pipeline.await;
+    match server.await {
+        Ok(r) => r?,
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    drop(kernel);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What `nta run` has before it touches the kernel: everything that can
+/// fail on bad input (settings, outputs, the listener), checked first.
+struct Prepared {
+    args: RunArgs,
+    settings: RunSettings,
+    config_hash: String,
+    ifaces: Vec<(String, u32)>,
+    sampler: SamplerConfig,
+    kernel_capture: KernelCapture,
+    web: SharedWebConfig,
+    exporters: Vec<Box<dyn FlowExporter>>,
+    alert_metrics: AlertMetrics,
+    alert_sinks: Vec<Box<dyn AlertSink>>,
+    listener: TcpListener,
+}
+
+impl Prepared {
+    async fn prepare(args: RunArgs) -> Result<Prepared, RunError> {
+        let (file_config, config_hash) = match &args.config {
+            Some(path) => FileConfig::load_with_hash(path)?,
+            None => (FileConfig::default(), String::new()),
+        };
+        let settings = RunSettings::resolve(&args, &file_config);
+        let names = iface::resolve_interfaces(&settings.interfaces)?;
+        privileges::check().map_err(RunError::Privileges)?;
+        let ifaces = names
+            .into_iter()
+            .map(|name| iface::ifindex(&name).map(|i| (name, i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ifindexes: Vec<u32> = ifaces.iter().map(|(_, i)| *i).collect();
+        // Open outputs before touching the kernel, so a bad path fails fast.
+        let web: SharedWebConfig = Arc::new(std::sync::RwLock::new(Arc::new(
+            WebConfig::load_optional(settings.web_config_file.as_deref())?,
+        )));
+        let exporters = open_flow_exporters(&settings, &ifindexes)?;
+        let alert_metrics = AlertMetrics::new().map_err(MetricsError::from)?;
+        let alert_sinks = if settings.detect_on {
+            open_alert_sinks(&settings, &alert_metrics)?
+        } else {
+            Vec::new()
+        };
+        let kernel_capture = match &settings.capture {
+            Some(c) => live::kernel_capture(c)?,
+            None => KernelCapture::default(),
+        };
+        let listener = server::bind(settings.listen).await?;
+        let sampler = SamplerConfig {
+            data_rate: settings.sampling.data_rate,
+            control_rate: settings.sampling.control_rate,
+            mirror: u32::from(settings.mirror),
+            ..SamplerConfig::default()
+        };
+        Ok(Prepared {
+            args,
+            settings,
+            config_hash,
+            ifaces,
+            sampler,
+            kernel_capture,
+            web,
+            exporters,
+            alert_metrics,
+            alert_sinks,
+            listener,
+        })
+    }
+}
+
+/// One watched interface with its program attached: the one handle the
+/// metrics, sampling control, re-attach and reload take their views from.
+struct Attached {
+    name: String,
+    ifindex: u32,
+    mode: AttachMode,
+    sensor: Arc<Mutex<Sensor>>,
+    counters: Arc<CountersReader>,
+    stats: Arc<PipelineStats>,
+    /// False while the interface is gone (deleted, not yet recreated).
+    attached: Arc<AtomicBool>,
+}
+
+impl Attached {
+    fn metrics_source(&self) -> InterfaceSource {
+        InterfaceSource {
+            name: self.name.clone(),
+            mode: self.mode,
+            attached: self.attached.clone(),
+            counters: self.counters.clone(),
+            pipeline: self.stats.clone(),
+        }
+    }
+
+    fn controlled(&self, sampler: SamplerConfig, budget: u64) -> Controlled {
+        Controlled {
+            name: self.name.clone(),
+            sensor: self.sensor.clone(),
+            counters: self.counters.clone(),
+            pipeline: self.stats.clone(),
+            controller: RateController::new(sampler, budget),
+        }
+    }
+
+    fn watched(&self, mode: crate::kernel::sensor::ModeChoice) -> reattach::Watched {
+        reattach::Watched {
+            name: self.name.clone(),
+            sensor: self.sensor.clone(),
+            attached: self.attached.clone(),
+            mode,
+        }
+    }
+}
+
+/// The kernel side while nta runs: the attached interfaces, their ring
+/// consumers, and the capture sources until capture starts.
+struct Kernel {
+    interfaces: Vec<Attached>,
+    consumers: JoinSet<Result<(), events::EventsError>>,
+    capture_sources: Vec<Box<dyn FrameSource>>,
+    afxdp_metrics: Option<AfXdpMetrics>,
+    /// Kept open while nta runs.
+    xsk_maps: Vec<aya::maps::XskMap<aya::maps::MapData>>,
+}
+
+impl Kernel {
+    /// Detaches every program (a killed nta detaches through its links).
+    fn detach(&self) {
+        for i in &self.interfaces {
+            let detached = i.sensor.lock().map(|mut s| s.detach());
+            if let Ok(Err(e)) = detached {
+                tracing::warn!(interface = %i.name, error = %e, "detach failed; the link goes away when nta exits");
+            }
+        }
+    }
+}
+
+/// Loads and attaches the program on every interface, binding AF_XDP
+/// sockets first when capture asks for them, and starts one ring consumer
+/// per interface feeding `samples`.
+fn attach(
+    start: &Prepared,
+    samples: mpsc::Sender<SampleBatch>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Kernel, RunError> {
+    let mut kernel = Kernel {
+        interfaces: Vec::new(),
+        consumers: JoinSet::new(),
+        capture_sources: Vec::new(),
+        afxdp_metrics: None,
+        xsk_maps: Vec::new(),
+    };
+    let (config, capture, mode_choice) =
+        (start.sampler, start.kernel_capture, start.settings.xdp_mode);
+    for (name, ifindex) in &start.ifaces {
+        let ifindex = *ifindex;
         let err = |source| RunError::Sensor {
             iface: name.clone(),
             source: Box::new(source),
         };
-        let (mut sensor, maps) = Sensor::load_with_capture(config, kernel_capture).map_err(err)?;
+        let (mut sensor, maps) = Sensor::load_with_capture(config, capture).map_err(err)?;
         let counters = Arc::new(maps.counters);
-        if kernel_capture.af_xdp {
+        if capture.af_xdp {
             // Sockets before the attach: no frame goes to a queue without
             // a reader.
-            let metrics = afxdp_metrics.get_or_insert_with(AfXdpMetrics::new_unregistered);
+            let metrics = kernel
+                .afxdp_metrics
+                .get_or_insert_with(AfXdpMetrics::new_unregistered);
             let mut xsks = maps.xsks;
             let heartbeat = Arc::new(Mutex::new(maps.heartbeat));
             for queue in 0..afxdp::rx_queues(name) {
@@ -157,93 +372,97 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                     name,
                     ifindex,
                     queue,
-                    kernel_capture.snaplen,
+                    capture.snaplen,
                     &mut xsks,
                     heartbeat.clone(),
                 )?
                 .with_metrics(metrics.clone(), name);
                 tracing::info!(interface = %name, queue, zero_copy = q.zero_copy, "AF_XDP socket bound");
-                capture_sources.push(Box::new(q));
+                kernel.capture_sources.push(Box::new(q));
             }
-            xsk_maps.push(xsks);
+            kernel.xsk_maps.push(xsks);
         } else {
-            capture_sources.push(Box::new(CaptureRing {
+            kernel.capture_sources.push(Box::new(CaptureRing {
                 ifindex,
                 ring: maps.captures,
                 counters: counters.clone(),
             }));
         }
-        let mode = sensor.attach(name, settings.xdp_mode).map_err(err)?;
-        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = settings.mirror, "XDP sensor attached");
+        let mode = sensor.attach(name, mode_choice).map_err(err)?;
+        tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = start.settings.mirror, "XDP sensor attached");
         let stats = Arc::new(PipelineStats::default());
-        tasks.spawn(events::consume_ring(
+        kernel.consumers.spawn(events::consume_ring(
             maps.samples,
             Arc::from(name.as_str()),
-            tx.clone(),
+            samples.clone(),
             stats.clone(),
-            shutdown_rx.clone(),
+            shutdown.clone(),
         ));
-        let attached = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        sources.push(InterfaceSource {
+        kernel.interfaces.push(Attached {
             name: name.clone(),
+            ifindex,
             mode,
-            attached: attached.clone(),
-            counters: counters.clone(),
-            pipeline: stats.clone(),
-        });
-        let sensor = Arc::new(Mutex::new(sensor));
-        watched.push(reattach::Watched {
-            name: name.clone(),
-            sensor: sensor.clone(),
-            attached,
-            mode: settings.xdp_mode,
-        });
-        controlled.push(Controlled {
-            name: name.clone(),
-            sensor: sensor.clone(),
+            sensor: Arc::new(Mutex::new(sensor)),
             counters,
-            pipeline: stats,
-            controller: RateController::new(config, sampling.budget),
+            stats,
+            attached: Arc::new(AtomicBool::new(true)),
         });
-        sensors.push(sensor);
     }
-    drop(tx);
+    Ok(kernel)
+}
 
-    let metrics = Arc::new(Metrics::new(SensorCollector::new(sources)?)?);
-    // The capture files open now, before samples flow; a bad directory
-    // stops the start here (the links detach when the sensors drop).
-    let mut flight = None;
-    let capture = match &settings.capture {
-        Some(c) => {
-            let interfaces = ifaces
-                .iter()
-                .zip(&ifindexes)
-                .map(|(name, &ifindex)| Interface {
-                    ifindex,
-                    name: name.clone(),
-                })
-                .collect();
-            let mut prepared = live::prepare(c, interfaces, metrics.registry())?;
-            tracing::info!(dir = ?c.dir, flight_recorder = ?c.flight.as_ref().map(|f| &f.dir), filter = %c.filter, snaplen = c.snaplen, "capturing");
-            flight = prepared.flight.take();
-            if let Some(m) = &afxdp_metrics {
-                m.register_in(metrics.registry())
-                    .map_err(MetricsError::from)?;
-            }
-            Some(prepared.start(std::mem::take(&mut capture_sources)))
-        }
-        None => None,
+/// The capture files and flight recorder, opened before samples flow: a
+/// bad directory stops the start here (the links detach when the sensors
+/// drop). Returns the running capture and the flight recorder's request
+/// channel with its directory.
+#[allow(clippy::type_complexity)]
+fn start_capture(
+    start: &Prepared,
+    kernel: &mut Kernel,
+    metrics: &Metrics,
+) -> Result<
+    (
+        Option<live::Running>,
+        Option<(FlightRequests, std::path::PathBuf)>,
+    ),
+    RunError,
+> {
+    let Some(c) = &start.settings.capture else {
+        return Ok((None, None));
     };
-    let sampling_metrics =
-        SamplingMetrics::register(metrics.registry()).map_err(MetricsError::from)?;
-    let (sampling_tx, sampling_rx) = tokio::sync::mpsc::channel(4);
-    let controller = tokio::spawn(adaptive::run(
-        controlled,
-        sampling_metrics,
-        sampling_rx,
-        shutdown_rx.clone(),
-    ));
-    let reattacher = tokio::spawn(reattach::run(watched, shutdown_rx.clone()));
+    let interfaces = kernel
+        .interfaces
+        .iter()
+        .map(|i| Interface {
+            ifindex: i.ifindex,
+            name: i.name.clone(),
+        })
+        .collect();
+    let mut prepared = live::prepare(c, interfaces, metrics.registry())?;
+    tracing::info!(dir = ?c.dir, flight_recorder = ?c.flight.as_ref().map(|f| &f.dir), filter = %c.filter, snaplen = c.snaplen, "capturing");
+    let flight = prepared.flight.take();
+    if let Some(m) = &kernel.afxdp_metrics {
+        m.register_in(metrics.registry())
+            .map_err(MetricsError::from)?;
+    }
+    let running = prepared.start(std::mem::take(&mut kernel.capture_sources));
+    Ok((Some(running), flight))
+}
+
+/// The sample stage: the pipeline core over the sample queue, the flow
+/// exporters, and, with detection on, alert delivery (and the flight
+/// recorder's incident requests).
+#[allow(clippy::too_many_arguments)]
+fn start_pipeline(
+    settings: &RunSettings,
+    kernel: &Kernel,
+    exporters: Vec<Box<dyn FlowExporter>>,
+    (alert_sinks, alert_metrics): (Vec<Box<dyn AlertSink>>, AlertMetrics),
+    flight: Option<(FlightRequests, std::path::PathBuf)>,
+    metrics: &Metrics,
+    samples: mpsc::Receiver<SampleBatch>,
+    reloads: mpsc::Receiver<StageReload>,
+) -> Result<JoinHandle<()>, RunError> {
     let stage = FlowStage {
         pipeline: Pipeline::new(
             settings.flow_table,
@@ -251,7 +470,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         ),
         exporters,
         clock: WallClock::monotonic(),
-        interfaces: names,
+        interfaces: kernel
+            .interfaces
+            .iter()
+            .map(|i| (i.ifindex, i.name.clone()))
+            .collect::<HashMap<_, _>>(),
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
     };
     let detection = if settings.detect_on {
@@ -262,7 +485,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             alert_sinks,
             WallClock::monotonic(),
             settings.detect.group_names(),
-            alert_metrics.clone(),
+            alert_metrics,
         );
         let stage = DetectionStage::new(
             alerts,
@@ -277,79 +500,38 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     } else {
         None
     };
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-    let reload_metrics =
-        ReloadMetrics::register(metrics.registry(), &config_hash).map_err(MetricsError::from)?;
-    let listen = settings.listen;
-    tokio::spawn(reload::watch_sighup(
-        reload::Reload {
-            path: args.config.clone(),
-            hash: config_hash,
-            args,
-            in_force: settings,
-            ifindexes,
-            sensors: sensors.clone(),
-            alert_metrics,
-            to_stage: reload_tx,
-            to_sampling: sampling_tx,
-            web: web.clone(),
-            metrics: reload_metrics,
-        },
-        shutdown_rx.clone(),
-    ));
-    let sink = tokio::spawn(crate::pipeline::live::run(
-        rx,
+    Ok(tokio::spawn(crate::pipeline::live::run(
+        samples,
         stage,
         detection,
-        reload_rx,
+        reloads,
         export::monotonic_now_ns,
-    ));
+    )))
+}
+
+/// Serves /metrics and /healthz until `shutdown` turns true.
+fn serve(
+    listen: std::net::SocketAddr,
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    web: SharedWebConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<Result<(), ServerError>>, RunError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: listen,
         source,
     })?;
-    let scheme = if current_tls(&web) { "https" } else { "http" };
+    let tls = web.read().map(|w| w.tls.is_some()).unwrap_or(false);
+    let scheme = if tls { "https" } else { "http" };
     tracing::info!("metrics at {scheme}://{addr}/metrics, health at {scheme}://{addr}/healthz");
-    let mut server_shutdown = shutdown_rx.clone();
-    let server = tokio::spawn(server::serve(listener, metrics, web, async move {
-        let _ = server_shutdown.changed().await;
-    }));
-
-    wait_for_signal().await?;
-    tracing::info!("stopping: detaching XDP and draining samples");
-    let _ = shutdown_tx.send(true);
-    let _ = controller.await;
-    let _ = reattacher.await;
-    for s in sensors {
-        let detached = s.lock().map(|mut s| s.detach());
-        if let Ok(Err(e)) = detached {
-            tracing::warn!(error = %e, "detach failed; the link goes away when nta exits");
-        }
-    }
-    // Detached first, so the final drain takes every captured frame.
-    if let Some(c) = capture {
-        let summary = tokio::task::spawn_blocking(move || c.stop()).await;
-        if let Ok(s) = summary {
-            tracing::info!(
-                frames = s.frames,
-                kernel_dropped = s.kernel_dropped,
-                "capture closed"
-            );
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            tracing::warn!(error = %e, "sample consumer stopped with an error");
-        }
-    }
-    let _ = sink.await;
-    match server.await {
-        Ok(r) => r?,
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
-    }
-    drop(xsk_maps);
-    tracing::info!("stopped");
-    Ok(())
+    Ok(tokio::spawn(server::serve(
+        listener,
+        metrics,
+        web,
+        async move {
+            let _ = shutdown.changed().await;
+        },
+    )))
 }
 
 /// Raises the soft open-files limit to the hard one (as Go programs do):
