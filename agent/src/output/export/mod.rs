@@ -35,10 +35,26 @@ pub enum ExportError {
     Encode(String),
     #[error("encoding a flow as CSV")]
     Csv(#[from] csv::Error),
-    #[error(
-        "{0}: unknown flow file type; name it .jsonl (or .ndjson, .json) for JSON lines or .csv for CSV"
-    )]
+    #[error("{}: unknown flow file type; {}", .0.display(), known_formats())]
     UnknownFormat(PathBuf),
+}
+
+/// "name it .jsonl (or .ndjson, .json) for JSON lines or .csv for CSV",
+/// from the format table.
+fn known_formats() -> String {
+    let each: Vec<String> = FILE_FORMATS
+        .iter()
+        .map(|f| {
+            let (first, rest) = f.extensions.split_first().unwrap_or((&"", &[]));
+            let others = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(" (or .{})", rest.join(", ."))
+            };
+            format!(".{first}{others} for {}", f.name)
+        })
+        .collect();
+    format!("name it {}", each.join(" or "))
 }
 
 /// Something that takes expired flows.
@@ -49,20 +65,39 @@ pub trait FlowExporter: Send {
     fn flush(&mut self) -> Result<(), ExportError>;
 }
 
-/// The formats a flow file can have, by its extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlowFileFormat {
-    Jsonl,
-    Csv,
+/// Opens a file exporter at a path with a rotation policy.
+pub type OpenFile = fn(&Path, RotationConfig) -> Result<Box<dyn FlowExporter>, ExportError>;
+
+/// A flow file format: the file extensions that select it and how to open
+/// an exporter writing it. A new file exporter is its module plus one row
+/// of [`FILE_FORMATS`].
+pub struct FileFormat {
+    pub name: &'static str,
+    pub extensions: &'static [&'static str],
+    pub open: OpenFile,
 }
 
+/// Every flow file format `--flows FILE` can write.
+pub static FILE_FORMATS: &[FileFormat] = &[
+    FileFormat {
+        name: "JSON lines",
+        extensions: &["jsonl", "ndjson", "json"],
+        open: |path, rotation| Ok(Box::new(JsonlExporter::open(path, rotation)?)),
+    },
+    FileFormat {
+        name: "CSV",
+        extensions: &["csv"],
+        open: |path, rotation| Ok(Box::new(CsvExporter::open(path, rotation)?)),
+    },
+];
+
 /// The format a `--flows FILE` asks for, by file extension.
-pub fn flow_file_format(path: &Path) -> Result<FlowFileFormat, ExportError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl" | "ndjson" | "json") => Ok(FlowFileFormat::Jsonl),
-        Some("csv") => Ok(FlowFileFormat::Csv),
-        _ => Err(ExportError::UnknownFormat(path.to_path_buf())),
-    }
+pub fn flow_file_format(path: &Path) -> Result<&'static FileFormat, ExportError> {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    FILE_FORMATS
+        .iter()
+        .find(|f| f.extensions.contains(&extension))
+        .ok_or_else(|| ExportError::UnknownFormat(path.to_path_buf()))
 }
 
 /// Opens the exporter a `--flows FILE` asks for, by file extension.
@@ -70,8 +105,32 @@ pub fn open_flow_file(
     path: &Path,
     rotation: RotationConfig,
 ) -> Result<Box<dyn FlowExporter>, ExportError> {
-    Ok(match flow_file_format(path)? {
-        FlowFileFormat::Jsonl => Box::new(JsonlExporter::open(path, rotation)?),
-        FlowFileFormat::Csv => Box::new(CsvExporter::open(path, rotation)?),
-    })
+    (flow_file_format(path)?.open)(path, rotation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_by_extension_and_a_clear_error_otherwise() {
+        assert_eq!(
+            flow_file_format(Path::new("/x/f.ndjson"))
+                .map(|f| f.name)
+                .ok(),
+            Some("JSON lines")
+        );
+        assert_eq!(
+            flow_file_format(Path::new("f.csv")).map(|f| f.name).ok(),
+            Some("CSV")
+        );
+        let err = flow_file_format(Path::new("/tmp/f.txt"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "/tmp/f.txt: unknown flow file type; name it .jsonl (or .ndjson, .json) for JSON lines or .csv for CSV"
+        );
+    }
 }
