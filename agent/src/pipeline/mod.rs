@@ -114,30 +114,10 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::{
-        class::{ProtocolClass, tcp_flags},
-        sample::{RECORD_VERSION, map_ipv4},
-    };
-
     use super::*;
 
     fn syn(dst_port: u16, ts: u64) -> SampleRecord {
-        SampleRecord {
-            timestamp_ns: ts,
-            version: RECORD_VERSION,
-            class: ProtocolClass::Tcp as u8,
-            ip_version: 4,
-            l4_proto: 6,
-            tcp_flags: tcp_flags::SYN,
-            sample_rate: 1,
-            frame_len: 60,
-            ttl: 64,
-            src_port: 40000,
-            dst_port,
-            src_addr: map_ipv4([198, 18, 0, 2]),
-            dst_addr: map_ipv4([198, 18, 0, 1]),
-            ..Default::default()
-        }
+        crate::pipeline::detect::scan::tests::syn(ts, 2, 1, dst_port)
     }
 
     #[test]

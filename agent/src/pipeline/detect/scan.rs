@@ -257,12 +257,14 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use agent_common::sample::{RECORD_VERSION, map_ipv4};
 
     use super::*;
 
-    fn syn(ts: u64, src: u8, dst: u8, port: u16) -> SampleRecord {
+    /// A TCP SYN from 198.18.0.`src` to 198.18.1.`dst`:`port` (also used
+    /// by the pipeline core's tests).
+    pub(crate) fn syn(ts: u64, src: u8, dst: u8, port: u16) -> SampleRecord {
         SampleRecord {
             timestamp_ns: ts,
             version: RECORD_VERSION,
