@@ -1,23 +1,14 @@
 use std::{io::IsTerminal, process::ExitCode};
 
-use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
-use nta::cmd::cli::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use nta::{
+    cmd::cli::{Cli, Command},
+    config::flags::RunArgs,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let mut cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
-    // Which flags the user gave: those win over the config file.
-    if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
-        args.given = m
-            .ids()
-            .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-            .map(|id| id.to_string())
-            .collect();
-    }
+    let cli = parse_command_line();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -57,4 +48,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The command line. Parsed once with the options' defaults, which answers
+/// `--help` (showing them) and reports bad input, then again without them,
+/// so that a `run` option is set only when the user gave it: the config
+/// file's keys fill the rest.
+fn parse_command_line() -> Cli {
+    let _checked = Cli::command().get_matches();
+    let matches = RunArgs::without_defaults(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -4,20 +4,22 @@
 
 pub mod flags;
 pub mod reload;
+pub mod sections;
 pub mod settings;
 
+pub use sections::{
+    AlertsSection, CaptureSection, FlightSection, FlowsSection, IpfixSection, Merge,
+    MetricsSection, SamplingSection, SensorSection,
+};
+
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::Deserialize;
 
-use crate::{
-    kernel::sensor::ModeChoice,
-    pipeline::detect::{DetectConfig, DetectConfigError},
-};
+use crate::pipeline::detect::{DetectConfig, DetectConfigError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -55,104 +57,6 @@ pub struct FileConfig {
     pub detect: DetectConfig,
 }
 
-/// `[capture]`: packet capture to rotating files (`--capture*`). The
-/// filter and snaplen reload on SIGHUP; the rest takes a restart.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CaptureSection {
-    pub dir: Option<PathBuf>,
-    pub filter: Option<String>,
-    pub snaplen: Option<u32>,
-    pub format: Option<crate::capture::Format>,
-    pub file_bytes: Option<u64>,
-    #[serde(with = "humantime_serde")]
-    pub file_age: Option<Duration>,
-    pub max_bytes: Option<u64>,
-    pub ring_mib: Option<u32>,
-    pub af_xdp: Option<bool>,
-    pub flight_recorder: FlightSection,
-}
-
-/// `[capture.flight_recorder]` (`--flight-recorder*`); a restart applies
-/// changes.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlightSection {
-    pub dir: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
-    pub before: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    pub after: Option<Duration>,
-    pub memory_mib: Option<u32>,
-}
-
-/// `[sensor]`: where and how XDP attaches (`--iface`, `--xdp-mode`,
-/// `--mirror`). Changing these takes a restart.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SensorSection {
-    pub interfaces: Option<Vec<String>>,
-    pub xdp_mode: Option<ModeChoice>,
-    pub mirror: Option<bool>,
-}
-
-/// `[metrics]`: the HTTP endpoint (`--listen`, `--web-config-file`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    pub listen: Option<SocketAddr>,
-    pub web_config_file: Option<PathBuf>,
-}
-
-/// `[flows]`: the flow table and flow outputs (`--flows`,
-/// `--flows-max-bytes`, `--flows-keep`, `--flow-*-timeout`,
-/// `--flow-capacity`, `--ipfix*`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlowsSection {
-    pub files: Option<Vec<PathBuf>>,
-    pub max_bytes: Option<u64>,
-    pub keep: Option<u32>,
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    pub active_timeout: Option<Duration>,
-    pub capacity: Option<u64>,
-    pub ipfix: IpfixSection,
-}
-
-/// `[flows.ipfix]`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct IpfixSection {
-    pub collector: Option<String>,
-    #[serde(with = "humantime_serde")]
-    pub template_refresh: Option<Duration>,
-    pub domain: Option<u32>,
-}
-
-/// `[alerts]`: alert outputs (`--alerts`, `--webhook`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsSection {
-    pub file: Option<PathBuf>,
-    pub webhook: Option<String>,
-}
-
-/// `[sampling]`: what `--sample-rate`, `--control-sample-rate` and
-/// `--sample-budget` set; a flag given on the command line wins.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplingSection {
-    /// 1-in-N for data packets (0 disables).
-    pub data_rate: Option<u32>,
-    /// 1-in-M for control packets (0 disables).
-    pub control_rate: Option<u32>,
-    /// Samples per second per interface before the rates are raised (0:
-    /// fixed rates).
-    pub budget: Option<u64>,
-}
-
 /// The sampling in force: command-line flags, else the config file, else
 /// the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,35 +64,6 @@ pub struct Sampling {
     pub data_rate: u32,
     pub control_rate: u32,
     pub budget: u64,
-}
-
-impl Sampling {
-    /// `file`'s values under the flags given on the command line.
-    pub fn resolve(file: SamplingSection, explicit: SamplingSection) -> Sampling {
-        let s = file.overridden_by(explicit);
-        Sampling {
-            data_rate: s
-                .data_rate
-                .unwrap_or(agent_common::config::DEFAULT_DATA_RATE),
-            control_rate: s
-                .control_rate
-                .unwrap_or(agent_common::config::DEFAULT_CONTROL_RATE),
-            budget: s
-                .budget
-                .unwrap_or(crate::config::flags::DEFAULT_SAMPLE_BUDGET),
-        }
-    }
-}
-
-impl SamplingSection {
-    /// These values, with `over`'s set ones taking precedence.
-    pub fn overridden_by(self, over: SamplingSection) -> SamplingSection {
-        SamplingSection {
-            data_rate: over.data_rate.or(self.data_rate),
-            control_rate: over.control_rate.or(self.control_rate),
-            budget: over.budget.or(self.budget),
-        }
-    }
 }
 
 /// SHA-1 of a config file's bytes, hex: shows which config is in force.
@@ -347,7 +222,7 @@ mod tests {
             data_rate: Some(16),
             ..Default::default()
         };
-        let eff = c.sampling.overridden_by(flags);
+        let eff = flags.or(c.sampling);
         assert_eq!(
             (eff.data_rate, eff.control_rate, eff.budget),
             (Some(16), None, Some(0))
@@ -403,6 +278,7 @@ mod tests {
 #[cfg(test)]
 mod example {
     use super::*;
+    use crate::kernel::sensor::ModeChoice;
 
     /// The shipped example must stay valid, and must mean what it says.
     #[test]

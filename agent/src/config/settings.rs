@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use crate::capture::settings::{CaptureSettings, FlightSettings};
 use crate::{
-    config::{FileConfig, Sampling, SamplingSection, flags::RunArgs},
+    config::{CaptureSection, FileConfig, Merge, Sampling, flags::RunArgs},
     kernel::sensor::ModeChoice,
     output::export::RotationConfig,
     pipeline::{detect::DetectConfig, flow::FlowConfig},
@@ -63,79 +63,70 @@ pub struct IpfixSpec {
 }
 
 impl RunSettings {
+    /// The one merge rule, at start and at every reload: the flag given on
+    /// the command line, else the file's key, else the default.
     pub fn resolve(args: &RunArgs, file: &FileConfig) -> RunSettings {
-        let given = |id: &str| args.given.contains(id);
-        let f = &file.flows;
-        let pick_u64 = |id, flag, v| pick(given(id), flag, v);
-        let duration = |id, flag, v| pick::<Duration>(given(id), flag, v);
+        Self::resolve_with(args, file, &RunArgs::defaults())
+    }
+
+    fn resolve_with(args: &RunArgs, file: &FileConfig, defaults: &RunArgs) -> RunSettings {
+        let sensor = args
+            .sensor
+            .clone()
+            .or(file.sensor.clone())
+            .or(defaults.sensor.clone());
+        let metrics = args
+            .metrics
+            .clone()
+            .or(file.metrics.clone())
+            .or(defaults.metrics.clone());
+        let sampling = args.sampling.or(file.sampling).or(defaults.sampling);
+        let flows = args
+            .flows
+            .clone()
+            .or(file.flows.clone())
+            .or(defaults.flows.clone());
+        let alerts = args.alerts.clone().or(file.alerts.clone());
+        let capture = args.capture.clone().or(file.capture.clone());
         let rotation = RotationConfig {
-            max_bytes: pick_u64("flows_max_bytes", args.flows_max_bytes, f.max_bytes),
-            keep: pick(given("flows_keep"), args.flows_keep, f.keep),
-        };
-        let ipfix_collector = if given("ipfix") {
-            args.ipfix.clone()
-        } else {
-            f.ipfix.collector.clone().or_else(|| args.ipfix.clone())
+            max_bytes: defaulted(flows.max_bytes),
+            keep: defaulted(flows.keep),
         };
         RunSettings {
-            interfaces: pick(
-                given("ifaces"),
-                args.ifaces.clone(),
-                file.sensor.interfaces.clone(),
-            ),
-            xdp_mode: pick(given("xdp_mode"), args.xdp_mode, file.sensor.xdp_mode),
-            mirror: pick(given("mirror"), args.mirror, file.sensor.mirror),
-            listen: pick(given("listen"), args.listen, file.metrics.listen),
-            web_config_file: args
-                .web_config_file
-                .clone()
-                .or_else(|| file.metrics.web_config_file.clone()),
-            sampling: Sampling::resolve(file.sampling, explicit_sampling(args)),
+            interfaces: sensor.interfaces.unwrap_or_default(),
+            xdp_mode: defaulted(sensor.xdp_mode),
+            mirror: defaulted(sensor.mirror),
+            listen: defaulted(metrics.listen),
+            web_config_file: metrics.web_config_file,
+            sampling: Sampling {
+                data_rate: defaulted(sampling.data_rate),
+                control_rate: defaulted(sampling.control_rate),
+                budget: defaulted(sampling.budget),
+            },
             flow_table: FlowConfig {
-                idle_timeout_ns: duration(
-                    "flow_idle_timeout",
-                    args.flow_idle_timeout,
-                    f.idle_timeout,
-                )
-                .as_nanos() as u64,
-                active_timeout_ns: duration(
-                    "flow_active_timeout",
-                    args.flow_active_timeout,
-                    f.active_timeout,
-                )
-                .as_nanos() as u64,
-                capacity: pick_u64("flow_capacity", args.flow_capacity, f.capacity) as usize,
+                idle_timeout_ns: defaulted(flows.idle_timeout).as_nanos() as u64,
+                active_timeout_ns: defaulted(flows.active_timeout).as_nanos() as u64,
+                capacity: defaulted(flows.capacity) as usize,
             },
             outputs: Outputs {
                 flows: FlowOutputs {
-                    files: pick(
-                        given("flow_files"),
-                        args.flow_files.clone(),
-                        f.files.clone(),
-                    ),
+                    files: flows.files.unwrap_or_default(),
                     rotation,
-                    ipfix: ipfix_collector.map(|collector| IpfixSpec {
+                    ipfix: flows.ipfix.collector.map(|collector| IpfixSpec {
                         collector,
-                        domain: pick(given("ipfix_domain"), args.ipfix_domain, f.ipfix.domain),
-                        template_refresh: duration(
-                            "ipfix_template_refresh",
-                            args.ipfix_template_refresh,
-                            f.ipfix.template_refresh,
-                        ),
+                        domain: defaulted(flows.ipfix.domain),
+                        template_refresh: defaulted(flows.ipfix.template_refresh),
                     }),
                 },
                 alerts: AlertOutputs {
-                    file: args
-                        .alerts
-                        .clone()
-                        .or_else(|| file.alerts.file.clone())
-                        .map(|path| (path, rotation)),
-                    webhook: args.webhook.clone().or_else(|| file.alerts.webhook.clone()),
+                    file: alerts.file.map(|path| (path, rotation)),
+                    webhook: alerts.webhook,
                 },
             },
             detect_on: file.detect.enabled && !args.no_detect,
             detect: file.detect.clone(),
-            capture: resolve_capture(args, &file.capture),
+            // Capture options take their defaults only when capture is on.
+            capture: resolve_capture(capture, defaults.capture.clone()),
         }
     }
 
@@ -247,116 +238,56 @@ fn capture_restart_part(c: &Option<CaptureSettings>) -> Option<CaptureSettings> 
     })
 }
 
-fn resolve_capture(args: &RunArgs, c: &crate::config::CaptureSection) -> Option<CaptureSettings> {
-    let given = |id: &str| args.given.contains(id);
-    let dir = if given("capture_dir") {
-        args.capture_dir.clone()
-    } else {
-        c.dir.clone().or_else(|| args.capture_dir.clone())
-    };
-    let f = &c.flight_recorder;
-    let flight_dir = if given("flight_dir") {
-        args.flight_dir.clone()
-    } else {
-        f.dir.clone().or_else(|| args.flight_dir.clone())
-    };
-    let flight = flight_dir.map(|dir| FlightSettings {
-        dir,
-        before: pick(
-            given("flight_recorder_before"),
-            args.flight_recorder_before,
-            f.before,
-        ),
-        after: pick(
-            given("flight_recorder_after"),
-            args.flight_recorder_after,
-            f.after,
-        ),
-        memory_mib: pick(
-            given("flight_recorder_mib"),
-            args.flight_recorder_mib,
-            f.memory_mib,
-        ),
-    });
-    if dir.is_none() && flight.is_none() {
+fn resolve_capture(c: CaptureSection, defaults: CaptureSection) -> Option<CaptureSettings> {
+    if c.dir.is_none() && c.flight_recorder.dir.is_none() {
         return None;
     }
+    let c = c.or(defaults);
+    let f = c.flight_recorder;
     Some(CaptureSettings {
-        dir,
-        flight,
-        filter: pick(
-            given("capture_filter"),
-            args.capture_filter.clone(),
-            c.filter.clone(),
-        ),
-        snaplen: pick(given("capture_snaplen"), args.capture_snaplen, c.snaplen),
-        format: pick(given("capture_format"), args.capture_format, c.format),
-        file_bytes: pick(
-            given("capture_file_bytes"),
-            args.capture_file_bytes,
-            c.file_bytes,
-        ),
-        file_age: if given("capture_file_age") {
-            args.capture_file_age
-        } else {
-            c.file_age.or(args.capture_file_age)
-        },
-        max_bytes: pick(
-            given("capture_max_bytes"),
-            args.capture_max_bytes,
-            c.max_bytes,
-        ),
-        ring_mib: pick(given("capture_ring_mib"), args.capture_ring_mib, c.ring_mib),
-        af_xdp: pick(given("capture_af_xdp"), args.capture_af_xdp, c.af_xdp),
+        dir: c.dir,
+        flight: f.dir.map(|dir| FlightSettings {
+            dir,
+            before: defaulted(f.before),
+            after: defaulted(f.after),
+            memory_mib: defaulted(f.memory_mib),
+        }),
+        filter: defaulted(c.filter),
+        snaplen: defaulted(c.snaplen),
+        format: defaulted(c.format),
+        file_bytes: defaulted(c.file_bytes),
+        file_age: c.file_age,
+        max_bytes: defaulted(c.max_bytes),
+        ring_mib: defaulted(c.ring_mib),
+        af_xdp: defaulted(c.af_xdp),
     })
 }
 
-/// The flag when given on the command line (or when the file is silent:
-/// then it holds its default), else the file's value.
-fn pick<T>(given: bool, flag: T, from_file: Option<T>) -> T {
-    match from_file {
-        Some(v) if !given => v,
-        _ => flag,
-    }
-}
-
-/// The sampling flags given on the command line (they win over the file,
-/// also after a reload).
-fn explicit_sampling(args: &RunArgs) -> SamplingSection {
-    let given = |id: &str| args.given.contains(id);
-    SamplingSection {
-        data_rate: given("sample_rate").then_some(args.sample_rate),
-        control_rate: given("control_sample_rate").then_some(args.control_sample_rate),
-        budget: given("sample_budget").then_some(args.sample_budget),
-    }
+/// The value of an option that has a default in its section: after the
+/// merge with [`RunArgs::defaults`] it is always there (the `every_default_
+/// parses` and `no_file_is_the_flag_defaults` tests cover each one).
+fn defaulted<T>(v: Option<T>) -> T {
+    v.unwrap_or_else(|| unreachable!("an option with a default has no value"))
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+    use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
     use crate::cmd::cli::{Cli, Command};
 
-    /// Parses a command line as `main` does, recording the given flags.
+    /// Parses a command line as `main` does: without the defaults.
     fn args(line: &[&str]) -> RunArgs {
-        let m = Cli::command()
+        let m = RunArgs::without_defaults(Cli::command())
             .try_get_matches_from(line)
             .unwrap_or_else(|e| panic!("{e}"));
         let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| panic!("{e}"));
-        let Command::Run(mut a) = cli.command else {
+        let Command::Run(a) = cli.command else {
             panic!("not run")
         };
-        let Some(sub) = m.subcommand_matches("run") else {
-            panic!("no run matches")
-        };
-        a.given = sub
-            .ids()
-            .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-            .map(|id| id.to_string())
-            .collect();
         *a
     }
 

@@ -1,0 +1,289 @@
+//! Every `nta run` option, declared once: each section struct is both the
+//! clap arguments of its flags and the config file's `[section]`. Its
+//! `default_value` is the one default (shown in `--help`); the merge rule
+//! is one too: the flag given on the command line, else the file's key,
+//! else that default ([`Merge`]).
+//!
+//! Every field is an `Option`: `None` is "not given". `main` parses the
+//! command line without the defaults, so a flag is `Some` only when the
+//! user typed it; [`crate::config::flags::RunArgs::defaults`] parses an
+//! empty command line with them.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::kernel::sensor::ModeChoice;
+
+/// Field by field, `self`'s value where it has one, else `other`'s.
+pub trait Merge {
+    fn or(self, other: Self) -> Self;
+}
+
+impl<T> Merge for Option<T> {
+    fn or(self, other: Self) -> Self {
+        Option::or(self, other)
+    }
+}
+
+/// Declares a section struct and its [`Merge`]: each field once, so a new
+/// option cannot be left out of the merge.
+macro_rules! section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl Merge for $name {
+            fn or(self, other: Self) -> Self {
+                $name { $( $field: Merge::or(self.$field, other.$field), )* }
+            }
+        }
+    };
+}
+
+section! {
+    /// `[sensor]`: where and how XDP attaches. Changing these takes a
+    /// restart.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct SensorSection {
+        /// Interface to watch (repeat for several). Default: the interface
+        /// of the default route.
+        #[arg(id = "interfaces", short = 'i', long = "iface", value_name = "IFACE")]
+        pub interfaces: Option<Vec<String>>,
+        /// XDP attach mode: native (driver), skb (generic, slower, works
+        /// everywhere), or auto (native, else skb).
+        #[arg(id = "xdp_mode", long = "xdp-mode", value_enum, value_name = "MODE", default_value = "auto")]
+        pub xdp_mode: Option<ModeChoice>,
+        /// The interfaces receive mirrored traffic only (SPAN port, TAP):
+        /// drop every frame after counting and sampling, so the kernel
+        /// stack spends nothing on copies nobody needs. Never use it on an
+        /// interface that carries the server's own traffic.
+        #[arg(id = "mirror", long = "mirror", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_name = "BOOL")]
+        pub mirror: Option<bool>,
+    }
+}
+
+section! {
+    /// `[metrics]`: the HTTP endpoint.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct MetricsSection {
+        /// Address for /metrics and /healthz.
+        #[arg(id = "listen", long = "listen", default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        pub listen: Option<SocketAddr>,
+        /// Serve /metrics over TLS and/or with basic auth, configured by a
+        /// YAML file in the Prometheus exporter-toolkit web-config format
+        /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes).
+        /// Re-read on SIGHUP.
+        #[arg(id = "web_config_file", long = "web-config-file", value_name = "FILE")]
+        pub web_config_file: Option<PathBuf>,
+    }
+}
+
+section! {
+    /// `[sampling]`: the sampling rates and the adaptive budget.
+    #[derive(Args, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct SamplingSection {
+        /// Sample 1 in N data packets into the ring buffer (0 disables).
+        #[arg(id = "sample_rate", long = "sample-rate", default_value = "64", value_name = "N")]
+        pub data_rate: Option<u32>,
+        /// Sample 1 in M control packets (TCP SYN/FIN/RST, ICMP, ICMPv6; 0
+        /// disables).
+        #[arg(id = "control_sample_rate", long = "control-sample-rate", default_value = "1", value_name = "M")]
+        pub control_rate: Option<u32>,
+        /// Most samples per second nta takes from one interface. Past it,
+        /// or when samples are lost, nta raises the sampling rates (records
+        /// carry their rate, so estimates stay unbiased) and lowers them
+        /// again when the load falls. 0 keeps the rates fixed.
+        #[arg(id = "sample_budget", long = "sample-budget", default_value = "250000", value_name = "N")]
+        pub budget: Option<u64>,
+    }
+}
+
+section! {
+    /// `[flows]`: the flow table and flow outputs.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct FlowsSection {
+        /// Write expired flows to FILE: JSON lines (Elastic Common Schema)
+        /// for .jsonl/.ndjson/.json, CSV with a header row for .csv.
+        /// Repeatable.
+        #[arg(id = "flow_files", long = "flows", value_name = "FILE")]
+        pub files: Option<Vec<PathBuf>>,
+        /// Rotate a flow file (and the alert file) before it grows past
+        /// this many bytes.
+        #[arg(id = "flows_max_bytes", long = "flows-max-bytes", default_value = "104857600", value_name = "BYTES")]
+        pub max_bytes: Option<u64>,
+        /// Rotated flow files to keep (FILE.1 … FILE.N).
+        #[arg(id = "flows_keep", long = "flows-keep", default_value = "5", value_name = "N")]
+        pub keep: Option<u32>,
+        /// A flow with no packet for this long is exported and removed.
+        #[arg(id = "flow_idle_timeout", long = "flow-idle-timeout", default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub idle_timeout: Option<Duration>,
+        /// A flow lasting this long is exported periodically (it stays).
+        #[arg(id = "flow_active_timeout", long = "flow-active-timeout", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub active_timeout: Option<Duration>,
+        /// Most flows held at once; beyond it the least recently seen is
+        /// exported and evicted (nta_flows_expired_total{reason="evicted"}).
+        #[arg(id = "flow_capacity", long = "flow-capacity", default_value = "1000000", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+        pub capacity: Option<u64>,
+        #[command(flatten)]
+        pub ipfix: IpfixSection,
+    }
+}
+
+section! {
+    /// `[flows.ipfix]`: the IPFIX collector.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct IpfixSection {
+        /// Export flows as IPFIX over UDP to this collector (nfcapd,
+        /// pmacct, ntopng, Elastiflow...). Counts are sampled counts; the
+        /// sampling interval goes out in an options record so collectors
+        /// can scale.
+        #[arg(id = "ipfix", long = "ipfix", value_name = "HOST:PORT")]
+        pub collector: Option<String>,
+        /// Resend IPFIX templates this often (UDP collectors that start
+        /// late learn them within this time).
+        #[arg(id = "ipfix_template_refresh", long = "ipfix-template-refresh", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub template_refresh: Option<Duration>,
+        /// IPFIX observation domain id of this sensor.
+        #[arg(id = "ipfix_domain", long = "ipfix-domain", default_value = "1", value_name = "ID")]
+        pub domain: Option<u32>,
+    }
+}
+
+section! {
+    /// `[alerts]`: alert outputs.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct AlertsSection {
+        /// Append alerts (incident start, update, end) to FILE as JSON
+        /// lines with Elastic Common Schema fields, rotated like --flows.
+        #[arg(id = "alerts", long = "alerts", value_name = "FILE")]
+        pub file: Option<PathBuf>,
+        /// POST every alert as JSON to this http(s) URL (bounded queue,
+        /// retries with backoff; failures are counted, never block).
+        #[arg(id = "webhook", long = "webhook", value_name = "URL")]
+        pub webhook: Option<String>,
+    }
+}
+
+section! {
+    /// `[capture]`: packet capture to rotating files. The filter and
+    /// snaplen reload on SIGHUP; the rest takes a restart.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct CaptureSection {
+        /// Capture frames into rotating pcapng files in DIR (created 0700).
+        /// The XDP program copies the first --capture-snaplen bytes of
+        /// frames that pass --capture-filter; traffic is never held up.
+        #[arg(id = "capture_dir", long = "capture", value_name = "DIR")]
+        pub dir: Option<PathBuf>,
+        /// Which frames to capture, in tcpdump's syntax (see `nta capture
+        /// --help`); empty: all. Reloaded on SIGHUP without reattaching.
+        #[arg(id = "capture_filter", long = "capture-filter", default_value = "", value_name = "EXPR")]
+        pub filter: Option<String>,
+        /// Bytes kept of each captured frame (at most 4096).
+        #[arg(id = "capture_snaplen", long = "capture-snaplen", default_value = "4096", value_name = "BYTES")]
+        pub snaplen: Option<u32>,
+        /// Capture file format.
+        #[arg(id = "capture_format", long = "capture-format", value_enum, value_name = "FORMAT", default_value = "pcapng")]
+        pub format: Option<crate::capture::Format>,
+        /// Start a new capture file before one grows past this.
+        #[arg(id = "capture_file_bytes", long = "capture-file-bytes", default_value = "134217728", value_name = "BYTES")]
+        pub file_bytes: Option<u64>,
+        /// Start a new capture file when one is this old (default: by size
+        /// only).
+        #[arg(id = "capture_file_age", long = "capture-file-age", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub file_age: Option<Duration>,
+        /// Delete the oldest capture files beyond this total (0: never).
+        #[arg(id = "capture_max_bytes", long = "capture-max-bytes", default_value = "2147483648", value_name = "BYTES")]
+        pub max_bytes: Option<u64>,
+        /// Kernel ring buffer for captured frames per interface, in MiB (a
+        /// power of two).
+        #[arg(id = "capture_ring_mib", long = "capture-ring-mib", default_value = "32", value_name = "MIB")]
+        pub ring_mib: Option<u32>,
+        /// Capture through AF_XDP sockets (one per receive queue) instead
+        /// of the capture ring. Only for dedicated mirror/SPAN ports:
+        /// captured frames skip the kernel stack (they pass on again if nta
+        /// stops reading).
+        #[arg(id = "capture_af_xdp", long = "capture-af-xdp", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_name = "BOOL")]
+        pub af_xdp: Option<bool>,
+        #[command(flatten)]
+        pub flight_recorder: FlightSection,
+    }
+}
+
+section! {
+    /// `[capture.flight_recorder]`; a restart applies changes.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct FlightSection {
+        /// Flight recorder: keep the last captured frames (--capture-filter,
+        /// --capture-snaplen) in memory; when an incident starts, write its
+        /// window before and after, filtered to its addresses, into
+        /// DIR/incident-<id>.pcapng and name that file in the alert.
+        #[arg(id = "flight_dir", long = "flight-recorder", value_name = "DIR")]
+        pub dir: Option<PathBuf>,
+        /// Frames before an incident's start the flight recorder keeps.
+        #[arg(id = "flight_recorder_before", long = "flight-recorder-before", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub before: Option<Duration>,
+        /// Frames after an incident's start the flight recorder adds before
+        /// it writes the file.
+        #[arg(id = "flight_recorder_after", long = "flight-recorder-after", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub after: Option<Duration>,
+        /// Memory for the flight recorder's frames, in MiB.
+        #[arg(id = "flight_recorder_mib", long = "flight-recorder-mib", default_value = "64", value_name = "MIB")]
+        pub memory_mib: Option<u32>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_takes_the_first_value_field_by_field_nested_sections_too() {
+        let flag = CaptureSection {
+            snaplen: Some(128),
+            flight_recorder: FlightSection {
+                memory_mib: Some(8),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let file = CaptureSection {
+            snaplen: Some(256),
+            filter: Some("tcp".into()),
+            flight_recorder: FlightSection {
+                memory_mib: Some(16),
+                dir: Some("/tmp/f".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let m = flag.or(file);
+        assert_eq!(m.snaplen, Some(128));
+        assert_eq!(m.filter.as_deref(), Some("tcp"));
+        assert_eq!(m.flight_recorder.memory_mib, Some(8));
+        assert_eq!(m.flight_recorder.dir, Some(PathBuf::from("/tmp/f")));
+        assert_eq!(m.af_xdp, None);
+    }
+}
