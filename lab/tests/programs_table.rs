@@ -68,6 +68,11 @@ fn uses_in(text: &str, place: &str) -> Vec<Use> {
             let (Some(all), Some(call), Some(program)) = (c.get(0), c.get(1), c.get(2)) else {
                 continue;
             };
+            // clap's `Command::new("name")` names a command line, not a
+            // program.
+            if text[..all.start()].ends_with("clap::") {
+                continue;
+            }
             let line = text[..all.start()].lines().count().max(1);
             found.push(Use {
                 place: format!("{place}:{line}"),
