@@ -13,7 +13,8 @@
 //!   programs (`nta_lab::programs::PROGRAMS`).
 //!
 //! It says what it installed and how long that took; with everything in
-//! place it prints nothing and takes well under a second.
+//! place it takes well under a second and prints nothing (a line of its
+//! own only when run as `cargo xtask setup`).
 
 use std::{
     env, fs,

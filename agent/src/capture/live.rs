@@ -55,11 +55,15 @@ pub fn kernel_capture(s: &CaptureSettings) -> Result<KernelCapture, LiveCaptureE
     })
 }
 
+/// What the detection stage needs of the flight recorder: where to send
+/// incident starts, and the directory its files go to (named in alerts).
+pub type FlightLink = (FlightRequests, std::path::PathBuf);
+
 /// Capture files opened, waiting for the rings.
 pub struct Prepared {
     sinks: Vec<Box<dyn FrameSink>>,
     /// For the detection stage, when the flight recorder is on.
-    pub flight: Option<(FlightRequests, std::path::PathBuf)>,
+    pub flight: Option<FlightLink>,
 }
 
 /// Opens the capture directory (created 0700) and registers the writer's

@@ -24,9 +24,8 @@ use crate::{
         Interface, afxdp,
         afxdp::{AfXdpError, AfXdpMetrics},
         consumer::{CaptureRing, FrameSource},
-        flight::FlightRequests,
         live,
-        live::LiveCaptureError,
+        live::{FlightLink, LiveCaptureError},
     },
     config::{
         ConfigError, FileConfig, flags::RunArgs, reload, reload::ReloadMetrics,
@@ -132,21 +131,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         settings,
         config_hash,
         web,
-        exporters,
-        alert_metrics,
-        alert_sinks,
+        outputs,
         listener,
         ..
     } = start;
+    let alert_metrics = outputs.alert_metrics.clone();
     let pipeline = start_pipeline(
-        &settings,
-        &kernel,
-        exporters,
-        (alert_sinks, alert_metrics.clone()),
-        flight,
-        &metrics,
-        samples_rx,
-        stage_rx,
+        &settings, &kernel, outputs, flight, &metrics, samples_rx, stage_rx,
     )?;
     tokio::spawn(reload::watch_sighup(
         reload::Reload {
@@ -209,10 +200,15 @@ struct Prepared {
     sampler: SamplerConfig,
     kernel_capture: KernelCapture,
     web: SharedWebConfig,
-    exporters: Vec<Box<dyn FlowExporter>>,
-    alert_metrics: AlertMetrics,
-    alert_sinks: Vec<Box<dyn AlertSink>>,
+    outputs: Outputs,
     listener: TcpListener,
+}
+
+/// The flow exporters and alert sinks, opened before the kernel is touched.
+struct Outputs {
+    exporters: Vec<Box<dyn FlowExporter>>,
+    alert_sinks: Vec<Box<dyn AlertSink>>,
+    alert_metrics: AlertMetrics,
 }
 
 impl Prepared {
@@ -259,9 +255,11 @@ impl Prepared {
             sampler,
             kernel_capture,
             web,
-            exporters,
-            alert_metrics,
-            alert_sinks,
+            outputs: Outputs {
+                exporters,
+                alert_sinks,
+                alert_metrics,
+            },
             listener,
         })
     }
@@ -415,18 +413,11 @@ fn attach(
 /// bad directory stops the start here (the links detach when the sensors
 /// drop). Returns the running capture and the flight recorder's request
 /// channel with its directory.
-#[allow(clippy::type_complexity)]
 fn start_capture(
     start: &Prepared,
     kernel: &mut Kernel,
     metrics: &Metrics,
-) -> Result<
-    (
-        Option<live::Running>,
-        Option<(FlightRequests, std::path::PathBuf)>,
-    ),
-    RunError,
-> {
+) -> Result<(Option<live::Running>, Option<FlightLink>), RunError> {
     let Some(c) = &start.settings.capture else {
         return Ok((None, None));
     };
@@ -452,13 +443,11 @@ fn start_capture(
 /// The sample stage: the pipeline core over the sample queue, the flow
 /// exporters, and, with detection on, alert delivery (and the flight
 /// recorder's incident requests).
-#[allow(clippy::too_many_arguments)]
 fn start_pipeline(
     settings: &RunSettings,
     kernel: &Kernel,
-    exporters: Vec<Box<dyn FlowExporter>>,
-    (alert_sinks, alert_metrics): (Vec<Box<dyn AlertSink>>, AlertMetrics),
-    flight: Option<(FlightRequests, std::path::PathBuf)>,
+    outputs: Outputs,
+    flight: Option<FlightLink>,
     metrics: &Metrics,
     samples: mpsc::Receiver<SampleBatch>,
     reloads: mpsc::Receiver<StageReload>,
@@ -468,7 +457,7 @@ fn start_pipeline(
             settings.flow_table,
             settings.detect_on.then(|| settings.detect.clone()),
         ),
-        exporters,
+        exporters: outputs.exporters,
         clock: WallClock::monotonic(),
         interfaces: kernel
             .interfaces
@@ -478,14 +467,15 @@ fn start_pipeline(
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
     };
     let detection = if settings.detect_on {
-        alert_metrics
+        outputs
+            .alert_metrics
             .register_in(metrics.registry())
             .map_err(MetricsError::from)?;
         let alerts = Alerts::spawn(
-            alert_sinks,
+            outputs.alert_sinks,
             WallClock::monotonic(),
             settings.detect.group_names(),
-            alert_metrics,
+            outputs.alert_metrics,
         );
         let stage = DetectionStage::new(
             alerts,

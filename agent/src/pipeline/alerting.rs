@@ -15,14 +15,10 @@ use prometheus::{
 use crate::{
     output::alert::Alerts,
     pipeline::detect::{
-        AlertEvent, DetectorKind, Engine, EngineCounters, NS, Severity, Transition, display_addr,
+        AlertEvent, DetectorKind, Engine, EngineCounters, Severity, Transition, display_addr,
         volume::TopDestination,
     },
 };
-
-/// Windows close this long after record time passes them, so samples
-/// still in the ring buffer or queue (10 ms poll) count where they belong.
-pub const SLACK_NS: u64 = 50_000_000;
 
 #[derive(Clone)]
 pub struct DetectMetrics {
@@ -298,8 +294,3 @@ impl DetectionStage {
         }
     }
 }
-
-/// How often the live agent advances detection time.
-pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
-
-const _: () = assert!(SLACK_NS < NS);

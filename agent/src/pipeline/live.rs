@@ -21,11 +21,18 @@ use crate::{
     },
     pipeline::{
         Pipeline, Produced,
-        alerting::{DetectionStage, SLACK_NS, TICK},
+        alerting::DetectionStage,
         detect::DetectConfig,
         flow::{ExpireReason, ExpiredFlow, FlowTable},
     },
 };
+/// How often the stage ends idle flows and advances detection time.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// Both run this far behind the clock, so samples still in the ring
+/// buffer or queue (10 ms poll) count in the window they belong to.
+pub const SLACK_NS: u64 = 50_000_000;
+const _: () = assert!(SLACK_NS < crate::pipeline::detect::NS);
+
 /// Batches of flow records waiting for the exporters.
 const EXPORT_QUEUE: usize = 1024;
 

@@ -27,12 +27,6 @@ pub struct Produced {
     pub events: Vec<AlertEvent>,
 }
 
-impl Produced {
-    pub fn is_empty(&self) -> bool {
-        self.expired.is_empty() && self.events.is_empty()
-    }
-}
-
 /// The flow table and the detection engine (none when detection is off).
 pub struct Pipeline {
     table: FlowTable,

@@ -29,29 +29,36 @@ pub enum Value {
 
 impl Value {
     /// The CSV cell.
-    pub fn csv_text(&self) -> String {
+    pub fn into_csv_text(self) -> String {
         match self {
             Value::Absent => String::new(),
-            Value::Text(s) => s.clone(),
-            Value::Static(s) => (*s).to_string(),
+            Value::Text(s) => s,
+            Value::Static(s) => s.to_string(),
             Value::Int(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::List(l) => l.join(","),
         }
     }
 
-    /// Appends the JSON value.
+    /// Appends the JSON value (nothing for `Absent`). Writing into a Vec
+    /// cannot fail.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Writing into a Vec cannot fail.
-        let _ = match self {
-            Value::Absent => Ok(()),
-            Value::Text(s) => serde_json::to_writer(&mut *out, s.as_str()).map_err(|_| ()),
-            Value::Static(s) => serde_json::to_writer(&mut *out, s).map_err(|_| ()),
-            Value::Int(n) => write!(out, "{n}").map_err(|_| ()),
-            Value::Bool(b) => write!(out, "{b}").map_err(|_| ()),
-            Value::List(l) => serde_json::to_writer(&mut *out, l).map_err(|_| ()),
-        };
+        match self {
+            Value::Absent => {}
+            Value::Text(s) => {
+                let _ = serde_json::to_writer(&mut *out, s);
+            }
+            Value::Static(s) => {
+                let _ = serde_json::to_writer(&mut *out, s);
+            }
+            Value::Int(n) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{n}"));
+            }
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::List(l) => {
+                let _ = serde_json::to_writer(&mut *out, l);
+            }
+        }
     }
 }
 
@@ -418,7 +425,7 @@ pub fn csv_row(f: &FlowRecord) -> impl Iterator<Item = String> + '_ {
     FIELDS
         .iter()
         .filter_map(|field| field.csv)
-        .map(move |(_, get)| get(f).csv_text())
+        .map(move |(_, get)| get(f).into_csv_text())
 }
 
 /// The IPFIX elements of a flow template (IPv4 or IPv6 flows).
@@ -500,7 +507,7 @@ fn write_node(node: &Node, f: &FlowRecord, out: &mut Vec<u8>) -> bool {
     match node {
         Node::Leaf(get) => {
             let v = get(f);
-            if v == Value::Absent {
+            if matches!(v, Value::Absent) {
                 return false;
             }
             v.write_json(out);
