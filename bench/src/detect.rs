@@ -24,7 +24,7 @@ use agent_common::{
 };
 use anyhow::bail;
 use nta::pipeline::{
-    Pipeline, Produced,
+    Pipeline, Produced, TICK_NS,
     detect::{DetectConfig, Engine, NS},
     flow::{FlowConfig, FlowTable},
 };
@@ -123,10 +123,6 @@ fn stream(n: usize, flood: bool) -> Vec<SampleRecord> {
         .collect()
 }
 
-/// Record time between the engine's `advance` calls, as the live agent's
-/// 100 ms tick.
-const TICK_NS: u64 = NS / 10;
-
 const FLOW_CONFIG: FlowConfig = FlowConfig {
     idle_timeout_ns: 15 * NS,
     active_timeout_ns: 60 * NS,
@@ -192,15 +188,11 @@ fn detect_only(s: &[SampleRecord], new_flows: &[bool]) -> (f64, usize) {
 fn both(s: &[SampleRecord]) -> f64 {
     let mut p = Pipeline::new(FLOW_CONFIG, Some(DetectConfig::default()));
     let mut out = Produced::default();
-    let mut next_tick = s.first().map_or(0, |r| r.timestamp_ns);
     let start = Instant::now();
     for chunk in s.chunks(1024) {
         p.push(chunk, &mut out);
-        if let Some(last) = chunk.last()
-            && last.timestamp_ns >= next_tick
-        {
-            p.tick(last.timestamp_ns, &mut out);
-            next_tick = last.timestamp_ns + TICK_NS;
+        if let Some(last) = chunk.last() {
+            p.tick_if_due(last.timestamp_ns, &mut out);
         }
         out.expired.clear();
         out.events.clear();

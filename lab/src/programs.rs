@@ -145,7 +145,7 @@ pub const PROGRAMS: &[Program] = &[
     apt(
         "tcpdump",
         "tcpdump",
-        "the benchmark compares nta's capture with it",
+        "the benchmark compares nta's capture with it; the IPFIX test captures the export",
     ),
     apt(
         "tshark",
@@ -289,10 +289,7 @@ pub fn command(name: &str) -> Result<Command, ProgramError> {
 /// `ip netns exec NS name`: `name` run inside a network namespace. iproute2
 /// execs the program, so signals sent to the child reach it.
 pub fn in_netns(ns: &str, name: &str) -> Result<Command, ProgramError> {
-    let program = installed(name)?;
-    let mut cmd = command("ip")?;
-    cmd.args(["netns", "exec", ns, program.name]);
-    Ok(cmd)
+    built_in_netns(ns, Path::new(installed(name)?.name))
 }
 
 /// `ip netns exec NS BINARY` for a binary this workspace built (nta,

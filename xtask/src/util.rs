@@ -30,18 +30,10 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command and returns its stdout.
+/// Runs a command and returns its stdout; a non-zero exit is an error
+/// with its stderr.
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("running {shown}"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(nta_lab::netns::output_of(cmd)?)
 }
 
 /// A command for an external program of the one table

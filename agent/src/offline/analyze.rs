@@ -35,7 +35,7 @@ use crate::{
     },
     pipeline::{
         Pipeline, Produced,
-        detect::{AlertEvent, DetectConfig, NS, Transition, Unit, display_addr},
+        detect::{AlertEvent, DetectConfig, Transition, Unit, display_addr},
         flow::{ExpiredFlow, FlowConfig},
     },
 };
@@ -154,8 +154,6 @@ impl From<Damage> for DamageSummary {
 /// not listed (their traffic still counts everywhere else).
 const TOP_TRACKED: usize = 1 << 20;
 const TOP_SHOWN: usize = 10;
-/// Record time between flow sweeps and detector ticks, as live.
-const TICK_NS: u64 = NS / 10;
 
 struct Tops {
     talkers: HashMap<[u8; 16], (u64, u64)>,
@@ -370,7 +368,6 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     let (mut out, mut incidents) = (Produced::default(), Vec::new());
     let (mut frames, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
     let (mut first_ns, mut last_ns) = (u64::MAX, 0u64);
-    let mut next_tick = 0u64;
     let mut buf = Vec::with_capacity(65536);
     let mut last_progress = Instant::now();
 
@@ -412,15 +409,12 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         if pipeline.new_flows().first() == Some(&true) {
             timeline.flow_started(ts);
         }
-        if ts >= next_tick {
-            pipeline.tick(ts, &mut out);
-            next_tick = ts.saturating_add(TICK_NS);
-            if let Some(cb) = &mut o.progress
-                && last_progress.elapsed().as_millis() >= 100
-            {
-                cb(read.load(Ordering::Relaxed), total, frames);
-                last_progress = Instant::now();
-            }
+        if pipeline.tick_if_due(ts, &mut out)
+            && let Some(cb) = &mut o.progress
+            && last_progress.elapsed().as_millis() >= 100
+        {
+            cb(read.load(Ordering::Relaxed), total, frames);
+            last_progress = Instant::now();
         }
         export(&mut exporters, &mut out.expired, &names)?;
         note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);

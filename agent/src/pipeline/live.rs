@@ -27,7 +27,7 @@ use crate::{
     },
 };
 /// How often the stage ends idle flows and advances detection time.
-pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+pub const TICK: std::time::Duration = std::time::Duration::from_nanos(crate::pipeline::TICK_NS);
 /// Both run this far behind the clock, so samples still in the ring
 /// buffer or queue (10 ms poll) count in the window they belong to.
 pub const SLACK_NS: u64 = 50_000_000;

@@ -27,12 +27,18 @@ pub struct Produced {
     pub events: Vec<AlertEvent>,
 }
 
+/// Time between ticks (idle flows end, detection time advances), live and
+/// offline alike.
+pub const TICK_NS: u64 = crate::pipeline::detect::NS / 10;
+
 /// The flow table and the detection engine (none when detection is off).
 pub struct Pipeline {
     table: FlowTable,
     engine: Option<Engine>,
     /// Which records of the last batch started a flow.
     new_flows: Vec<bool>,
+    /// When [`tick_if_due`](Self::tick_if_due) ticks next.
+    next_tick_ns: u64,
 }
 
 impl Pipeline {
@@ -41,6 +47,7 @@ impl Pipeline {
             table: FlowTable::new(flow),
             engine: detect.map(Engine::new),
             new_flows: Vec::new(),
+            next_tick_ns: 0,
         }
     }
 
@@ -73,6 +80,18 @@ impl Pipeline {
         if let Some(engine) = &mut self.engine {
             engine.advance(now_ns, &mut out.events);
         }
+    }
+
+    /// Ticks when `now_ns` (the records' own time) has reached the next
+    /// tick, [`TICK_NS`] after the last; true when it did. For callers
+    /// without a timer: `nta analyze` and the benchmarks.
+    pub fn tick_if_due(&mut self, now_ns: u64, out: &mut Produced) -> bool {
+        if now_ns < self.next_tick_ns {
+            return false;
+        }
+        self.tick(now_ns, out);
+        self.next_tick_ns = now_ns.saturating_add(TICK_NS);
+        true
     }
 
     /// The end (shutdown, end of input): every incident and every flow
@@ -138,6 +157,16 @@ mod tests {
         p.finish(2_000_000_000, &mut out);
         assert_eq!(out.expired.len(), 200);
         assert!(p.table().is_empty());
+    }
+
+    #[test]
+    fn tick_if_due_ticks_once_per_tick_interval_of_record_time() {
+        let mut p = Pipeline::new(FlowConfig::default(), None);
+        let mut out = Produced::default();
+        assert!(p.tick_if_due(1_000, &mut out), "the first call ticks");
+        assert!(!p.tick_if_due(1_000 + TICK_NS - 1, &mut out));
+        assert!(p.tick_if_due(1_000 + TICK_NS, &mut out));
+        assert!(!p.tick_if_due(1_000 + TICK_NS + 1, &mut out));
     }
 
     #[test]
