@@ -3,13 +3,15 @@
 //! are errors, so a typo never silently falls back to a default.
 
 pub mod flags;
+pub mod merge;
 pub mod reload;
 pub mod sections;
 pub mod settings;
 
+pub use merge::Merge;
 pub use sections::{
-    AlertsSection, CaptureSection, FlightSection, FlowsSection, IpfixSection, Merge,
-    MetricsSection, SamplingSection, SensorSection,
+    AlertsSection, CaptureSection, FlightSection, FlowsSection, MetricsSection, SamplingSection,
+    SensorSection,
 };
 
 use std::{
@@ -132,14 +134,13 @@ impl FileConfig {
         for (key, d) in [
             ("flows.idle_timeout", self.flows.idle_timeout),
             ("flows.active_timeout", self.flows.active_timeout),
-            (
-                "flows.ipfix.template_refresh",
-                self.flows.ipfix.template_refresh,
-            ),
         ] {
             if d == Some(Duration::ZERO) {
                 return Err((key, "must be longer than 0s".into()));
             }
+        }
+        for component in self.flows.exporters() {
+            component.validate().map_err(|why| (component.key(), why))?;
         }
         if let Some(files) = &self.flows.files {
             for f in files {
@@ -174,10 +175,6 @@ impl FileConfig {
                 "capture.flight_recorder.memory_mib",
                 "must be at least 1".into(),
             ));
-        }
-        if let Some(url) = &self.alerts.webhook {
-            crate::output::alert::WebhookConfig::new(url)
-                .map_err(|e| ("alerts.webhook", format!("{e:#}")))?;
         }
         Ok(())
     }
@@ -243,7 +240,17 @@ mod tests {
         let e = err("[flows]\nidle_timeout = \"0s\"\n");
         assert_eq!(e, "nta.toml: flows.idle_timeout: must be longer than 0s");
         let e = err("[alerts]\nwebhook = \"ftp://x\"\n");
-        assert!(e.starts_with("nta.toml: alerts.webhook: "), "{e}");
+        assert!(
+            e.starts_with("nta.toml: ")
+                && e.contains("line 2")
+                && e.contains("webhook ftp://x: needs an http:// or https:// URL"),
+            "{e}"
+        );
+        let e = err("[flows.ipfix]\ntemplate_refresh = \"0s\"\n");
+        assert_eq!(
+            e,
+            "nta.toml: flows.ipfix: template_refresh must be longer than 0s"
+        );
         let e = err("[sensor]\ninterfaces = [\"a\", \"a\"]\n");
         assert_eq!(e, "nta.toml: sensor.interfaces: a is listed twice");
         let e = err("[sensor]\nxdp_mode = \"fast\"\n");

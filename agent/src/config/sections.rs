@@ -9,45 +9,20 @@
 //! user typed it; [`crate::config::flags::RunArgs::defaults`] parses an
 //! empty command line with them.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 use serde::Deserialize;
 
-use crate::kernel::sensor::ModeChoice;
-
-/// Field by field, `self`'s value where it has one, else `other`'s.
-pub trait Merge {
-    fn or(self, other: Self) -> Self;
-}
-
-impl<T> Merge for Option<T> {
-    fn or(self, other: Self) -> Self {
-        Option::or(self, other)
-    }
-}
-
-/// Declares a section struct and its [`Merge`]: each field once, so a new
-/// option cannot be left out of the merge.
-macro_rules! section {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident {
-            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
-        }
-    ) => {
-        $(#[$meta])*
-        pub struct $name {
-            $( $(#[$field_meta])* pub $field: $ty, )*
-        }
-
-        impl Merge for $name {
-            fn or(self, other: Self) -> Self {
-                $name { $( $field: Merge::or(self.$field, other.$field), )* }
-            }
-        }
-    };
-}
+use crate::{
+    config::merge::section,
+    kernel::sensor::ModeChoice,
+    output::{
+        alert::{AlertFile, WebhookUrl},
+        component::{AlertOutput, FlowOutput},
+        export::IpfixSection,
+    },
+};
 
 section! {
     /// `[sensor]`: where and how XDP attaches. Changing these takes a
@@ -144,25 +119,11 @@ section! {
     }
 }
 
-section! {
-    /// `[flows.ipfix]`: the IPFIX collector.
-    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-    #[serde(deny_unknown_fields, default)]
-    pub struct IpfixSection {
-        /// Export flows as IPFIX over UDP to this collector (nfcapd,
-        /// pmacct, ntopng, Elastiflow...). Counts are sampled counts; the
-        /// sampling interval goes out in an options record so collectors
-        /// can scale.
-        #[arg(id = "ipfix", long = "ipfix", value_name = "HOST:PORT")]
-        pub collector: Option<String>,
-        /// Resend IPFIX templates this often (UDP collectors that start
-        /// late learn them within this time).
-        #[arg(id = "ipfix_template_refresh", long = "ipfix-template-refresh", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-        #[serde(with = "humantime_serde")]
-        pub template_refresh: Option<Duration>,
-        /// IPFIX observation domain id of this sensor.
-        #[arg(id = "ipfix_domain", long = "ipfix-domain", default_value = "1", value_name = "ID")]
-        pub domain: Option<u32>,
+impl FlowsSection {
+    /// The flow exporters with options of their own, as components: a new
+    /// one is its module, its field above and one line here.
+    pub fn exporters(&self) -> Vec<Arc<dyn FlowOutput>> {
+        vec![Arc::new(self.ipfix.clone())]
     }
 }
 
@@ -174,11 +135,22 @@ section! {
         /// Append alerts (incident start, update, end) to FILE as JSON
         /// lines with Elastic Common Schema fields, rotated like --flows.
         #[arg(id = "alerts", long = "alerts", value_name = "FILE")]
-        pub file: Option<PathBuf>,
+        pub file: Option<AlertFile>,
         /// POST every alert as JSON to this http(s) URL (bounded queue,
         /// retries with backoff; failures are counted, never block).
         #[arg(id = "webhook", long = "webhook", value_name = "URL")]
-        pub webhook: Option<String>,
+        pub webhook: Option<WebhookUrl>,
+    }
+}
+
+impl AlertsSection {
+    /// The alert sinks asked for, as components (the log sink is always
+    /// on): a new one is its module, its key above and one line here.
+    pub fn sinks(&self) -> Vec<Arc<dyn AlertOutput>> {
+        let mut sinks: Vec<Arc<dyn AlertOutput>> = Vec::new();
+        sinks.extend(self.file.clone().map(|s| Arc::new(s) as _));
+        sinks.extend(self.webhook.clone().map(|s| Arc::new(s) as _));
+        sinks
     }
 }
 
@@ -258,6 +230,7 @@ section! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::merge::Merge;
 
     #[test]
     fn merge_takes_the_first_value_field_by_field_nested_sections_too() {

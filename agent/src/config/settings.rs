@@ -2,13 +2,20 @@
 //! else the config file's key, else the flag's default. Computed at start
 //! and again at each reload, so both agree on what wins.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 pub use crate::capture::settings::{CaptureSettings, FlightSettings};
 use crate::{
-    config::{CaptureSection, FileConfig, Merge, Sampling, flags::RunArgs},
+    config::{
+        CaptureSection, FileConfig, Sampling,
+        flags::RunArgs,
+        merge::{Merge, defaulted},
+    },
     kernel::sensor::ModeChoice,
-    output::export::RotationConfig,
+    output::{
+        component::{AlertOutput, FlowOutput, same_components},
+        export::RotationConfig,
+    },
     pipeline::{detect::DetectConfig, flow::FlowConfig},
 };
 
@@ -32,34 +39,40 @@ pub struct RunSettings {
 
 /// Where flows and alerts go, as two groups that a reload compares whole:
 /// a field added to a group reopens that group's outputs when it changes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outputs {
     pub flows: FlowOutputs,
     pub alerts: AlertOutputs,
 }
 
-/// The flow exporters' settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The flow exporters' settings: files by extension, and the exporters
+/// with sections of their own (merged, as components).
+#[derive(Clone, Debug, Default)]
 pub struct FlowOutputs {
     pub files: Vec<PathBuf>,
     pub rotation: RotationConfig,
-    pub ipfix: Option<IpfixSpec>,
+    pub exporters: Vec<Arc<dyn FlowOutput>>,
+}
+
+impl PartialEq for FlowOutputs {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.files, self.rotation) == (&other.files, other.rotation)
+            && same_components(&self.exporters, &other.exporters)
+    }
 }
 
 /// The alert sinks' settings (the log and metrics sinks are always on).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct AlertOutputs {
-    /// The alert file and its rotation (the `[flows]` rotation keys).
-    pub file: Option<(PathBuf, RotationConfig)>,
-    pub webhook: Option<String>,
+    /// The alert file rotates by the `[flows]` rotation keys.
+    pub rotation: RotationConfig,
+    pub sinks: Vec<Arc<dyn AlertOutput>>,
 }
 
-/// An IPFIX collector and how to talk to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IpfixSpec {
-    pub collector: String,
-    pub domain: u32,
-    pub template_refresh: Duration,
+impl PartialEq for AlertOutputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.rotation == other.rotation && same_components(&self.sinks, &other.sinks)
+    }
 }
 
 impl RunSettings {
@@ -110,17 +123,13 @@ impl RunSettings {
             },
             outputs: Outputs {
                 flows: FlowOutputs {
+                    exporters: flows.exporters(),
                     files: flows.files.unwrap_or_default(),
                     rotation,
-                    ipfix: flows.ipfix.collector.map(|collector| IpfixSpec {
-                        collector,
-                        domain: defaulted(flows.ipfix.domain),
-                        template_refresh: defaulted(flows.ipfix.template_refresh),
-                    }),
                 },
                 alerts: AlertOutputs {
-                    file: alerts.file.map(|path| (path, rotation)),
-                    webhook: alerts.webhook,
+                    rotation,
+                    sinks: alerts.sinks(),
                 },
             },
             detect_on: file.detect.enabled && !args.no_detect,
@@ -149,12 +158,17 @@ impl RunSettings {
     }
 
     /// Whether the flow exporters must be reopened for `new`. The data
-    /// sampling rate counts when IPFIX is on: its options record
-    /// announces it.
+    /// sampling rate counts when an exporter announces it (IPFIX's
+    /// options record).
     pub fn flow_outputs_changed(&self, new: &RunSettings) -> bool {
         self.outputs.flows != new.outputs.flows
-            || (new.outputs.flows.ipfix.is_some()
-                && self.sampling.data_rate != new.sampling.data_rate)
+            || (self.sampling.data_rate != new.sampling.data_rate
+                && new
+                    .outputs
+                    .flows
+                    .exporters
+                    .iter()
+                    .any(|e| e.announces_sampling_rate()))
     }
 
     /// Whether the alert sinks must be reopened for `new`.
@@ -263,13 +277,6 @@ fn resolve_capture(c: CaptureSection, defaults: CaptureSection) -> Option<Captur
     })
 }
 
-/// The value of an option that has a default in its section: after the
-/// merge with [`RunArgs::defaults`] it is always there (the `every_default_
-/// parses` and `no_file_is_the_flag_defaults` tests cover each one).
-fn defaulted<T>(v: Option<T>) -> T {
-    v.unwrap_or_else(|| unreachable!("an option with a default has no value"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -289,6 +296,24 @@ mod tests {
             panic!("not run")
         };
         *a
+    }
+
+    /// The merged IPFIX section, taken back from behind `dyn`.
+    fn ipfix(s: &RunSettings) -> Option<crate::output::export::IpfixSection> {
+        s.outputs
+            .flows
+            .exporters
+            .iter()
+            .find_map(|e| e.as_any().downcast_ref().cloned())
+    }
+
+    fn alert_sinks(s: &RunSettings) -> Vec<String> {
+        s.outputs
+            .alerts
+            .sinks
+            .iter()
+            .map(|a| format!("{}: {a:?}", a.key()))
+            .collect()
     }
 
     fn file(text: &str) -> FileConfig {
@@ -333,16 +358,17 @@ enabled = false
         assert_eq!(s.outputs.flows.files, [PathBuf::from("/tmp/f.jsonl")]);
         assert_eq!(s.outputs.flows.rotation.keep, 2);
         assert_eq!(s.outputs.flows.rotation.max_bytes, 100 << 20);
-        let ipfix = s.outputs.flows.ipfix.unwrap_or_else(|| panic!("no ipfix"));
         assert_eq!(
-            (ipfix.collector.as_str(), ipfix.domain),
-            ("127.0.0.1:4739", 7)
+            ipfix(&s).map(|i| (i.collector, i.domain)),
+            Some((Some("127.0.0.1:4739".into()), Some(7)))
         );
         assert_eq!(
-            s.outputs.alerts.file.map(|(p, _)| p),
-            Some(PathBuf::from("/tmp/a.jsonl"))
+            alert_sinks(&s),
+            [
+                "alerts.file: AlertFile(\"/tmp/a.jsonl\")",
+                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/hook\")"
+            ]
         );
-        assert!(s.outputs.alerts.webhook.is_some());
         assert!(!s.detect_on);
     }
 
@@ -379,12 +405,15 @@ enabled = false
         assert_eq!(s.outputs.flows.rotation.keep, 5);
         assert_eq!(s.flow_table.idle_timeout_ns, 15_000_000_000);
         assert_eq!(
-            s.outputs.flows.ipfix.map(|i| (i.collector, i.domain)),
-            Some(("127.0.0.1:2055".to_string(), 7))
+            ipfix(&s).map(|i| (i.collector, i.domain)),
+            Some((Some("127.0.0.1:2055".into()), Some(7)))
         );
         assert_eq!(
-            s.outputs.alerts.file.map(|(p, _)| p),
-            Some(PathBuf::from("/tmp/b.jsonl"))
+            alert_sinks(&s),
+            [
+                "alerts.file: AlertFile(\"/tmp/b.jsonl\")",
+                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/hook\")"
+            ]
         );
         // Not given: the file's value.
         assert!(s.mirror);
@@ -397,7 +426,13 @@ enabled = false
         let s = RunSettings::resolve(&a, &FileConfig::default());
         assert!(s.interfaces.is_empty());
         assert_eq!(s.listen.to_string(), "127.0.0.1:9464");
-        assert_eq!(s.outputs, Outputs::default());
+        // No output is on: no file, no alert sink, and every exporter
+        // component opens nothing.
+        assert!(s.outputs.flows.files.is_empty() && s.outputs.alerts.sinks.is_empty());
+        let cx = crate::output::component::FlowContext::default();
+        for e in &s.outputs.flows.exporters {
+            assert!(matches!(e.open(&cx), Ok(None)), "{e:?}");
+        }
         assert!(s.detect_on);
         assert!(s.web_config_file.is_none());
     }
@@ -435,6 +470,26 @@ enabled = false
         assert_eq!(kept.outputs, new.outputs);
         assert_eq!(kept.flow_table.idle_timeout_ns, 5_000_000_000);
         assert!(old.flow_outputs_changed(&kept) && old.alert_outputs_changed(&kept));
+    }
+
+    #[test]
+    fn a_component_option_or_the_announced_rate_reopens_only_what_it_concerns() {
+        let with = |extra: &str| {
+            let text = format!("[flows.ipfix]\ncollector = \"127.0.0.1:4739\"\n{extra}");
+            RunSettings::resolve(&args(&["nta", "run"]), &file(&text))
+        };
+        let old = with("");
+        assert!(!old.flow_outputs_changed(&with("")));
+        assert!(old.flow_outputs_changed(&with("domain = 9\n")));
+        assert!(old.flow_outputs_changed(&with("[sampling]\ndata_rate = 8\n")));
+        assert!(!old.alert_outputs_changed(&with("domain = 9\n")));
+        // Without IPFIX nothing announces the rate: files stay open.
+        let plain = |extra: &str| RunSettings::resolve(&args(&["nta", "run"]), &file(extra));
+        assert!(!plain("").flow_outputs_changed(&plain("[sampling]\ndata_rate = 8\n")));
+        assert!(
+            plain("")
+                .alert_outputs_changed(&plain("[alerts]\nwebhook = \"http://127.0.0.1:1/h\"\n"))
+        );
     }
 
     #[test]

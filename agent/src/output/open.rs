@@ -6,52 +6,46 @@ use crate::{
     output::{
         alert,
         alert::{AlertError, AlertMetrics, AlertSink},
+        component::{AlertContext, FlowContext},
         export,
         export::{ExportError, FlowExporter},
     },
 };
 
-/// The flow exporters: files by extension, then IPFIX. `ifindexes` are
-/// the watched interfaces, announced with the data sampling rate in the
-/// IPFIX options record.
+/// The flow exporters: files by extension, then each component that is
+/// on. `ifindexes` are the watched interfaces, whose data sampling rate
+/// an exporter may announce.
 pub fn open_flow_exporters(
     s: &RunSettings,
     ifindexes: &[u32],
 ) -> Result<Vec<Box<dyn FlowExporter>>, ExportError> {
     let o = &s.outputs.flows;
+    let cx = FlowContext {
+        data_sampling: ifindexes
+            .iter()
+            .map(|&i| (i, s.sampling.data_rate))
+            .collect(),
+    };
     let mut exporters = o
         .files
         .iter()
         .map(|p| export::open_flow_file(p, o.rotation))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(ipfix) = &o.ipfix {
-        exporters.push(Box::new(export::IpfixExporter::connect(
-            export::IpfixConfig {
-                collector: export::resolve_collector(&ipfix.collector)?,
-                observation_domain: ipfix.domain,
-                template_refresh: ipfix.template_refresh,
-                sampling: ifindexes
-                    .iter()
-                    .map(|&i| (i, s.sampling.data_rate))
-                    .collect(),
-            },
-        )?));
+    for component in &o.exporters {
+        exporters.extend(component.open(&cx)?);
     }
     Ok(exporters)
 }
 
-/// The alert sinks: file, webhook, log.
+/// The alert sinks asked for, then the log.
 pub fn open_alert_sinks(
     s: &RunSettings,
     metrics: &AlertMetrics,
 ) -> Result<Vec<Box<dyn AlertSink>>, AlertError> {
     let o = &s.outputs.alerts;
-    alert::open_sinks(
-        o.file
-            .as_ref()
-            .map(|(path, rotation)| (path.as_path(), *rotation)),
-        o.webhook.as_deref(),
-        &s.detect.group_names(),
-        metrics,
-    )
+    let cx = AlertContext {
+        rotation: o.rotation,
+        metrics: metrics.clone(),
+    };
+    alert::open_sinks(&o.sinks, &cx, &s.detect.group_names())
 }

@@ -3,20 +3,24 @@
 //! sink counts its errors and never holds the others or the detectors up.
 
 mod document;
+mod file;
 mod webhook;
 
 use std::{
-    path::Path,
     sync::mpsc::{self, SyncSender, TrySendError},
     thread,
 };
 
 pub use document::{summary, to_json};
+pub use file::{AlertFile, FileSink};
 use prometheus::{IntCounterVec, Opts, Registry};
-pub use webhook::{WebhookConfig, WebhookSink};
+pub use webhook::{WebhookConfig, WebhookError, WebhookSink, WebhookUrl};
 
 use crate::{
-    output::export::{ExportError, RotatingFile, RotationConfig, WallClock},
+    output::{
+        component::{AlertContext, AlertOutput},
+        export::{ExportError, WallClock},
+    },
     pipeline::detect::{AlertEvent, Transition},
 };
 
@@ -27,8 +31,8 @@ const QUEUE: usize = 4096;
 pub enum AlertError {
     #[error("alert file")]
     File(#[from] ExportError),
-    #[error("webhook {url}: {why}")]
-    Webhook { url: String, why: String },
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 /// Delivery counters per sink (`file`, `webhook`, `log`).
@@ -95,41 +99,6 @@ pub trait AlertSink: Send {
     fn set_groups(&mut self, _groups: &[String]) {}
 }
 
-/// `--alerts FILE`: one JSON document per line, size-rotated.
-pub struct FileSink {
-    file: RotatingFile,
-    line: Vec<u8>,
-}
-
-impl FileSink {
-    pub fn open(path: &Path, rotation: RotationConfig) -> Result<FileSink, AlertError> {
-        Ok(FileSink {
-            file: RotatingFile::open(path, rotation)?,
-            line: Vec::with_capacity(4096),
-        })
-    }
-}
-
-impl AlertSink for FileSink {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
-
-    fn deliver(&mut self, _event: &AlertEvent, json: &[u8]) -> Result<(), AlertError> {
-        self.line.clear();
-        self.line.extend_from_slice(json);
-        self.line.push(b'\n');
-        self.file.append(&self.line)?;
-        // Alerts are rare and must survive a crash: flush each one.
-        self.file.flush()?;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), AlertError> {
-        Ok(self.file.flush()?)
-    }
-}
-
 /// The structured log line (always on).
 pub struct LogSink {
     pub groups: Vec<String>,
@@ -168,24 +137,18 @@ impl AlertSink for LogSink {
     }
 }
 
-/// The sinks a run asks for: the file, the webhook (its own thread) and
-/// the log, which is always on.
+/// The sinks a run asks for, then the log sink, which is always on.
+/// Each is opened before the next, so a failure leaves nothing running
+/// (the webhook checks its URL before its thread starts).
 pub fn open_sinks(
-    file: Option<(&Path, RotationConfig)>,
-    webhook: Option<&str>,
+    asked: &[std::sync::Arc<dyn AlertOutput>],
+    cx: &AlertContext,
     groups: &[String],
-    metrics: &AlertMetrics,
 ) -> Result<Vec<Box<dyn AlertSink>>, AlertError> {
-    let mut sinks: Vec<Box<dyn AlertSink>> = Vec::new();
-    if let Some((path, rotation)) = file {
-        sinks.push(Box::new(FileSink::open(path, rotation)?));
-    }
-    // Checked before the webhook thread starts, so an error leaves nothing
-    // running.
-    if let Some(url) = webhook {
-        let config = WebhookConfig::new(url)?;
-        sinks.push(Box::new(WebhookSink::start(config, metrics.clone())));
-    }
+    let mut sinks = asked
+        .iter()
+        .map(|a| a.open(cx))
+        .collect::<Result<Vec<_>, _>>()?;
     sinks.push(Box::new(LogSink {
         groups: groups.to_vec(),
     }));

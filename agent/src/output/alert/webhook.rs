@@ -10,7 +10,51 @@ use std::{
 };
 
 use super::{AlertError, AlertMetrics, AlertSink};
-use crate::pipeline::detect::AlertEvent;
+use crate::{
+    output::component::{AlertContext, AlertOutput},
+    pipeline::detect::AlertEvent,
+};
+
+/// `--webhook URL` / `[alerts] webhook`: an http(s) URL, checked when the
+/// flag or the file is read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebhookUrl(String);
+
+impl std::str::FromStr for WebhookUrl {
+    type Err = WebhookError;
+
+    fn from_str(url: &str) -> Result<WebhookUrl, WebhookError> {
+        WebhookConfig::new(url).map(|c| WebhookUrl(c.url))
+    }
+}
+
+impl TryFrom<String> for WebhookUrl {
+    type Error = WebhookError;
+
+    fn try_from(url: String) -> Result<WebhookUrl, WebhookError> {
+        url.parse()
+    }
+}
+
+impl AlertOutput for WebhookUrl {
+    fn key(&self) -> &'static str {
+        "alerts.webhook"
+    }
+
+    fn open(&self, cx: &AlertContext) -> Result<Box<dyn AlertSink>, AlertError> {
+        let config = WebhookConfig::new(&self.0)?;
+        Ok(Box::new(WebhookSink::start(config, cx.metrics.clone())))
+    }
+}
+
+/// A URL the webhook cannot post to.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook {url}: {why}")]
+pub struct WebhookError {
+    url: String,
+    why: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
@@ -26,13 +70,13 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    pub fn new(url: &str) -> Result<WebhookConfig, AlertError> {
-        let parsed: ureq::http::Uri = url.parse().map_err(|e| AlertError::Webhook {
+    pub fn new(url: &str) -> Result<WebhookConfig, WebhookError> {
+        let parsed: ureq::http::Uri = url.parse().map_err(|e| WebhookError {
             url: url.to_string(),
             why: format!("not a URL: {e}"),
         })?;
         if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
-            return Err(AlertError::Webhook {
+            return Err(WebhookError {
                 url: url.to_string(),
                 why: "needs an http:// or https:// URL with a host".into(),
             });

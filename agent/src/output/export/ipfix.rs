@@ -26,6 +26,75 @@ use netgauze_flow_pkt::{
 use netgauze_parse_utils::WritablePduWithOneInput;
 
 use super::{ExportError, FlowExporter, FlowRecord, fields};
+use crate::{
+    config::merge::{defaulted, section},
+    output::component::{FlowContext, FlowOutput},
+};
+
+section! {
+    /// `[flows.ipfix]`: the IPFIX collector.
+    #[derive(clap::Args, Clone, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct IpfixSection {
+        /// Export flows as IPFIX over UDP to this collector (nfcapd,
+        /// pmacct, ntopng, Elastiflow...). Counts are sampled counts; the
+        /// sampling interval goes out in an options record so collectors
+        /// can scale.
+        #[arg(id = "ipfix", long = "ipfix", value_name = "HOST:PORT")]
+        pub collector: Option<String>,
+        /// Resend IPFIX templates this often (UDP collectors that start
+        /// late learn them within this time).
+        #[arg(id = "ipfix_template_refresh", long = "ipfix-template-refresh", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[serde(with = "humantime_serde")]
+        pub template_refresh: Option<Duration>,
+        /// IPFIX observation domain id of this sensor.
+        #[arg(id = "ipfix_domain", long = "ipfix-domain", default_value = "1", value_name = "ID")]
+        pub domain: Option<u32>,
+    }
+}
+
+/// What can go wrong talking IPFIX.
+#[derive(Debug, thiserror::Error)]
+pub enum IpfixError {
+    #[error("IPFIX collector {collector}")]
+    Collector {
+        collector: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding IPFIX: {0}")]
+    Encode(String),
+}
+
+impl FlowOutput for IpfixSection {
+    fn key(&self) -> &'static str {
+        "flows.ipfix"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.template_refresh == Some(Duration::ZERO) {
+            return Err("template_refresh must be longer than 0s".into());
+        }
+        Ok(())
+    }
+
+    fn open(&self, cx: &FlowContext) -> Result<Option<Box<dyn FlowExporter>>, ExportError> {
+        let Some(collector) = &self.collector else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(IpfixExporter::connect(IpfixConfig {
+            collector: resolve_collector(collector)?,
+            observation_domain: defaulted(self.domain),
+            template_refresh: defaulted(self.template_refresh),
+            sampling: cx.data_sampling.clone(),
+        })?)))
+    }
+
+    /// The options record tells the collector the data sampling interval.
+    fn announces_sampling_rate(&self) -> bool {
+        self.collector.is_some()
+    }
+}
 
 const TEMPLATE_V4: u16 = 256;
 const TEMPLATE_V6: u16 = 257;
@@ -44,8 +113,8 @@ pub struct IpfixConfig {
 }
 
 /// Resolves `HOST:PORT`.
-pub fn resolve_collector(spec: &str) -> Result<SocketAddr, ExportError> {
-    let err = |source| ExportError::Collector {
+pub fn resolve_collector(spec: &str) -> Result<SocketAddr, IpfixError> {
+    let err = |source| IpfixError::Collector {
         collector: spec.to_string(),
         source,
     };
@@ -99,8 +168,8 @@ fn data_record(f: &FlowRecord) -> DataRecord {
 }
 
 impl IpfixExporter {
-    pub fn connect(config: IpfixConfig) -> Result<IpfixExporter, ExportError> {
-        let io = |source| ExportError::Collector {
+    pub fn connect(config: IpfixConfig) -> Result<IpfixExporter, IpfixError> {
+        let io = |source| IpfixError::Collector {
             collector: config.collector.to_string(),
             source,
         };
@@ -136,7 +205,7 @@ impl IpfixExporter {
         sets: Vec<Set>,
         data_records: usize,
         export_time: DateTime<Utc>,
-    ) -> Result<&[u8], ExportError> {
+    ) -> Result<&[u8], IpfixError> {
         let packet = IpfixPacket::new(
             export_time,
             self.sequence,
@@ -146,12 +215,12 @@ impl IpfixExporter {
         self.buf.clear();
         packet
             .write(&mut self.buf, None)
-            .map_err(|e| ExportError::Encode(format!("{e:?}")))?;
+            .map_err(|e| IpfixError::Encode(format!("{e:?}")))?;
         self.sequence = self.sequence.wrapping_add(data_records as u32);
         Ok(&self.buf)
     }
 
-    fn send(&mut self, sets: Vec<Set>, data_records: usize) -> Result<(), ExportError> {
+    fn send(&mut self, sets: Vec<Set>, data_records: usize) -> Result<(), IpfixError> {
         let collector = self.config.collector;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -159,7 +228,7 @@ impl IpfixExporter {
         self.encode(sets, data_records, Utc.timestamp_nanos(now))?;
         self.socket
             .send(&self.buf)
-            .map_err(|source| ExportError::Collector {
+            .map_err(|source| IpfixError::Collector {
                 collector: collector.to_string(),
                 source,
             })?;

@@ -1,5 +1,6 @@
 //! Flow exporters: JSON lines (Elastic Common Schema) and CSV files with
-//! size rotation. Each writes whole records; a failing destination counts
+//! size rotation, and IPFIX (a component with its own section, see
+//! [`crate::output::component`]). Each writes whole records; a failing destination counts
 //! its errors and never blocks the flow pipeline.
 
 mod csv_file;
@@ -12,7 +13,7 @@ mod rotate;
 use std::path::{Path, PathBuf};
 
 pub use csv_file::CsvExporter;
-pub use ipfix::{IpfixConfig, IpfixExporter, resolve_collector};
+pub use ipfix::{IpfixConfig, IpfixError, IpfixExporter, IpfixSection, resolve_collector};
 pub use jsonl::JsonlExporter;
 pub use record::{FlowRecord, WallClock, monotonic_now_ns, rfc3339};
 pub use rotate::{RotatingFile, RotationConfig};
@@ -25,14 +26,8 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("IPFIX collector {collector}")]
-    Collector {
-        collector: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("encoding IPFIX: {0}")]
-    Encode(String),
+    #[error(transparent)]
+    Ipfix(#[from] IpfixError),
     #[error("encoding a flow as CSV")]
     Csv(#[from] csv::Error),
     #[error("{}: unknown flow file type; {}", .0.display(), known_formats())]
