@@ -18,9 +18,8 @@ use crate::{
     config::merge::section,
     kernel::sensor::ModeChoice,
     output::{
-        alert::{AlertFile, WebhookUrl},
-        component::{AlertOutput, FlowOutput},
-        export::IpfixSection,
+        alert::{AlertFile, AlertOutput, WebhookUrl},
+        export::{FlowOutput, IpfixSection},
     },
 };
 

@@ -13,8 +13,9 @@ use crate::{
     },
     kernel::sensor::ModeChoice,
     output::{
-        component::{AlertOutput, FlowOutput, same_components},
-        export::RotationConfig,
+        alert::AlertOutput,
+        component::same_components,
+        export::{FlowOutput, RotationConfig},
     },
     pipeline::{detect::DetectConfig, flow::FlowConfig},
 };
@@ -429,7 +430,7 @@ enabled = false
         // No output is on: no file, no alert sink, and every exporter
         // component opens nothing.
         assert!(s.outputs.flows.files.is_empty() && s.outputs.alerts.sinks.is_empty());
-        let cx = crate::output::component::FlowContext::default();
+        let cx = crate::output::export::FlowContext::default();
         for e in &s.outputs.flows.exporters {
             assert!(matches!(e.open(&cx), Ok(None)), "{e:?}");
         }

@@ -5,10 +5,9 @@ use crate::{
     config::settings::RunSettings,
     output::{
         alert,
-        alert::{AlertError, AlertMetrics, AlertSink},
-        component::{AlertContext, FlowContext},
+        alert::{AlertContext, AlertError, AlertMetrics, AlertSink},
         export,
-        export::{ExportError, FlowExporter},
+        export::{ExportError, FlowContext, FlowExporter},
     },
 };
 

@@ -6,12 +6,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{AlertError, AlertSink};
+use super::{AlertContext, AlertError, AlertOutput, AlertSink};
 use crate::{
-    output::{
-        component::{AlertContext, AlertOutput},
-        export::{RotatingFile, RotationConfig},
-    },
+    output::export::{RotatingFile, RotationConfig},
     pipeline::detect::AlertEvent,
 };
 

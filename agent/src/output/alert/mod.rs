@@ -18,8 +18,8 @@ pub use webhook::{WebhookConfig, WebhookError, WebhookSink, WebhookUrl};
 
 use crate::{
     output::{
-        component::{AlertContext, AlertOutput},
-        export::{ExportError, WallClock},
+        component::SameConfig,
+        export::{ExportError, RotationConfig, WallClock},
     },
     pipeline::detect::{AlertEvent, Transition},
 };
@@ -97,6 +97,22 @@ pub trait AlertSink: Send {
     }
     /// The host group names changed (a config reload).
     fn set_groups(&mut self, _groups: &[String]) {}
+}
+
+/// What opening an alert sink may need besides its own option.
+#[derive(Clone)]
+pub struct AlertContext {
+    /// File sinks rotate like the flow files.
+    pub rotation: RotationConfig,
+    /// Sinks that deliver later count their own outcomes here.
+    pub metrics: AlertMetrics,
+}
+
+/// An alert sink's option, once given.
+pub trait AlertOutput: SameConfig + std::fmt::Debug + Send + Sync {
+    /// Its config key, for errors (`alerts.webhook`).
+    fn key(&self) -> &'static str;
+    fn open(&self, cx: &AlertContext) -> Result<Box<dyn AlertSink>, AlertError>;
 }
 
 /// The structured log line (always on).

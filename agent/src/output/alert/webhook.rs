@@ -9,11 +9,8 @@ use std::{
     time::Duration,
 };
 
-use super::{AlertError, AlertMetrics, AlertSink};
-use crate::{
-    output::component::{AlertContext, AlertOutput},
-    pipeline::detect::AlertEvent,
-};
+use super::{AlertContext, AlertError, AlertMetrics, AlertOutput, AlertSink};
+use crate::pipeline::detect::AlertEvent;
 
 /// `--webhook URL` / `[alerts] webhook`: an http(s) URL, checked when the
 /// flag or the file is read.

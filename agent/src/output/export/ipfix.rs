@@ -25,11 +25,8 @@ use netgauze_flow_pkt::{
 };
 use netgauze_parse_utils::WritablePduWithOneInput;
 
-use super::{ExportError, FlowExporter, FlowRecord, fields};
-use crate::{
-    config::merge::{defaulted, section},
-    output::component::{FlowContext, FlowOutput},
-};
+use super::{ExportError, FlowContext, FlowExporter, FlowOutput, FlowRecord, fields};
+use crate::config::merge::{defaulted, section};
 
 section! {
     /// `[flows.ipfix]`: the IPFIX collector.

@@ -12,6 +12,8 @@ mod rotate;
 
 use std::path::{Path, PathBuf};
 
+use crate::output::component::SameConfig;
+
 pub use csv_file::CsvExporter;
 pub use ipfix::{IpfixConfig, IpfixError, IpfixExporter, IpfixSection, resolve_collector};
 pub use jsonl::JsonlExporter;
@@ -58,6 +60,30 @@ pub trait FlowExporter: Send {
     fn kind(&self) -> &'static str;
     fn export(&mut self, flows: &[FlowRecord]) -> Result<(), ExportError>;
     fn flush(&mut self) -> Result<(), ExportError>;
+}
+
+/// What opening a flow exporter may need besides its own section.
+#[derive(Clone, Debug, Default)]
+pub struct FlowContext {
+    /// (ifindex, data sampling interval) of every watched interface.
+    pub data_sampling: Vec<(u32, u32)>,
+}
+
+/// A flow exporter's merged section.
+pub trait FlowOutput: SameConfig + std::fmt::Debug + Send + Sync {
+    /// Its config key, for errors (`flows.ipfix`).
+    fn key(&self) -> &'static str;
+    /// Checks what the option types cannot (the same for flags and file).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// The exporter, or `None` when the section leaves it off.
+    fn open(&self, cx: &FlowContext) -> Result<Option<Box<dyn FlowExporter>>, ExportError>;
+    /// Whether the exporter tells its collector the data sampling rate, so
+    /// a new rate must reopen it.
+    fn announces_sampling_rate(&self) -> bool {
+        false
+    }
 }
 
 /// Opens a file exporter at a path with a rotation policy.
