@@ -14,7 +14,7 @@ use agent_common::{
     filter::{FilterInput, matches},
     parse,
 };
-use nta::capture::CaptureFilter;
+use nta::kernel::capture::CaptureFilter;
 use nta_lab::{
     frames::{FrameSpec, L4},
     mix::protocol_mix,

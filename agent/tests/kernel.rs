@@ -16,7 +16,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use nta::{
-    capture::{CaptureFilter, decode_capture},
+    kernel::capture::{CaptureFilter, decode_capture},
     kernel::sensor::{CountersReader, KernelCapture, Sensor},
 };
 use nta_lab::{

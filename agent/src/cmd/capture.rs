@@ -14,16 +14,20 @@ use std::{
 use agent_common::{capture::MAX_SNAPLEN, config::SamplerConfig};
 
 use crate::{
-    capture::{
-        CaptureDir, CaptureFilesError, CaptureFilter, Destination, DirConfig, FileMetrics,
-        FilterError, Format, Interface, afxdp,
-        consumer::{self, CaptureRing, CaptureSummary, Limits},
-    },
     kernel::{
+        capture::{
+            CaptureFilter, FilterError, afxdp,
+            consumer::{self, CaptureRing, CaptureSummary, Limits},
+        },
         iface, privileges,
         sensor::{KernelCapture, ModeChoice, Sensor, SensorError},
     },
-    output::export::WallClock,
+    output::{
+        capture::{
+            CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics, Format, Interface,
+        },
+        export::WallClock,
+    },
 };
 
 #[derive(Debug, clap::Args)]

@@ -20,16 +20,14 @@ use tokio::{
 };
 
 use crate::{
-    capture::{
-        Interface, afxdp,
-        afxdp::{AfXdpError, AfXdpMetrics},
-        consumer::{CaptureRing, FrameSource},
-        live,
-        live::{FlightLink, LiveCaptureError},
-    },
     config::{
         ConfigError, FileConfig, flags::RunArgs, reload, reload::ReloadMetrics,
         settings::RunSettings,
+    },
+    kernel::capture::{
+        afxdp,
+        afxdp::{AfXdpError, AfXdpMetrics},
+        consumer::{CaptureRing, FrameSource},
     },
     kernel::{
         adaptive,
@@ -38,6 +36,10 @@ use crate::{
         events::{PipelineStats, SampleBatch},
         iface, privileges, reattach,
         sensor::{AttachMode, CountersReader, KernelCapture, Sensor, SensorError},
+    },
+    output::capture::{
+        Interface, live,
+        live::{FlightLink, LiveCaptureError},
     },
     output::{
         alert::{AlertError, AlertMetrics, AlertSink, Alerts},

@@ -150,7 +150,7 @@ impl FileConfig {
         }
         let c = &self.capture;
         if let Some(f) = &c.filter {
-            crate::capture::CaptureFilter::compile(f)
+            crate::kernel::capture::CaptureFilter::compile(f)
                 .map_err(|e| ("capture.filter", e.to_string()))?;
         }
         if c.snaplen == Some(0) {

@@ -97,7 +97,7 @@ enum ReloadError {
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
     #[error(transparent)]
-    Capture(#[from] crate::capture::live::LiveCaptureError),
+    Capture(#[from] crate::output::capture::live::LiveCaptureError),
     #[error("applying the capture filter")]
     CaptureApply(#[source] crate::kernel::sensor::SensorError),
     #[error("the flow stage has stopped")]
@@ -161,7 +161,7 @@ impl Reload {
         };
         let capture = match &new.capture {
             Some(c) if self.in_force.capture_filter_changed(&new) => {
-                Some(crate::capture::live::kernel_capture(c)?)
+                Some(crate::output::capture::live::kernel_capture(c)?)
             }
             _ => None,
         };

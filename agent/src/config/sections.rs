@@ -173,7 +173,7 @@ section! {
         pub snaplen: Option<u32>,
         /// Capture file format.
         #[arg(id = "capture_format", long = "capture-format", value_enum, value_name = "FORMAT", default_value = "pcapng")]
-        pub format: Option<crate::capture::Format>,
+        pub format: Option<crate::output::capture::Format>,
         /// Start a new capture file before one grows past this.
         #[arg(id = "capture_file_bytes", long = "capture-file-bytes", default_value = "134217728", value_name = "BYTES")]
         pub file_bytes: Option<u64>,

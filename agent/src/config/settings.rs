@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-pub use crate::capture::settings::{CaptureSettings, FlightSettings};
+pub use crate::output::capture::settings::{CaptureSettings, FlightSettings};
 use crate::{
     config::{
         CaptureSection, FileConfig, Sampling,

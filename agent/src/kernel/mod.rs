@@ -1,8 +1,10 @@
 //! The kernel side: the embedded XDP objects, loading and attaching them,
-//! draining the sample ring buffer, sampling control, re-attaching to an
-//! interface that comes back, privileges and interface names.
+//! draining the sample ring buffer and the capture sources, sampling
+//! control, re-attaching to an interface that comes back, privileges and
+//! interface names.
 
 pub mod adaptive;
+pub mod capture;
 pub mod events;
 pub mod iface;
 pub mod objects;

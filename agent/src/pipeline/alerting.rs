@@ -223,7 +223,7 @@ pub struct DetectionStage {
     alerts: Alerts,
     /// The flight recorder, told of each incident start.
     flight: Option<(
-        crate::capture::flight::FlightRequests,
+        crate::output::capture::flight::FlightRequests,
         crate::output::export::WallClock,
     )>,
     metrics: DetectMetrics,
@@ -244,7 +244,7 @@ impl DetectionStage {
     /// alerts name its files.
     pub fn with_flight_recorder(
         mut self,
-        requests: crate::capture::flight::FlightRequests,
+        requests: crate::output::capture::flight::FlightRequests,
         dir: std::path::PathBuf,
         clock: crate::output::export::WallClock,
     ) -> DetectionStage {
@@ -279,7 +279,7 @@ impl DetectionStage {
             if ev.transition == Transition::Start {
                 let i = &ev.incident;
                 if let Some((requests, clock)) = &self.flight {
-                    requests.send(crate::capture::flight::IncidentWindow {
+                    requests.send(crate::output::capture::flight::IncidentWindow {
                         id: i.id.clone(),
                         started_unix_ns: clock.to_unix_ns(i.started_ns),
                         subject: i.subject,

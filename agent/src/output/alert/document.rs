@@ -291,7 +291,7 @@ pub fn to_json(
                     .collect(),
                 evidence: i.evidence.iter().map(|e| packet(e, clock)).collect(),
                 capture_file: flight_dir.map(|d| {
-                    crate::capture::flight::incident_file(d, &i.id)
+                    crate::output::capture::flight::incident_file(d, &i.id)
                         .display()
                         .to_string()
                 }),

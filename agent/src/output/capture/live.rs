@@ -15,14 +15,21 @@ use agent_common::capture::MAX_SNAPLEN;
 use prometheus::Registry;
 
 use super::{
-    CaptureFilter, FilterError,
-    consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
     encode::Interface,
     files::{CaptureDir, CaptureFilesError, Destination, DirConfig, FileMetrics},
     flight::{FlightConfig, FlightMetrics, FlightRecorder, FlightRequests},
     settings::CaptureSettings,
 };
-use crate::{kernel::sensor::KernelCapture, output::export::WallClock};
+use crate::{
+    kernel::{
+        capture::{
+            CaptureFilter, FilterError,
+            consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
+        },
+        sensor::KernelCapture,
+    },
+    output::export::WallClock,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveCaptureError {

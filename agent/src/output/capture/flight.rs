@@ -15,11 +15,13 @@ use agent_common::parse;
 use prometheus::{IntCounter, Registry};
 
 use super::{
-    consumer::FrameSink,
-    encode::{Format, Frame, Interface},
+    encode::{Format, Interface},
     files::{CaptureDir, Destination, DirConfig, FileMetrics, prepare_dir},
 };
-use crate::pipeline::detect::{Addr, Subject};
+use crate::{
+    kernel::capture::consumer::{Frame, FrameSink},
+    pipeline::detect::{Addr, Subject},
+};
 
 /// Incident starts waiting for the recorder.
 const REQUESTS: usize = 256;

@@ -8,6 +8,8 @@
 use std::{borrow::Cow, time::Duration};
 
 use byteorder::NativeEndian;
+
+use crate::kernel::capture::consumer::Frame;
 use pcap_file::{
     DataLink, Endianness, TsResolution,
     pcap::{PcapHeader, PcapPacket},
@@ -47,15 +49,6 @@ impl Format {
 pub struct Interface {
     pub ifindex: u32,
     pub name: String,
-}
-
-/// One captured frame.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    pub ifindex: u32,
-    pub unix_ns: u64,
-    pub orig_len: u32,
-    pub data: &'a [u8],
 }
 
 /// Per-interface counts for the statistics blocks.

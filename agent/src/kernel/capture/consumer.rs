@@ -15,8 +15,17 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 
-use super::{encode::Frame, record::decode_capture};
+use super::record::decode_capture;
 use crate::{kernel::sensor::CountersReader, output::export::WallClock};
+
+/// One captured frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub ifindex: u32,
+    pub unix_ns: u64,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
 
 /// Longest wait for records before the writer's housekeeping runs.
 /// The kernel wakes the thread only every few thousand records per CPU

@@ -15,7 +15,8 @@ use std::{
 
 use prometheus::{IntCounter, Registry};
 
-use super::encode::{EncodeError, Encoder, Format, Frame, Interface, InterfaceStats};
+use super::encode::{EncodeError, Encoder, Format, Interface, InterfaceStats};
+use crate::kernel::capture::consumer::{Frame, FrameSink};
 
 /// Encoded bytes buffered before they are written.
 const WRITE_CHUNK: usize = 256 << 10;
@@ -531,7 +532,7 @@ impl CaptureDir {
     }
 }
 
-impl super::consumer::FrameSink for CaptureDir {
+impl FrameSink for CaptureDir {
     fn write(&mut self, f: &Frame<'_>, now: Instant, unix_ns: u64) {
         CaptureDir::write(self, f, now, unix_ns);
     }

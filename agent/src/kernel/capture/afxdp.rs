@@ -19,10 +19,7 @@ use xdpilone::{
     DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpStatisticsV2,
 };
 
-use super::{
-    consumer::{self, CaptureSummary, FrameSink, FrameSource, Limits},
-    encode::Frame,
-};
+use super::consumer::{self, CaptureSummary, Frame, FrameSink, FrameSource, Limits};
 use crate::output::export::{WallClock, monotonic_now_ns};
 
 /// Chunk size in the shared memory: one frame each.
