@@ -10,6 +10,7 @@
 pub mod alerting;
 pub mod detect;
 pub mod flow;
+pub mod keyed;
 pub mod live;
 
 use agent_common::sample::SampleRecord;

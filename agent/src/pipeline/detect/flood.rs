@@ -12,6 +12,8 @@ use agent_common::{
 };
 use cardinality_estimator::CardinalityEstimator;
 
+use crate::pipeline::keyed::KeyedHasher;
+
 use super::{
     Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
     config::{AmplificationConfig, DetectConfig, HostGroup, RateConfig, SynFloodConfig},
@@ -19,7 +21,7 @@ use super::{
     window::{RateWindow, second_of},
 };
 
-type Distinct = CardinalityEstimator<Addr, wyhash::WyHash, 10, 5>;
+type Distinct = CardinalityEstimator<Addr, KeyedHasher, 10, 5>;
 
 /// How a record counts for a key.
 pub enum Role {
@@ -393,4 +395,41 @@ fn plain(kind: DetectorKind, rate: RateConfig, config: &DetectConfig) -> RateDet
         },
         config.tracked_keys,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 fd00::/8 sources, different prefixes, one interface id:
+    /// `f0 6a bc 8e e3 c6 88 9c` makes wyhash's last multiply zero for
+    /// any seed, so a sketch over wyhash saw them all as one source.
+    fn crafted_ipv6_sources() -> Vec<Addr> {
+        (0..10_000u32)
+            .map(|i| {
+                let mut a = [0u8; 16];
+                a[0] = 0xfd;
+                a[4..8].copy_from_slice(&i.to_be_bytes());
+                a[8..].copy_from_slice(&[0xf0, 0x6a, 0xbc, 0x8e, 0xe3, 0xc6, 0x88, 0x9c]);
+                a
+            })
+            .collect()
+    }
+
+    #[test]
+    fn crafted_ipv6_sources_count_as_distinct() {
+        let sources = crafted_ipv6_sources();
+        // The set really is crafted: the sketch over wyhash collapses.
+        let mut public = CardinalityEstimator::<Addr, wyhash::WyHash, 10, 5>::new();
+        for s in &sources {
+            public.insert(s);
+        }
+        assert!(public.estimate() < 10, "wyhash saw {}", public.estimate());
+        let mut d = Distinct::new();
+        for s in &sources {
+            d.insert(s);
+        }
+        let e = d.estimate();
+        assert!((9_000..=11_000).contains(&e), "estimate {e}");
+    }
 }

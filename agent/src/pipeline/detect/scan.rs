@@ -22,13 +22,15 @@ use agent_common::{
 };
 use cardinality_estimator::CardinalityEstimator;
 
+use crate::pipeline::keyed::KeyedHasher;
+
 use super::{
     Addr, Detector, DetectorKind, Finding, NS, Subject, Unit, config::ScanConfig, tracked::Tracked,
     window::Evidence3,
 };
 
 /// Exact to 128 items, then a 2^10-register HyperLogLog (~3 % error).
-type Distinct = CardinalityEstimator<u64, wyhash::WyHash, 10, 5>;
+type Distinct = CardinalityEstimator<u64, KeyedHasher, 10, 5>;
 
 /// Samples of a key before its distinct count may be scaled by the rate.
 pub const MIN_SCALED_SAMPLES: u64 = 16;
@@ -213,7 +215,9 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         if ts >= s.window_start.saturating_add(window_ns) {
             *s = ScanState::new(ts);
         }
-        s.distinct.insert_hash(item);
+        // Hashed with the process key: raw items would let a scanner
+        // choose where they land in the sketch.
+        s.distinct.insert(&item);
         s.probes += 1;
         s.weighted += u64::from(r.sample_rate.max(1));
         s.max_rate = s.max_rate.max(r.sample_rate);

@@ -15,11 +15,14 @@
 
 use std::{collections::HashMap, hash::Hash};
 
+use crate::pipeline::keyed::{KeyedState, process_random};
+
 /// Entries compared per eviction.
 pub const PICKS: usize = 8;
 
 pub struct Tracked<K, V> {
-    index: HashMap<K, u32, foldhash::fast::FixedState>,
+    /// Keyed per process: attackers choose these keys.
+    index: HashMap<K, u32, KeyedState>,
     entries: Vec<(K, V)>,
     weights: Vec<u32>,
     capacity: usize,
@@ -31,11 +34,13 @@ impl<K: Copy + Eq + Hash, V> Tracked<K, V> {
     pub fn new(capacity: usize) -> Tracked<K, V> {
         let capacity = capacity.max(1);
         Tracked {
-            index: HashMap::with_capacity_and_hasher(capacity, Default::default()),
+            index: HashMap::with_capacity_and_hasher(capacity, KeyedState),
             entries: Vec::with_capacity(capacity),
             weights: Vec::with_capacity(capacity),
             capacity,
-            rng: 0x9E37_79B9_7F4A_7C15,
+            // Unpredictable, so nobody can time keys to the eviction
+            // picks; never 0 (xorshift would stay there).
+            rng: process_random(capacity as u64) | 1,
             evictions: 0,
         }
     }
@@ -143,7 +148,44 @@ impl<K: Copy + Eq + Hash, V> Tracked<K, V> {
 
 #[cfg(test)]
 mod tests {
+    use std::hash::BuildHasher;
+
     use super::*;
+
+    /// Keys an attacker can craft offline against a public hash (the
+    /// fixed-seed foldhash this map used): all share their low 10 bits,
+    /// where a hash table starts probing, so a table of them is one long
+    /// probe chain.
+    fn crafted_against_fixed_foldhash(n: usize) -> Vec<[u8; 16]> {
+        let public = foldhash::fast::FixedState::default();
+        let mut keys = Vec::with_capacity(n);
+        let mut candidate = [0u8; 16];
+        candidate[0] = 0xfd;
+        let mut i: u64 = 0;
+        while keys.len() < n {
+            candidate[8..].copy_from_slice(&i.to_be_bytes());
+            if public.hash_one(candidate) & 1023 == 0 {
+                keys.push(candidate);
+            }
+            i += 1;
+        }
+        keys
+    }
+
+    #[test]
+    fn keys_crafted_against_a_public_hash_spread_over_the_buckets() {
+        let keys = crafted_against_fixed_foldhash(1000);
+        let t: Tracked<[u8; 16], ()> = Tracked::new(1024);
+        let mut buckets: Vec<u64> = keys
+            .iter()
+            .map(|k| t.index.hasher().hash_one(k) & 1023)
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        // Random hashing puts 1000 keys in ~640 of 1024 buckets; the
+        // public hash put them all in one.
+        assert!(buckets.len() > 500, "{} buckets", buckets.len());
+    }
 
     #[test]
     fn holds_at_most_capacity_and_counts_evictions() {
