@@ -77,10 +77,16 @@ pub enum ParseError {
     TruncatedIpv6Ext = 7,
     /// More IPv6 extension headers than the parser walks.
     Ipv6ExtLimit = 8,
+    /// The transport header runs past the frame or past the IP datagram's
+    /// own length (what follows the datagram is padding, not header).
     TruncatedL4 = 9,
+    /// A first fragment too short to hold its transport header (RFC 1858:
+    /// the header's ports and flags would come in a later fragment, out of
+    /// sight of filters and detectors).
+    TinyFragment = 10,
 }
 
-pub const PARSE_ERROR_COUNT: usize = 10;
+pub const PARSE_ERROR_COUNT: usize = 11;
 
 impl ParseError {
     pub const ALL: [ParseError; PARSE_ERROR_COUNT] = [
@@ -94,6 +100,7 @@ impl ParseError {
         Self::TruncatedIpv6Ext,
         Self::Ipv6ExtLimit,
         Self::TruncatedL4,
+        Self::TinyFragment,
     ];
 
     /// The metric label value.
@@ -109,6 +116,7 @@ impl ParseError {
             Self::TruncatedIpv6Ext => "truncated_ipv6_ext",
             Self::Ipv6ExtLimit => "ipv6_ext_limit",
             Self::TruncatedL4 => "truncated_l4",
+            Self::TinyFragment => "tiny_fragment",
         }
     }
 }

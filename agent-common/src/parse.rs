@@ -278,12 +278,36 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
     parse_l4(frame, off, p)
 }
 
+/// The transport header of `N` bytes at `off`: it must lie inside the
+/// frame and inside the IP datagram by its own length, or bytes after the
+/// datagram (Ethernet padding, chosen by the sender) would be read as
+/// ports and flags. A first fragment too short for it is a tiny fragment.
+#[inline(always)]
+fn l4_header<F: Frame + ?Sized, const N: usize>(
+    frame: &F,
+    off: usize,
+    p: &Parsed,
+) -> Result<[u8; N], ParseError> {
+    let Some(h) = frame.bytes::<N>(off) else {
+        return Err(ParseError::TruncatedL4);
+    };
+    if p.ip_end != 0 && off + N > p.ip_end as usize {
+        return Err(if p.fragment {
+            ParseError::TinyFragment
+        } else {
+            ParseError::TruncatedL4
+        });
+    }
+    Ok(h)
+}
+
 #[inline(always)]
 fn parse_l4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed {
     match p.l4_proto {
         ipproto::TCP => {
-            let Some(t) = frame.bytes::<20>(off) else {
-                return p.malformed(ParseError::TruncatedL4);
+            let t = match l4_header::<F, 20>(frame, off, &p) {
+                Ok(t) => t,
+                Err(e) => return p.malformed(e),
             };
             p.src_port = be16([t[0], t[1]]);
             p.dst_port = be16([t[2], t[3]]);
@@ -291,16 +315,18 @@ fn parse_l4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed {
             p.class = ProtocolClass::Tcp;
         }
         ipproto::UDP => {
-            let Some(u) = frame.bytes::<8>(off) else {
-                return p.malformed(ParseError::TruncatedL4);
+            let u = match l4_header::<F, 8>(frame, off, &p) {
+                Ok(u) => u,
+                Err(e) => return p.malformed(e),
             };
             p.src_port = be16([u[0], u[1]]);
             p.dst_port = be16([u[2], u[3]]);
             p.class = ProtocolClass::Udp;
         }
         ipproto::ICMP | ipproto::ICMPV6 => {
-            let Some(i) = frame.bytes::<8>(off) else {
-                return p.malformed(ParseError::TruncatedL4);
+            let i = match l4_header::<F, 8>(frame, off, &p) {
+                Ok(i) => i,
+                Err(e) => return p.malformed(e),
             };
             p.src_port = i[0] as u16;
             p.dst_port = i[1] as u16;
@@ -311,16 +337,17 @@ fn parse_l4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed {
             };
         }
         ipproto::SCTP => {
-            let Some(s) = frame.bytes::<12>(off) else {
-                return p.malformed(ParseError::TruncatedL4);
+            let s = match l4_header::<F, 12>(frame, off, &p) {
+                Ok(s) => s,
+                Err(e) => return p.malformed(e),
             };
             p.src_port = be16([s[0], s[1]]);
             p.dst_port = be16([s[2], s[3]]);
             p.class = ProtocolClass::Sctp;
         }
         ipproto::GRE => {
-            if frame.bytes::<4>(off).is_none() {
-                return p.malformed(ParseError::TruncatedL4);
+            if let Err(e) = l4_header::<F, 4>(frame, off, &p) {
+                return p.malformed(e);
             }
             p.class = ProtocolClass::Gre;
         }
@@ -328,6 +355,7 @@ fn parse_l4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed {
     }
     p
 }
+
 /// Writes an IPv4 address as an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
 #[inline(always)]
 pub fn map_ipv4(addr: [u8; 4]) -> [u8; 16] {

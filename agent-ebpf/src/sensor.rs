@@ -72,17 +72,14 @@ pub fn observe(ctx: &XdpContext) -> u32 {
 
 /// Whether the frame may continue past its first buffer (XDP multi-buffer),
 /// so its length must come from `bpf_xdp_get_buff_len`. The helper costs
-/// about as much as parsing, so it is skipped when the IP datagram's own
-/// length shows it ends inside the first buffer, and for short non-IP
-/// frames: drivers fill the first buffer (at least 1 KiB) before adding
-/// fragments.
+/// about as much as parsing, so it is skipped for short frames: drivers
+/// fill the first buffer (at least 1 KiB) before adding fragments. A short
+/// first buffer still needs it when the IP datagram says it goes on. The
+/// IP length alone never decides: a sender can make it claim 40 bytes on
+/// a 9000-byte frame.
 #[inline(always)]
 fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
-    if p.ip_end != 0 {
-        u64::from(p.ip_end) > linear
-    } else {
-        linear >= 1024
-    }
+    linear >= 1024 || u64::from(p.ip_end) > linear
 }
 
 /// Deterministic 1-in-N: every N-th packet of each kind on this CPU.

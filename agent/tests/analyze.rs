@@ -140,8 +140,16 @@ fn nta_layer(l: &str) -> bool {
 /// - more than six IPv6 extension headers is malformed (ipv6_ext_limit:
 ///   the XDP program's walk is bounded);
 /// - checksums are not verified (tshark checks a few, e.g. IGMP's);
-/// - a non-first fragment is fragment, a first fragment is its L4.
-fn tshark_class(protocols: &str, malformed: bool, frag_v4: u32, frag_v6: u32) -> &'static str {
+/// - a non-first fragment is fragment, a first fragment is its L4;
+/// - a first fragment too short for its TCP header (tshark dissects what
+///   is there, without a header length) is malformed: tiny_fragment.
+fn tshark_class(
+    protocols: &str,
+    malformed: bool,
+    frag_v4: u32,
+    frag_v6: u32,
+    tiny_first_fragment: bool,
+) -> &'static str {
     let layers: Vec<&str> = protocols.split(':').collect();
     let tags = layers
         .iter()
@@ -162,7 +170,7 @@ fn tshark_class(protocols: &str, malformed: bool, frag_v4: u32, frag_v6: u32) ->
     let Some(ip) = ip else {
         return "non_ip";
     };
-    if broken || layers.iter().filter(|l| IPV6_EXT.contains(l)).count() > 6 {
+    if broken || tiny_first_fragment || layers.iter().filter(|l| IPV6_EXT.contains(l)).count() > 6 {
         return "malformed";
     }
     if frag_v4 > 0 || frag_v6 > 0 {
@@ -213,6 +221,12 @@ fn tshark_classes(path: &Path) -> Vec<&'static str> {
             "ipv6.fraghdr.offset",
             "-e",
             "vlan.id",
+            "-e",
+            "ip.flags.mf",
+            "-e",
+            "ipv6.fraghdr.more",
+            "-e",
+            "tcp.hdr_len",
         ])
         .output()
         .unwrap_or_else(|e| panic!("tshark: {e}"));
@@ -239,7 +253,14 @@ fn tshark_classes(path: &Path) -> Vec<&'static str> {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0)
             };
-            tshark_class(protocols, malformed, first(f.get(4)), first(f.get(5)))
+            let more_fragments = first(f.get(7)) == 1 || first(f.get(8)) == 1;
+            let tcp_header_read = !f.get(9).copied().unwrap_or_default().is_empty();
+            let tiny = more_fragments
+                && first(f.get(4)) == 0
+                && first(f.get(5)) == 0
+                && protocols.ends_with(":tcp")
+                && !tcp_header_read;
+            tshark_class(protocols, malformed, first(f.get(4)), first(f.get(5)), tiny)
         })
         .collect()
 }

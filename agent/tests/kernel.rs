@@ -349,6 +349,31 @@ fn jumbo_multi_buffer_frame_counts_every_byte() {
 }
 
 #[test]
+fn a_jumbo_frame_whose_ip_header_claims_40_bytes_counts_every_byte() {
+    if !privileged("a_jumbo_frame_whose_ip_header_claims_40_bytes_counts_every_byte") {
+        return;
+    }
+    // The header lies: the datagram "ends" inside the first buffer, the
+    // frame goes on for 9000 bytes. Bytes come from the frame.
+    let mut frame = FrameSpec::ipv4(L4::Tcp {
+        sport: 40000,
+        dport: 80,
+        flags: 0x10,
+    })
+    .with_payload(9000 - 54)
+    .build();
+    frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+    let mut h = Harness::new(config(1, 1));
+    assert_eq!(h.run(&frame, 1), XDP_PASS);
+    let c = h.counters();
+    assert_eq!(c.packets[ProtocolClass::Tcp as usize], 1);
+    assert_eq!(c.bytes[ProtocolClass::Tcp as usize], 9000);
+    let r = h.records();
+    assert_eq!(r[0].frame_len, 9000);
+    assert_ne!(r[0].flags & record_flags::MULTI_BUFFER, 0);
+}
+
+#[test]
 fn jumbo_non_ip_frame_counts_every_byte() {
     if !privileged("jumbo_non_ip_frame_counts_every_byte") {
         return;

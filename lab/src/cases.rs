@@ -391,7 +391,59 @@ fn error_cases() -> Vec<Case> {
         malformed("ipv4-ihl-past-end", ihl_past_end, "ipv4_ihl_past_end", 0, 0),
         malformed("ipv6-version-4", bad_v6, "bad_ipv6_header", 0, 0),
         malformed("ipv6-7-ext-headers", ext_limit, "ipv6_ext_limit", 6, 0),
+        malformed(
+            "ipv4-tiny-first-fragment-padded-syn",
+            tiny_tcp(true, 4),
+            "tiny_fragment",
+            4,
+            0,
+        ),
+        malformed(
+            "ipv4-tcp-header-past-datagram",
+            tiny_tcp(false, 4),
+            "truncated_l4",
+            4,
+            0,
+        ),
+        malformed(
+            "ipv6-tiny-first-fragment-padded-syn",
+            tiny_tcp(true, 6),
+            "tiny_fragment",
+            6,
+            0,
+        ),
     ]
+}
+
+/// The RFC 1858 trick: a datagram carrying only 8 bytes of TCP header
+/// (ports, sequence number), with bytes after it that read as the rest of
+/// a SYN's header (Ethernet padding is the sender's to choose). A first
+/// fragment (`fragment`) or a whole datagram whose length says so.
+fn tiny_tcp(fragment: bool, ip_version: u8) -> Vec<u8> {
+    let l4 = L4::Raw {
+        proto: 6,
+        header: vec![0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1],
+    };
+    let mut frame = if ip_version == 4 {
+        FrameSpec::ipv4(l4)
+            .with_ipv4(|h| h.more_fragments = fragment)
+            .build()
+    } else if fragment {
+        FrameSpec::ipv6(l4)
+            .with_ipv6(|h| {
+                h.ext = vec![Ext::Fragment {
+                    offset: 0,
+                    more: true,
+                }]
+            })
+            .build()
+    } else {
+        FrameSpec::ipv6(l4).build()
+    };
+    // The "rest of the header": acknowledgment number, data offset 5,
+    // flags SYN, window, checksum, urgent pointer.
+    frame.extend_from_slice(&[0, 0, 0, 0, 0x50, SYN, 0xff, 0xff, 0, 0, 0, 0]);
+    pad_to_min(frame)
 }
 
 /// The expected verdict of a frame cut to `len` bytes, given the offsets
