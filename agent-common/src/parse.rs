@@ -100,14 +100,26 @@ impl Parsed {
         self
     }
 
+    /// Frames built to get past parsers (more IPv6 extension headers than
+    /// walked, tiny first fragments): their ports and flags are out of
+    /// sight, so a scan or flood sent that way would be invisible unless
+    /// these are seen like control packets.
+    pub fn is_evasive(&self) -> bool {
+        matches!(
+            self.error,
+            Some(ParseError::Ipv6ExtLimit | ParseError::TinyFragment)
+        )
+    }
+
     /// Control packets are sampled at their own (higher) rate: TCP SYN, FIN
-    /// or RST, and ICMP/ICMPv6.
+    /// or RST, ICMP/ICMPv6, and frames built to evade parsing.
     pub fn is_control(&self) -> bool {
         match self.class {
             ProtocolClass::Tcp => {
                 self.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0
             }
             ProtocolClass::Icmp | ProtocolClass::Icmpv6 => true,
+            ProtocolClass::Malformed => self.is_evasive(),
             _ => false,
         }
     }

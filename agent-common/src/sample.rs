@@ -19,7 +19,8 @@
 //! | 31 | ttl: u8 (IPv4 TTL or IPv6 hop limit) |
 //! | 32 | vlan_depth: u8 |
 //! | 33 | flags: u8 ([`record_flags`]) |
-//! | 34 | _pad: [u8; 6] |
+//! | 34 | parse_error: u8 (0, or [`crate::class::ParseError`] + 1 when malformed) |
+//! | 35 | _pad: [u8; 5] |
 //! | 40 | src_addr: [u8; 16] (IPv4 as ::ffff:a.b.c.d) |
 //! | 56 | dst_addr: [u8; 16] |
 
@@ -59,7 +60,9 @@ pub struct SampleRecord {
     pub ttl: u8,
     pub vlan_depth: u8,
     pub flags: u8,
-    pub _pad: [u8; 6],
+    /// 0, or the [`crate::class::ParseError`] + 1 of a malformed frame.
+    pub parse_error: u8,
+    pub _pad: [u8; 5],
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
 }
@@ -106,6 +109,13 @@ impl SampleRecord {
             return Err(DecodeError::Class(record.class));
         }
         Ok(record)
+    }
+
+    /// Why the frame was malformed, when it was.
+    pub fn parse_error(&self) -> Option<crate::class::ParseError> {
+        crate::class::ParseError::ALL
+            .get(usize::from(self.parse_error).checked_sub(1)?)
+            .copied()
     }
 
     /// The record's bytes as the kernel writes them.
@@ -164,7 +174,8 @@ impl SampleRecord {
             ttl: p.ttl,
             vlan_depth: p.vlan_depth,
             flags,
-            _pad: [0; 6],
+            parse_error: p.error.map_or(0, |e| e as u8 + 1),
+            _pad: [0; 5],
             src_addr,
             dst_addr,
         }
@@ -192,7 +203,8 @@ mod tests {
             ttl: 63,
             vlan_depth: 1,
             flags: record_flags::CONTROL,
-            _pad: [0; 6],
+            parse_error: 0,
+            _pad: [0; 5],
             src_addr: map_ipv4([198, 18, 0, 1]),
             dst_addr: map_ipv4([198, 18, 0, 2]),
         }
@@ -214,6 +226,16 @@ mod tests {
             [RECORD_VERSION, 0, 4, 6, 0x12, 63, 1, record_flags::CONTROL]
         );
         assert_eq!(b[34..40], [0; 6]);
+        let tiny = SampleRecord {
+            parse_error: crate::class::ParseError::TinyFragment as u8 + 1,
+            ..r
+        };
+        assert_eq!(tiny.as_bytes()[34], 11);
+        assert_eq!(
+            tiny.parse_error(),
+            Some(crate::class::ParseError::TinyFragment)
+        );
+        assert_eq!(r.parse_error(), None);
         assert_eq!(b[40..56], map_ipv4([198, 18, 0, 1]));
         assert_eq!(b[56..72], map_ipv4([198, 18, 0, 2]));
     }

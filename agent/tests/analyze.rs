@@ -551,6 +551,40 @@ fn flows_alerts_and_report_from_a_capture_with_a_scan() {
     assert!(!html.contains("src=\"http"), "self-contained");
 }
 
+#[test]
+fn a_scan_behind_seven_extension_headers_is_an_evasion_incident() {
+    let dir = TempDir::new("analyze-evasion");
+    // 30 SYNs a second for 2 s, each to another port, each behind seven
+    // Destination Options headers: ports hidden, so no port_scan; the
+    // frames themselves are the finding.
+    let mut frames = Vec::new();
+    let mut t = T0 * 1_000_000_000;
+    for port in 0..60u16 {
+        let f = nta_lab::frames::FrameSpec::ipv6(nta_lab::frames::L4::Tcp {
+            sport: 40000,
+            dport: 1000 + port,
+            flags: 0x02,
+        })
+        .with_ipv6(|h| h.ext = vec![nta_lab::frames::Ext::DestOpts; 7])
+        .build();
+        t += 1_000_000_000 / 30;
+        let len = f.len() as u32;
+        frames.push((t, f, len));
+    }
+    let path = dir.join("evasion.pcap");
+    write_pcap(&path, &frames, DataLink::ETHERNET);
+    let (ok, json, text) = analyze(&["--json", path.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    assert_eq!(json["parse_errors"]["ipv6_ext_limit"], 60, "{json}");
+    let detectors: Vec<String> = json["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["detector"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(detectors, ["evasion"], "{json}");
+}
+
 mod robustness {
     use nta::offline::{AnalyzeOptions, analyze as run_analysis};
     use proptest::prelude::*;

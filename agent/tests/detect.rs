@@ -524,3 +524,46 @@ fn rate_detectors_give_idle_keys_back() {
     assert_eq!(held(&e, DetectorKind::SynFlood), 0);
     assert_eq!(held(&e, DetectorKind::IcmpFlood), 0);
 }
+
+/// A SYN to `port` of fd00::1 behind seven Destination Options headers
+/// (Linux accepts it; nta walks six), as the XDP program would record it.
+fn evasive_syn(ts: u64, port: u16) -> SampleRecord {
+    use nta_lab::frames::{Ext, FrameSpec, L4};
+    let frame = FrameSpec::ipv6(L4::Tcp {
+        sport: 40000,
+        dport: port,
+        flags: tcp_flags::SYN,
+    })
+    .with_ipv6(|h| h.ext = vec![Ext::DestOpts; 7])
+    .build();
+    let p = agent_common::parse::parse(frame.as_slice());
+    assert!(p.is_control(), "evasive frames are sampled as control");
+    SampleRecord::from_parsed(
+        &p,
+        p.addresses(frame.as_slice()),
+        agent_common::sample::SampleMeta {
+            timestamp_ns: ts,
+            frame_len: frame.len() as u32,
+            sample_rate: 1,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn frames_built_to_evade_parsing_are_an_incident() {
+    // A port scan through seven extension headers: 20 probes a second to
+    // 40 ports. Its ports are out of sight, so port_scan cannot see it;
+    // the evasion detector does, at its default threshold (10/s).
+    let mut e = engine(DetectConfig::default());
+    let quiet = feed(&mut e, 100, 2, 5, |ts, i| evasive_syn(ts, i as u16));
+    assert!(quiet.is_empty(), "5/s is below the threshold: {quiet:?}");
+    let ev = feed(&mut e, 110, 2, 20, |ts, i| evasive_syn(ts, 1000 + i as u16));
+    let s = starts(&ev, DetectorKind::Evasion);
+    assert_eq!(s.len(), 1, "{ev:?}");
+    let f = &s[0].incident.latest;
+    assert_eq!((f.value, f.limit), (20.0, 10.0));
+    assert!(f.reason.contains("evade parsing"), "{}", f.reason);
+    assert!(matches!(s[0].incident.subject, Subject::Destination(_)));
+    assert!(starts(&ev, DetectorKind::PortScan).is_empty());
+}

@@ -437,6 +437,43 @@ fn data_packets_are_sampled_one_in_n() {
 }
 
 #[test]
+fn frames_built_to_evade_parsing_are_sampled_as_control_with_their_reason() {
+    if !privileged("frames_built_to_evade_parsing_are_sampled_as_control_with_their_reason") {
+        return;
+    }
+    let cases = protocol_cases();
+    let by_name = |n: &str| {
+        cases
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.frame.clone())
+            .unwrap_or_else(|| panic!("no case {n}"))
+    };
+    // Data packets 1-in-1000: only the control sampler can take these.
+    let mut h = Harness::new(config(1000, 1));
+    h.run(&by_name("ipv6-7-ext-headers"), 5);
+    h.run(&by_name("ipv4-tiny-first-fragment-padded-syn"), 3);
+    let r = h.records();
+    assert_eq!(r.len(), 8, "every evasive frame is sampled");
+    assert!(r.iter().all(|r| r.flags & record_flags::CONTROL != 0));
+    let reasons: Vec<_> = r.iter().map(|r| r.parse_error()).collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|e| **e == Some(ParseError::Ipv6ExtLimit))
+            .count(),
+        5
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|e| **e == Some(ParseError::TinyFragment))
+            .count(),
+        3
+    );
+}
+
+#[test]
 fn control_packets_use_their_own_rate() {
     if !privileged("control_packets_use_their_own_rate") {
         return;

@@ -36,6 +36,8 @@ pub struct DetectConfig {
     pub amplification: AmplificationConfig,
     pub icmp_flood: RateConfig,
     pub fragment_flood: RateConfig,
+    /// Frames built to evade parsing, per destination.
+    pub evasion: RateConfig,
     pub volume: VolumeConfig,
     pub host_groups: Vec<HostGroup>,
     pub allowlist: Allowlist,
@@ -59,6 +61,8 @@ impl Default for DetectConfig {
             amplification: AmplificationConfig::default(),
             icmp_flood: RateConfig { pps: 5_000.0 },
             fragment_flood: RateConfig { pps: 5_000.0 },
+            // No stack sends these; a few a second is a deliberate act.
+            evasion: RateConfig { pps: 10.0 },
             volume: VolumeConfig::default(),
             host_groups: Vec::new(),
             allowlist: Allowlist::default(),
@@ -321,6 +325,7 @@ impl DetectConfig {
         positive("syn_flood.pps", self.syn_flood.pps)?;
         positive("icmp_flood.pps", self.icmp_flood.pps)?;
         positive("fragment_flood.pps", self.fragment_flood.pps)?;
+        positive("evasion.pps", self.evasion.pps)?;
         if !(0.0..=1.0).contains(&self.syn_flood.max_ack_ratio) {
             return Err(invalid(
                 "syn_flood.max_ack_ratio",

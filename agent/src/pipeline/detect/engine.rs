@@ -36,8 +36,13 @@ fn detectors(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(SweepDetector::new(config.sweep, n)),
         Box::new(flood::syn_flood(config)),
         Box::new(flood::amplification(config)),
-        Box::new(flood::icmp_flood(config)),
-        Box::new(flood::fragment_flood(config)),
+        Box::new(flood::plain(&flood::ICMP_FLOOD, config.icmp_flood, config)),
+        Box::new(flood::plain(
+            &flood::FRAGMENT_FLOOD,
+            config.fragment_flood,
+            config,
+        )),
+        Box::new(flood::plain(&flood::EVASION, config.evasion, config)),
     ]
 }
 

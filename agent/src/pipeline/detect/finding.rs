@@ -14,17 +14,19 @@ pub enum DetectorKind {
     Amplification,
     IcmpFlood,
     FragmentFlood,
+    Evasion,
     Volume,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 7] = [
+    pub const ALL: [DetectorKind; 8] = [
         DetectorKind::PortScan,
         DetectorKind::Sweep,
         DetectorKind::SynFlood,
         DetectorKind::Amplification,
         DetectorKind::IcmpFlood,
         DetectorKind::FragmentFlood,
+        DetectorKind::Evasion,
         DetectorKind::Volume,
     ];
 
@@ -36,6 +38,7 @@ impl DetectorKind {
             DetectorKind::Amplification => "amplification",
             DetectorKind::IcmpFlood => "icmp_flood",
             DetectorKind::FragmentFlood => "fragment_flood",
+            DetectorKind::Evasion => "evasion",
             DetectorKind::Volume => "volume",
         }
     }
@@ -54,6 +57,9 @@ impl DetectorKind {
             }
             DetectorKind::IcmpFlood => "ICMP/ICMPv6 rate to a destination above threshold",
             DetectorKind::FragmentFlood => "IP fragment rate to a destination above threshold",
+            DetectorKind::Evasion => {
+                "frames built to evade parsing (too many IPv6 extension headers, tiny first fragments) to a destination"
+            }
             DetectorKind::Volume => {
                 "traffic to a destination or host group above a static threshold or its learned baseline"
             }

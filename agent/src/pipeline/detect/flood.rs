@@ -1,5 +1,6 @@
 //! Rate detectors per destination over one-second windows: SYN flood,
-//! UDP amplification, ICMP flood and fragment flood. Each counts the
+//! UDP amplification, and the plain floods (ICMP, fragments, frames built
+//! to evade parsing). Each counts the
 //! packets it cares about (samples × their rate) per key and judges the
 //! key when its second closes, so an attack is reported at most about a
 //! second after it starts.
@@ -7,7 +8,7 @@
 use std::hash::Hash;
 
 use agent_common::{
-    class::{ProtocolClass, tcp_flags},
+    class::{ParseError, ProtocolClass, tcp_flags},
     sample::{SampleRecord, record_flags},
 };
 use cardinality_estimator::CardinalityEstimator;
@@ -323,47 +324,73 @@ pub fn amplification(config: &DetectConfig) -> RateDetector<Amplification> {
     )
 }
 
-// --- ICMP and fragment floods ----------------------------------------
+// --- Plain rate floods ------------------------------------------------
 
-/// A plain packet rate to a destination.
-pub struct PlainFlood {
-    kind: DetectorKind,
-    config: RateConfig,
-    groups: Vec<HostGroup>,
+/// A plain packet-rate detector per destination: which records it counts,
+/// which host-group key overrides its threshold, and what its incident
+/// says. A new plain flood is one of these and its config key.
+pub struct Plain {
+    pub kind: DetectorKind,
+    pub counts: fn(&SampleRecord) -> bool,
+    pub group_pps: fn(&HostGroup) -> Option<f64>,
+    pub reason: &'static str,
 }
 
-impl PlainFlood {
-    fn group_pick(&self, g: &HostGroup) -> Option<f64> {
-        match self.kind {
-            DetectorKind::IcmpFlood => g.icmp_flood_pps,
-            _ => g.fragment_flood_pps,
-        }
-    }
+pub const ICMP_FLOOD: Plain = Plain {
+    kind: DetectorKind::IcmpFlood,
+    counts: |r| r.class == ProtocolClass::Icmp as u8 || r.class == ProtocolClass::Icmpv6 as u8,
+    group_pps: |g| g.icmp_flood_pps,
+    reason: "packet rate above threshold",
+};
+
+pub const FRAGMENT_FLOOD: Plain = Plain {
+    kind: DetectorKind::FragmentFlood,
+    counts: |r| r.flags & record_flags::FRAGMENT != 0,
+    group_pps: |g| g.fragment_flood_pps,
+    reason: "packet rate above threshold",
+};
+
+/// Frames nta could not classify because they were built not to be: more
+/// IPv6 extension headers than any stack needs, first fragments too short
+/// for their transport header. Ports and flags hide behind them, so scans
+/// and floods sent that way show up here instead of in their own
+/// detectors. They are sampled like control packets, so counts are exact
+/// at the default rates.
+pub const EVASION: Plain = Plain {
+    kind: DetectorKind::Evasion,
+    counts: |r| {
+        matches!(
+            r.parse_error(),
+            Some(ParseError::Ipv6ExtLimit | ParseError::TinyFragment)
+        )
+    },
+    group_pps: |_| None,
+    reason: "frames built to evade parsing (too many IPv6 extension headers, or tiny first fragments)",
+};
+
+pub struct PlainFlood {
+    plain: &'static Plain,
+    config: RateConfig,
+    groups: Vec<HostGroup>,
 }
 
 impl RateShape for PlainFlood {
     type Key = Addr;
     type Aux = ();
     fn kind(&self) -> DetectorKind {
-        self.kind
+        self.plain.kind
     }
 
     fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
-        let hit = match self.kind {
-            DetectorKind::IcmpFlood => {
-                r.class == ProtocolClass::Icmp as u8 || r.class == ProtocolClass::Icmpv6 as u8
-            }
-            _ => r.flags & record_flags::FRAGMENT != 0,
-        };
-        hit.then_some((r.dst_addr, Role::Rate))
+        (self.plain.counts)(r).then_some((r.dst_addr, Role::Rate))
     }
 
     fn min_limit(&self) -> f64 {
-        min_limit(&self.groups, self.config.pps, |g| self.group_pick(g))
+        min_limit(&self.groups, self.config.pps, self.plain.group_pps)
     }
 
     fn limit(&self, key: &Addr) -> f64 {
-        group_limit(&self.groups, key, self.config.pps, |g| self.group_pick(g))
+        group_limit(&self.groups, key, self.config.pps, self.plain.group_pps)
     }
 
     fn subject(key: &Addr) -> Subject {
@@ -372,24 +399,21 @@ impl RateShape for PlainFlood {
 
     fn judge(&self, _w: &RateWindow, _aux: &()) -> Option<Judgement> {
         Some(Judgement {
-            reason: "packet rate above threshold",
+            reason: self.plain.reason,
             distinct_sources: None,
         })
     }
 }
 
-pub fn icmp_flood(config: &DetectConfig) -> RateDetector<PlainFlood> {
-    plain(DetectorKind::IcmpFlood, config.icmp_flood, config)
-}
-
-pub fn fragment_flood(config: &DetectConfig) -> RateDetector<PlainFlood> {
-    plain(DetectorKind::FragmentFlood, config.fragment_flood, config)
-}
-
-fn plain(kind: DetectorKind, rate: RateConfig, config: &DetectConfig) -> RateDetector<PlainFlood> {
+/// The detector for one plain flood with its threshold.
+pub fn plain(
+    plain: &'static Plain,
+    rate: RateConfig,
+    config: &DetectConfig,
+) -> RateDetector<PlainFlood> {
     RateDetector::new(
         PlainFlood {
-            kind,
+            plain,
             config: rate,
             groups: config.host_groups.clone(),
         },
