@@ -470,4 +470,22 @@ fn tls_and_basic_auth_from_a_web_config_file_reload_and_prometheus_scrapes_them(
         );
         thread::sleep(Duration::from_millis(100));
     }
+
+    // A password guesser: after 10 failures within 10 s its address gets
+    // 429 without a bcrypt check; credentials verified before still pass
+    // (from the cache, no bcrypt), so Prometheus is not locked out.
+    let codes: Vec<String> = (0..12)
+        .map(|i| {
+            curl(
+                &https,
+                &["--cacert", &ca, "-u", &format!("prometheus:guess{i}")],
+            )
+            .0
+        })
+        .collect();
+    assert!(
+        codes.iter().all(|c| c == "401" || c == "429") && codes[10..] == ["429", "429"],
+        "{codes:?}"
+    );
+    assert_eq!(curl(&https, &auth).0, "200");
 }

@@ -183,9 +183,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
     }
     let _ = pipeline.await;
-    match server.await {
-        Ok(r) => r?,
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    match tokio::task::spawn_blocking(move || server.join()).await {
+        Ok(Ok(r)) => r?,
+        _ => tracing::warn!("HTTP server thread failed"),
     }
     drop(kernel);
     tracing::info!("stopped");
@@ -501,29 +501,43 @@ fn start_pipeline(
     )))
 }
 
-/// Serves /metrics and /healthz until `shutdown` turns true.
+/// Serves /metrics and /healthz until `shutdown` turns true, on a thread
+/// and runtime of its own: TLS handshakes, bcrypt and renders never take
+/// the pipeline's workers, however many clients come.
 fn serve(
     listen: std::net::SocketAddr,
     listener: TcpListener,
     metrics: Arc<Metrics>,
     web: SharedWebConfig,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<Result<(), ServerError>>, RunError> {
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+) -> Result<std::thread::JoinHandle<Result<(), ServerError>>, RunError> {
+    let bind_error = move |source| ServerError::Bind {
         addr: listen,
         source,
-    })?;
+    };
+    let addr = listener.local_addr().map_err(bind_error)?;
     let tls = web.read().map(|w| w.tls.is_some()).unwrap_or(false);
     let scheme = if tls { "https" } else { "http" };
     tracing::info!("metrics at {scheme}://{addr}/metrics, health at {scheme}://{addr}/healthz");
-    Ok(tokio::spawn(server::serve(
-        listener,
-        metrics,
-        web,
-        async move {
-            let _ = shutdown.changed().await;
-        },
-    )))
+    // The listener moves to the server's own runtime.
+    let listener = listener.into_std().map_err(bind_error)?;
+    std::thread::Builder::new()
+        .name("nta-http".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(server::MAX_RENDERS + crate::serve::throttle::BCRYPT_AT_ONCE)
+                .build()
+                .map_err(bind_error)?;
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+                server::serve(listener, metrics, web, async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+            })
+        })
+        .map_err(|source| RunError::from(bind_error(source)))
 }
 
 /// Raises the soft open-files limit to the hard one (as Go programs do):

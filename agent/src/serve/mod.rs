@@ -3,4 +3,5 @@
 
 pub mod metrics;
 pub mod server;
+pub mod throttle;
 pub mod webconfig;

@@ -1,11 +1,12 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format) and `/healthz`.
 //!
-//! Hardened against misbehaving clients: at most [`MAX_CONNECTIONS`]
-//! connections served at once (more wait up to [`CONNECTION_WAIT`] for a
-//! slot, then are closed), request headers must arrive
-//! within [`HEADER_TIMEOUT`], a connection lives at most
-//! [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`] scrapes render at
-//! once (the rest wait up to [`RENDER_WAIT`], then get 503).
+//! Hardened against misbehaving clients: a connection is accepted only
+//! when one of [`MAX_CONNECTIONS`] slots is free (the rest wait in the
+//! kernel's accept queue of [`ACCEPT_QUEUE`], costing nta nothing),
+//! request headers must arrive within [`HEADER_TIMEOUT`], a connection
+//! lives at most [`CONNECTION_TIMEOUT`], and at most [`MAX_RENDERS`]
+//! scrapes render at once (the rest wait up to [`RENDER_WAIT`], then get
+//! 503). Password checks are throttled ([`crate::serve::throttle`]).
 
 use std::{
     net::SocketAddr,
@@ -27,10 +28,15 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::serve::{metrics::Metrics, webconfig::WebConfig};
+use crate::serve::{metrics::Metrics, throttle::AuthThrottle, webconfig::WebConfig};
+
+/// The client's address, put on each request for the login throttle.
+#[derive(Clone, Copy)]
+struct Peer(std::net::IpAddr);
 
 pub const MAX_CONNECTIONS: usize = 512;
-pub const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+/// Connections the kernel holds until nta has a slot for them.
+pub const ACCEPT_QUEUE: u32 = 4096;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_RENDERS: usize = 8;
@@ -41,6 +47,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     renders: Arc<Semaphore>,
     web: SharedWebConfig,
+    throttle: AuthThrottle,
     /// The last exposition and when its render started.
     last: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, bytes::Bytes)>>>,
 }
@@ -64,14 +71,23 @@ pub enum ServerError {
     },
 }
 
-/// Binds early so a busy port fails before anything is attached.
+/// Binds early so a busy port fails before anything is attached. The
+/// accept queue is long: connections wait there, not in nta, until a
+/// slot is free.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AddrInUse => ServerError::InUse { addr },
-            _ => ServerError::Bind { addr, source },
-        })
+    let err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AddrInUse => ServerError::InUse { addr },
+        _ => ServerError::Bind { addr, source },
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(ACCEPT_QUEUE).map_err(err)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -129,7 +145,9 @@ async fn healthz() -> &'static str {
 }
 
 /// Basic auth when the web config has users (every path, as
-/// exporter-toolkit does).
+/// exporter-toolkit does). Credentials seen before skip bcrypt; the rest
+/// take one of few bcrypt slots, and an address that keeps failing is
+/// refused without a check for a while.
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let web = current(&state.web);
     if web.auth_required() {
@@ -138,10 +156,30 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        // bcrypt takes tens of milliseconds: not on the async workers.
-        let ok = tokio::task::spawn_blocking(move || web.authorized(given.as_deref()))
-            .await
-            .unwrap_or(false);
+        let peer = request.extensions().get::<Peer>().map(|p| p.0);
+        let ok = match web.known(given.as_deref()) {
+            Some(ok) => ok,
+            None => {
+                let now = std::time::Instant::now();
+                if peer.is_some_and(|ip| state.throttle.refused(ip, now)) {
+                    return (StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n")
+                        .into_response();
+                }
+                let Some(_slot) = state.throttle.bcrypt_slot().await else {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "too many logins at once\n")
+                        .into_response();
+                };
+                // bcrypt takes tens of milliseconds: not on the async
+                // workers.
+                let ok = tokio::task::spawn_blocking(move || web.authorized(given.as_deref()))
+                    .await
+                    .unwrap_or(false);
+                if !ok && let Some(ip) = peer {
+                    state.throttle.failed(ip, now);
+                }
+                ok
+            }
+        };
         if !ok {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -159,6 +197,7 @@ pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig) -> Router {
         metrics,
         renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         web,
+        throttle: AuthThrottle::default(),
         last: Arc::new(tokio::sync::Mutex::new(None)),
     };
     Router::new()
@@ -180,7 +219,16 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        // A slot first: connections over the cap stay in the kernel's
+        // accept queue instead of costing a task each.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 // Out of file descriptors and the like: pause, go on.
@@ -192,16 +240,15 @@ pub async fn serve(
             },
             _ = &mut shutdown => return Ok(()),
         };
-        let service = TowerToHyperService::new(app.clone());
-        let connections = connections.clone();
+        let tower = TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer.ip()));
+                hyper::service::Service::call(&tower, request)
+            },
+        );
         let tls = current(&web).tls.clone();
         tokio::spawn(async move {
-            // Over the cap: wait a little for a slot, else close.
-            let Ok(Ok(permit)) =
-                tokio::time::timeout(CONNECTION_WAIT, connections.acquire_owned()).await
-            else {
-                return;
-            };
             let served = async {
                 match tls {
                     Some(config) => {
@@ -222,9 +269,12 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<I>(io: I, service: TowerToHyperService<Router>)
+async fn serve_connection<I, S>(io: I, service: S)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = Response>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
 {
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

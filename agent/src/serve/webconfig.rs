@@ -65,6 +65,10 @@ pub struct WebConfig {
     /// pay bcrypt's deliberate cost each time (exporter-toolkit caches
     /// the same way). Keyed by a SHA-1 of user, password and hash.
     verified: Mutex<HashSet<[u8; 20]>>,
+    /// A hash no password matches, at the users' bcrypt cost: an unknown
+    /// user costs the same check as a known one, so timing does not tell
+    /// which user names exist.
+    dummy: String,
 }
 
 /// Verified credentials remembered at most (then the cache starts over).
@@ -118,10 +122,20 @@ impl WebConfig {
                 ));
             }
         }
+        let cost = users.values().filter_map(|h| bcrypt_cost(h)).max();
+        let dummy = match cost {
+            Some(cost) => {
+                let password = format!("{:?}", std::time::SystemTime::now());
+                bcrypt::hash(password, cost)
+                    .map_err(|e| invalid("basic_auth_users", e.to_string()))?
+            }
+            None => String::new(),
+        };
         Ok(WebConfig {
             tls,
             users,
             verified: Mutex::new(HashSet::new()),
+            dummy,
         })
     }
 
@@ -129,28 +143,42 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
+    /// The answer for `Authorization` header value `header` when it needs
+    /// no bcrypt (no users, credentials verified before, or no credentials
+    /// at all); `None` when only [`WebConfig::authorized`] can tell.
+    pub fn known(&self, header: Option<&str>) -> Option<bool> {
+        if self.users.is_empty() {
+            return Some(true);
+        }
+        let Some((user, password)) = header.and_then(basic_credentials) else {
+            return Some(false);
+        };
+        let key = cache_key(&user, &password, self.hash_of(&user));
+        self.verified
+            .lock()
+            .is_ok_and(|v| v.contains(&key))
+            .then_some(true)
+    }
+
+    /// The user's hash, or the dummy one at the same cost.
+    fn hash_of(&self, user: &str) -> &str {
+        self.users
+            .get(user)
+            .map_or(self.dummy.as_str(), String::as_str)
+    }
+
     /// Whether `Authorization` header value `header` names a user with
     /// its password. Runs bcrypt (tens of milliseconds): call off the
-    /// async workers.
+    /// async workers, and ask [`WebConfig::known`] first.
     pub fn authorized(&self, header: Option<&str>) -> bool {
-        if self.users.is_empty() {
-            return true;
+        if let Some(answer) = self.known(header) {
+            return answer;
         }
         let Some((user, password)) = header.and_then(basic_credentials) else {
             return false;
         };
-        // An unknown user costs a bcrypt too, so timing does not tell
-        // which user names exist.
-        let hash = self
-            .users
-            .get(&user)
-            .map_or(DUMMY_HASH.as_str(), String::as_str);
+        let hash = self.hash_of(&user);
         let key = cache_key(&user, &password, hash);
-        if let Ok(v) = self.verified.lock()
-            && v.contains(&key)
-        {
-            return true;
-        }
         let ok = bcrypt::verify(&password, hash).unwrap_or(false) && self.users.contains_key(&user);
         if ok && let Ok(mut v) = self.verified.lock() {
             if v.len() >= VERIFIED_CACHE {
@@ -162,12 +190,10 @@ impl WebConfig {
     }
 }
 
-/// A bcrypt hash (at the usual cost) that no password matches, for
-/// unknown users.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let password = format!("{:?}", std::time::SystemTime::now());
-    bcrypt::hash(password, bcrypt::DEFAULT_COST).unwrap_or_default()
-});
+/// The cost of a bcrypt hash (`$2b$10$...` is 10).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
 
 fn cache_key(user: &str, password: &str, hash: &str) -> [u8; 20] {
     use sha1::{Digest, Sha1};
@@ -340,6 +366,24 @@ mod tests {
         assert!(!c.authorized(None));
         assert!(!c.authorized(Some("Bearer x")));
         assert!(!c.authorized(Some("Basic !!!")));
+    }
+
+    #[test]
+    fn unknown_users_cost_a_bcrypt_at_the_users_cost() {
+        let hash = bcrypt::hash("s3cret", 5).unwrap_or_default();
+        let c = load(&format!("basic_auth_users:\n  prom: '{hash}'\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bcrypt_cost(&hash), Some(5));
+        assert_eq!(bcrypt_cost(c.hash_of("nobody")), Some(5));
+        assert_eq!(c.hash_of("prom"), hash);
+        // Unknown users are never in the cache and never let in.
+        use base64::Engine;
+        let h = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("nobody:x")
+        );
+        assert_eq!(c.known(Some(&h)), None, "needs a bcrypt like a real user");
+        assert!(!c.authorized(Some(&h)));
     }
 
     #[test]
