@@ -1,12 +1,23 @@
 //! An append-only file that rotates by size: FILE → FILE.1 → … → FILE.N,
 //! oldest dropped. Records are written whole (one `write_all` per batch of
 //! complete lines), so a rotated file never ends mid-record.
+//!
+//! The files hold addresses of people: they are created 0600, and a
+//! symbolic link at the path is refused rather than followed. Rotation
+//! opens the next file before it renames anything, so a rotation that
+//! fails (disk full, permissions) moves nothing; writing goes on in the
+//! live file and the next try waits [`ROTATION_RETRY`].
 
 use std::{
     fs::{self, File, OpenOptions},
     io::Write,
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
+
+/// How long after a failed rotation the next one is tried.
+pub const ROTATION_RETRY: Duration = Duration::from_secs(30);
 
 use super::ExportError;
 
@@ -35,6 +46,20 @@ pub struct RotatingFile {
     /// Written at the start of every new file (a CSV header row).
     header: Vec<u8>,
     rotations: u64,
+    failed_rotations: u64,
+    last_failure: Option<Instant>,
+}
+
+/// Opens `path` for appending: created 0600, never through a symlink.
+fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(!truncate)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
@@ -55,11 +80,7 @@ impl RotatingFile {
         config: RotationConfig,
         header: Vec<u8>,
     ) -> Result<RotatingFile, ExportError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        let file = open_private(path, false).map_err(io_err(path))?;
         let size = file.metadata().map_err(io_err(path))?.len();
         let mut f = RotatingFile {
             path: path.to_path_buf(),
@@ -68,6 +89,8 @@ impl RotatingFile {
             config,
             header,
             rotations: 0,
+            failed_rotations: 0,
+            last_failure: None,
         };
         if f.size == 0 {
             f.write_header()?;
@@ -98,14 +121,29 @@ impl RotatingFile {
         self.rotations
     }
 
+    /// Rotations that failed (each moved nothing).
+    pub fn failed_rotations(&self) -> u64 {
+        self.failed_rotations
+    }
+
     fn rotated_name(&self, n: u32) -> PathBuf {
         let mut s = self.path.clone().into_os_string();
         s.push(format!(".{n}"));
         PathBuf::from(s)
     }
 
+    /// Where the next file is made before the renames.
+    fn next_name(&self) -> PathBuf {
+        let mut s = self.path.clone().into_os_string();
+        s.push(".next");
+        PathBuf::from(s)
+    }
+
     fn rotate(&mut self) -> Result<(), ExportError> {
         self.file.flush().map_err(io_err(&self.path))?;
+        // The next file first: if it cannot be made, nothing has moved.
+        let next_path = self.next_name();
+        let next = open_private(&next_path, true).map_err(io_err(&next_path))?;
         if self.config.keep == 0 {
             let _ = fs::remove_file(&self.path);
         } else {
@@ -118,11 +156,8 @@ impl RotatingFile {
             }
             fs::rename(&self.path, self.rotated_name(1)).map_err(io_err(&self.path))?;
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io_err(&self.path))?;
+        fs::rename(&next_path, &self.path).map_err(io_err(&next_path))?;
+        self.file = next;
         self.size = 0;
         self.rotations += 1;
         self.write_header()
@@ -130,11 +165,27 @@ impl RotatingFile {
 
     /// Appends `bytes` (complete records), rotating first if they would
     /// push a non-empty file past the limit. Returns true if it rotated.
+    /// A failed rotation is logged and counted, and the records go to the
+    /// live file: nothing is lost to it.
     pub fn append(&mut self, bytes: &[u8]) -> Result<bool, ExportError> {
         let fresh = self.size <= self.header.len() as u64;
-        let rotated = !fresh && self.size + bytes.len() as u64 > self.config.max_bytes;
-        if rotated {
-            self.rotate()?;
+        let due = !fresh && self.size + bytes.len() as u64 > self.config.max_bytes;
+        let waiting = self
+            .last_failure
+            .is_some_and(|t| t.elapsed() < ROTATION_RETRY);
+        let mut rotated = false;
+        if due && !waiting {
+            match self.rotate() {
+                Ok(()) => {
+                    rotated = true;
+                    self.last_failure = None;
+                }
+                Err(e) => {
+                    self.failed_rotations += 1;
+                    self.last_failure = Some(Instant::now());
+                    tracing::warn!(error = %format!("{e:#}"), file = %self.path.display(), "rotation failed; writing on in the live file, next try in 30 s");
+                }
+            }
         }
         self.file.write_all(bytes).map_err(io_err(&self.path))?;
         self.size += bytes.len() as u64;
@@ -184,6 +235,69 @@ mod tests {
             one.lines()
                 .last()
                 .is_some_and(|l| live.lines().next().is_some_and(|f| l < f))
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nta-rotate-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn files_are_private_and_a_symlink_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("private");
+        let path = dir.join("flows.jsonl");
+        let mut f = RotatingFile::open(
+            &path,
+            RotationConfig {
+                max_bytes: 10,
+                keep: 1,
+            },
+        )
+        .expect("open");
+        f.append(b"0123456789\n").expect("append");
+        f.append(b"0123456789\n").expect("rotates");
+        for p in [path.clone(), dir.join("flows.jsonl.1")] {
+            let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let target = dir.join("elsewhere");
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(RotatingFile::open(&link, RotationConfig::default()).is_err());
+        assert!(!target.exists(), "nothing written through the link");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_rotation_moves_nothing_and_loses_nothing() {
+        let dir = temp_dir("failed");
+        let path = dir.join("alerts.jsonl");
+        let mut f = RotatingFile::open(
+            &path,
+            RotationConfig {
+                max_bytes: 10,
+                keep: 2,
+            },
+        )
+        .expect("open");
+        f.append(b"first-line\n").expect("append");
+        // The next file cannot be made: a directory sits where it goes.
+        fs::create_dir(dir.join("alerts.jsonl.next")).expect("blocker");
+        assert_eq!(f.append(b"second-line\n").ok(), Some(false));
+        assert_eq!(f.failed_rotations(), 1);
+        assert!(!dir.join("alerts.jsonl.1").exists(), "nothing renamed");
+        // Within the retry wait, no new try; records keep coming.
+        assert_eq!(f.append(b"third-line\n").ok(), Some(false));
+        assert_eq!(f.failed_rotations(), 1);
+        f.flush().expect("flush");
+        assert_eq!(
+            fs::read_to_string(&path).expect("live"),
+            "first-line\nsecond-line\nthird-line\n"
         );
         let _ = fs::remove_dir_all(&dir);
     }
