@@ -409,7 +409,9 @@ fn a_full_disk_pauses_capture_keeps_files_valid_and_the_agent_running() {
     let dir = tmp.join("small");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let mounted = require("mount")
-        .args(["-t", "tmpfs", "-o", "size=96k", "nta-test-tmpfs"])
+        // mode=0700: nta uses an existing directory only when it is its
+        // own alone (a tmpfs root is 1777 otherwise).
+        .args(["-t", "tmpfs", "-o", "size=96k,mode=0700", "nta-test-tmpfs"])
         .arg(&dir)
         .status()
         .unwrap_or_else(|e| panic!("mount: {e}"));

@@ -8,7 +8,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -146,9 +146,13 @@ pub struct CaptureDir {
     out: Vec<u8>,
 }
 
-/// Creates `dir` 0700 if missing; refuses a symlink or a non-directory,
-/// and takes group and world access away from an existing one.
+/// Creates `dir` 0700 if missing; refuses a symlink or a non-directory.
+/// An existing directory is used only when it is ours alone (our owner,
+/// no group or world access): tightening a shared one such as /tmp would
+/// break everyone else, and files in a directory others can write are not
+/// safe to rotate and delete.
 pub fn prepare_dir(dir: &Path) -> Result<(), CaptureFilesError> {
+    use std::os::unix::fs::MetadataExt;
     let io = |source| CaptureFilesError::Io {
         path: dir.to_path_buf(),
         source,
@@ -162,7 +166,22 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CaptureFilesError> {
             path: dir.to_path_buf(),
             why: "exists and is not a directory".into(),
         }),
-        Ok(_) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io),
+        Ok(m) => {
+            // SAFETY: geteuid has no arguments and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if m.uid() == me && m.mode() & 0o077 == 0 {
+                Ok(())
+            } else {
+                Err(CaptureFilesError::Dir {
+                    path: dir.to_path_buf(),
+                    why: format!(
+                        "exists with owner uid {} and mode {:o}: give a directory only nta's user can use (a missing one is created 0700), such as a new subdirectory",
+                        m.uid(),
+                        m.mode() & 0o7777
+                    ),
+                })
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -562,12 +581,46 @@ impl FrameSink for CaptureDir {
 mod tests {
     use pcap_file::pcapng::{Block, PcapNgReader};
 
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("nta-capfiles-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn an_existing_directory_is_used_only_when_it_is_ours_alone() {
+        let d = dir("shared");
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        // A shared directory like /tmp: refused, and left as it was.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = prepare_dir(&d)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("mode 1777") && e.contains("only nta's user"),
+            "{e}"
+        );
+        let mode = std::fs::metadata(&d)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o1777, "not tightened");
+        // Ours alone: used as it is; missing: created 0700.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(prepare_dir(&d).is_ok());
+        let new = d.join("sub");
+        assert!(prepare_dir(&new).is_ok());
+        let mode = std::fs::metadata(&new)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o700);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     fn metrics() -> FileMetrics {
@@ -688,7 +741,11 @@ mod tests {
 
         // A symlink planted where the next file would go is skipped, not
         // followed: the victim file is untouched.
-        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .unwrap_or_else(|e| panic!("{e}"));
         let victim = target.join("victim");
         std::fs::write(&victim, "keep").unwrap_or_else(|e| panic!("{e}"));
         let (data, ts) = frame(1);
