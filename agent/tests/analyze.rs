@@ -551,6 +551,67 @@ fn flows_alerts_and_report_from_a_capture_with_a_scan() {
     assert!(!html.contains("src=\"http"), "self-contained");
 }
 
+/// pcapng by hand: a section, `interfaces` Ethernet interface
+/// descriptions, then one packet on the last of them. (A writer crate
+/// refuses what this test needs: thousands of interfaces.)
+fn pcapng_with_interfaces(interfaces: u32, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let block = |out: &mut Vec<u8>, kind: u32, body: &[u8]| {
+        let len = (12 + body.len()) as u32;
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&len.to_le_bytes());
+    };
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0A0D_0D0A, &shb);
+    for _ in 0..interfaces {
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&1u16.to_le_bytes());
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&65535u32.to_le_bytes());
+        block(&mut out, 1, &idb);
+    }
+    let mut epb = Vec::new();
+    epb.extend_from_slice(&(interfaces - 1).to_le_bytes());
+    epb.extend_from_slice(&0u32.to_le_bytes());
+    epb.extend_from_slice(&1_000_000u32.to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(frame);
+    epb.resize(epb.len().div_ceil(4) * 4, 0);
+    block(&mut out, 6, &epb);
+    out
+}
+
+#[test]
+fn a_pcapng_with_too_many_interfaces_is_damage_not_memory() {
+    let dir = TempDir::new("analyze-interfaces");
+    let syn = protocol_cases()
+        .into_iter()
+        .find(|c| c.name == "ipv4-tcp-syn")
+        .unwrap_or_else(|| panic!("no SYN case"))
+        .frame;
+    let fine = dir.join("fine.pcapng");
+    std::fs::write(&fine, pcapng_with_interfaces(4096, &syn)).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, json, text) = analyze(&["--json", fine.to_str().unwrap_or_default()]);
+    assert!(ok, "{text}");
+    assert_eq!(json["frames"], 1, "{json}");
+    let many = dir.join("many.pcapng");
+    std::fs::write(&many, pcapng_with_interfaces(5000, &syn)).unwrap_or_else(|e| panic!("{e}"));
+    // Nothing before the damage to count: a clear error, non-zero exit.
+    let (ok, _, text) = analyze(&["--json", many.to_str().unwrap_or_default()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("more than 4096 interfaces in one section"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_scan_behind_seven_extension_headers_is_an_evasion_incident() {
     let dir = TempDir::new("analyze-evasion");

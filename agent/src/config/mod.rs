@@ -202,6 +202,11 @@ mod tests {
         assert!(e.contains("unknown field `detec`"), "{e}");
         let e = err("[detect.incidents]\nquiet = \"soon\"\n");
         assert!(e.contains("line 2"), "{e}");
+        let e = err("[detect]\ntracked_keys = 18446744073709551615\n");
+        assert_eq!(
+            e,
+            "nta.toml: detect.tracked_keys: must be at most 4194304, not 18446744073709551615"
+        );
         let e = err("[detect.icmp_flood]\npps = 0\n");
         assert_eq!(
             e,

@@ -68,6 +68,10 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Interface descriptions one pcapng section may hold (Wireshark's files
+/// have a handful; the format allows 2^32).
+pub const MAX_INTERFACES: usize = 4096;
+
 /// Per-interface link type and time resolution (pcapng), or the one of
 /// the whole file (pcap).
 #[derive(Clone, Copy, Debug)]
@@ -237,6 +241,13 @@ impl Declared {
                 Ok(false)
             }
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                // Each costs memory for the rest of the section; a crafted
+                // (or decompressed) file could declare millions.
+                if self.interfaces.len() >= MAX_INTERFACES {
+                    return Err(format!(
+                        "more than {MAX_INTERFACES} interfaces in one section"
+                    ));
+                }
                 self.interfaces.push(Interface {
                     linktype: idb.linktype.0,
                     resolution: idb.ts_resolution().unwrap_or(1_000_000),

@@ -22,15 +22,61 @@ pub struct Second {
 /// Upper bounds of the size histogram's buckets (the last is open).
 pub const SIZE_BUCKETS: [u64; 8] = [64, 128, 256, 512, 1024, 1518, 9000, u64::MAX];
 
-#[derive(Clone, Debug, Default)]
+/// Steps the timeline holds at most. Timestamps come from the file, so a
+/// crafted capture could ask for one step per frame; past this the steps
+/// widen (every count is kept, only the time resolution coarsens).
+pub const MAX_STEPS: usize = 65_536;
+
+#[derive(Clone, Debug)]
 pub struct Timeline {
+    /// Keyed by the first second of each step.
     pub seconds: BTreeMap<u64, Second>,
+    /// Seconds per step: 1 until [`MAX_STEPS`] forces it wider.
+    pub step: u64,
     pub sizes: [u64; SIZE_BUCKETS.len()],
 }
 
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            seconds: BTreeMap::new(),
+            step: 1,
+            sizes: [0; SIZE_BUCKETS.len()],
+        }
+    }
+}
+
 impl Timeline {
+    /// The step that holds `ts_ns`, widening the steps first if a new one
+    /// would pass the bound.
+    fn at(&mut self, ts_ns: u64) -> &mut Second {
+        let mut key = ts_ns / NS / self.step * self.step;
+        while self.seconds.len() >= MAX_STEPS && !self.seconds.contains_key(&key) {
+            self.widen();
+            key = ts_ns / NS / self.step * self.step;
+        }
+        self.seconds.entry(key).or_default()
+    }
+
+    /// Doubles the step, merging neighbours.
+    fn widen(&mut self) {
+        self.step = self.step.saturating_mul(2);
+        let old = std::mem::take(&mut self.seconds);
+        for (sec, s) in old {
+            let m = self.seconds.entry(sec / self.step * self.step).or_default();
+            for i in 0..CLASS_COUNT {
+                m.packets[i] += s.packets[i];
+                m.bytes[i] += s.bytes[i];
+            }
+            for i in 0..4 {
+                m.tcp_flags[i] += s.tcp_flags[i];
+            }
+            m.new_flows += s.new_flows;
+        }
+    }
+
     pub fn add(&mut self, r: &SampleRecord, p: &Parsed) {
-        let s = self.seconds.entry(r.timestamp_ns / NS).or_default();
+        let s = self.at(r.timestamp_ns);
         let c = p.class as usize;
         s.packets[c] += 1;
         s.bytes[c] += u64::from(r.frame_len);
@@ -60,7 +106,7 @@ impl Timeline {
     }
 
     pub fn flow_started(&mut self, ts_ns: u64) {
-        self.seconds.entry(ts_ns / NS).or_default().new_flows += 1;
+        self.at(ts_ns).new_flows += 1;
     }
 
     /// At most `points` bins covering the whole capture, each the sum of
@@ -72,8 +118,13 @@ impl Timeline {
         ) else {
             return (Vec::new(), 1);
         };
-        let span = last - first + 1;
-        let width = span.div_ceil(points.max(1) as u64).max(1);
+        let span = last - first + self.step;
+        // Whole steps per bin, so no step is split between two bins.
+        let width = span
+            .div_ceil(points.max(1) as u64)
+            .max(1)
+            .div_ceil(self.step)
+            * self.step;
         let mut bins: Vec<(u64, Second)> = (0..span.div_ceil(width))
             .map(|i| (first + i * width, Second::default()))
             .collect();
@@ -110,5 +161,25 @@ mod tests {
         assert_eq!(total, 2000);
         assert_eq!(bins.iter().map(|b| b.1.new_flows).sum::<u64>(), 7);
         assert_eq!(bins[0].0, 100);
+    }
+
+    #[test]
+    fn far_apart_timestamps_coarsen_the_steps_and_keep_every_count() {
+        let mut t = Timeline::default();
+        // One flow start per second for 200,000 seconds: a step each
+        // would be 200,000 entries.
+        for sec in 0..200_000u64 {
+            t.flow_started(sec * NS + 5);
+        }
+        assert!(t.seconds.len() <= MAX_STEPS, "{} steps", t.seconds.len());
+        assert_eq!(t.step, 4);
+        assert_eq!(
+            t.seconds.values().map(|s| s.new_flows).sum::<u64>(),
+            200_000
+        );
+        let (bins, width) = t.binned(100);
+        assert_eq!(width % t.step, 0);
+        assert!(bins.len() <= 100);
+        assert_eq!(bins.iter().map(|b| b.1.new_flows).sum::<u64>(), 200_000);
     }
 }

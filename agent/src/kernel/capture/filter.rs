@@ -57,6 +57,7 @@ impl CaptureFilter {
                 at: 0,
                 end: text.chars().count() + 1,
                 last: None,
+                depth: 0,
             };
             let expr = p.expr()?;
             if let Some(t) = p.tokens.get(p.at) {
@@ -166,7 +167,13 @@ struct Parser {
     end: usize,
     /// The last qualifier, for `port 80 or 443`.
     last: Option<(Dir, What)>,
+    /// `not`s and parentheses open around the current token.
+    depth: usize,
 }
+
+/// Nesting the parser follows at most: it recurses per level, and a
+/// filter comes from a config file that a reload reads while running.
+pub const MAX_NESTING: usize = 256;
 
 const PROTOCOLS: [&str; 9] = [
     "ip", "ip6", "arp", "tcp", "udp", "sctp", "icmp", "icmp6", "gre",
@@ -226,6 +233,25 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
+        let column = self.column();
+        let nested = matches!(self.peek(), Some("not" | "!" | "("));
+        if nested {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(syntax(
+                    column,
+                    format!("nested deeper than {MAX_NESTING} levels"),
+                ));
+            }
+        }
+        let e = self.nested_or_primitive();
+        if nested {
+            self.depth -= 1;
+        }
+        e
+    }
+
+    fn nested_or_primitive(&mut self) -> Result<Expr, FilterError> {
         if self.next_is(&["not", "!"]) {
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
@@ -668,6 +694,17 @@ mod tests {
         );
         assert!(!selects("net ::ffff:0:0/96", &v6));
         assert!(selects("ip6 and udp", &v6));
+    }
+
+    #[test]
+    fn nesting_is_bounded_instead_of_overflowing_the_stack() {
+        let deep = |n: usize| format!("{}tcp{}", "(".repeat(n), ")".repeat(n));
+        assert!(CaptureFilter::compile(&deep(200)).is_ok());
+        let e = err(&deep(100_000));
+        assert!(e.contains("nested deeper than 256 levels"), "{e}");
+        let e = err(&format!("{}tcp", "not ".repeat(100_000)));
+        assert!(e.contains("nested deeper than 256 levels"), "{e}");
+        assert!(selects(&format!("{}tcp", "not ".repeat(200)), &tcp(1, 2)));
     }
 
     #[test]

@@ -22,6 +22,10 @@ fn invalid(key: impl Into<String>, why: impl Into<String>) -> DetectConfigError 
     }
 }
 
+/// Keys one detector may track: 4 Mi keys is several hundred MiB over the
+/// detectors, far past what one sensor sees at once.
+pub const MAX_TRACKED_KEYS: usize = 4 << 20;
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
@@ -303,6 +307,17 @@ impl DetectConfig {
     pub fn validate(&self) -> Result<(), DetectConfigError> {
         if self.tracked_keys == 0 {
             return Err(invalid("tracked_keys", "must be at least 1"));
+        }
+        // Each detector allocates its table up front: a typo must be an
+        // error at load or reload, not an allocation failure that aborts.
+        if self.tracked_keys > MAX_TRACKED_KEYS {
+            return Err(invalid(
+                "tracked_keys",
+                format!(
+                    "must be at most {MAX_TRACKED_KEYS}, not {}",
+                    self.tracked_keys
+                ),
+            ));
         }
         for (key, s) in [("port_scan", &self.port_scan), ("sweep", &self.sweep)] {
             if s.distinct < 2 {
