@@ -69,6 +69,19 @@ fn attack(alerts: &Alerts) {
     }
 }
 
+/// The first alert event of a SYN flood.
+fn one_event() -> nta::pipeline::detect::AlertEvent {
+    let mut engine = Engine::new(DetectConfig::default());
+    let mut out = Vec::new();
+    for i in 0..10_000u64 {
+        engine.observe(&syn(100 * NS + i * 100_000, i), true, &mut out);
+    }
+    engine.advance(101 * NS, &mut out);
+    out.into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no alert event"))
+}
+
 /// Accepts HTTP requests, answers 200 (or 500 the first `fail` times) and
 /// hands each body to the test.
 fn webhook_server(fail: usize) -> (SocketAddr, mpsc::Receiver<String>) {
@@ -254,4 +267,111 @@ fn webhook_urls_are_checked() {
         );
     }
     assert!(WebhookConfig::new("https://hooks.example.invalid/nta").is_ok());
+}
+
+/// A server that answers every request with `status` (extra header lines
+/// in `headers`) and reports each request line ("POST /hook").
+fn answering(status: &'static str, headers: &'static str) -> (SocketAddr, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut reader = BufReader::new(conn);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut line = String::new();
+            let mut len = 0usize;
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let words: Vec<&str> = request.split_whitespace().take(2).collect();
+            let _ = tx.send(words.join(" "));
+            let mut conn = reader.into_inner();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_redirect_is_a_failed_delivery_not_a_get() {
+    let (addr, requests) = answering("302 Found", "location: /elsewhere\r\n");
+    let registry = Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap_or_else(|e| panic!("{e}"));
+    let mut sink = WebhookSink::start(fast_webhook(&format!("http://{addr}/hook")), metrics);
+    let ev = one_event();
+    sink.deliver(&ev, b"{}").unwrap_or_else(|e| panic!("{e}"));
+    sink.flush().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        value(&registry, "nta_alert_delivery_errors_total", "webhook"),
+        1
+    );
+    assert_eq!(value(&registry, "nta_alert_deliveries_total", "webhook"), 0);
+    let seen: Vec<String> = requests.try_iter().collect();
+    assert_eq!(
+        seen,
+        ["POST /hook"],
+        "one POST, no retry, no GET to the new place"
+    );
+}
+
+#[test]
+fn stopping_waits_for_a_hung_webhook_at_most_its_limit() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let registry = Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap_or_else(|e| panic!("{e}"));
+    let mut hook = fast_webhook(&format!("http://{addr}/hook"));
+    hook.timeout = Duration::from_millis(500);
+    hook.flush_limit = Duration::from_secs(1);
+    let mut sink = WebhookSink::start(hook, metrics);
+    let ev = one_event();
+    for _ in 0..20 {
+        sink.deliver(&ev, b"{}").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let started = std::time::Instant::now();
+    sink.flush().unwrap_or_else(|e| panic!("{e}"));
+    let took = started.elapsed();
+    // 20 events × 4 attempts × 0.5 s would be 40 s; the limit holds it
+    // to about a second plus one request in flight.
+    assert!(took < Duration::from_secs(3), "flush took {took:?}");
+    let failed = value(&registry, "nta_alert_delivery_errors_total", "webhook");
+    let dropped = value(&registry, "nta_alert_dropped_total", "webhook");
+    assert_eq!(failed + dropped, 20, "every event accounted for");
+    assert!(dropped > 0);
+}
+
+#[test]
+fn webhook_secrets_stay_out_of_errors_and_logs() {
+    use nta::output::alert::redacted;
+    let url = "https://user:pw@hooks.example.invalid:8443/services/T000/SECRET-TOKEN?key=k";
+    assert_eq!(redacted(url), "https://hooks.example.invalid:8443/…");
+    let e = WebhookConfig::new("https://hooks.example.invalid/SECRET-TOKEN with space")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.starts_with("webhook ") && !e.contains("SECRET"), "{e}");
+    let ok: nta::output::alert::WebhookUrl = url.parse().unwrap_or_else(|e| panic!("{e}"));
+    let shown = format!("{ok:?}");
+    assert!(
+        !shown.contains("SECRET") && !shown.contains("pw"),
+        "{shown}"
+    );
 }

@@ -248,7 +248,7 @@ mod tests {
         assert!(
             e.starts_with("nta.toml: ")
                 && e.contains("line 2")
-                && e.contains("webhook ftp://x: needs an http:// or https:// URL"),
+                && e.contains("webhook ftp://x/…: needs an http:// or https:// URL"),
             "{e}"
         );
         let e = err("[flows.ipfix]\ntemplate_refresh = \"0s\"\n");

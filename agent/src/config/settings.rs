@@ -367,7 +367,7 @@ enabled = false
             alert_sinks(&s),
             [
                 "alerts.file: AlertFile(\"/tmp/a.jsonl\")",
-                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/hook\")"
+                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/…\")"
             ]
         );
         assert!(!s.detect_on);
@@ -413,7 +413,7 @@ enabled = false
             alert_sinks(&s),
             [
                 "alerts.file: AlertFile(\"/tmp/b.jsonl\")",
-                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/hook\")"
+                "alerts.webhook: WebhookUrl(\"http://127.0.0.1:1/…\")"
             ]
         );
         // Not given: the file's value.

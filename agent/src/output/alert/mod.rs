@@ -14,7 +14,7 @@ use std::{
 pub use document::{summary, to_json};
 pub use file::{AlertFile, FileSink};
 use prometheus::{IntCounterVec, Opts, Registry};
-pub use webhook::{WebhookConfig, WebhookError, WebhookSink, WebhookUrl};
+pub use webhook::{WebhookConfig, WebhookError, WebhookSink, WebhookUrl, redacted};
 
 use crate::{
     output::{
