@@ -223,6 +223,10 @@ section! {
         /// Memory for the flight recorder's frames, in MiB.
         #[arg(id = "flight_recorder_mib", long = "flight-recorder-mib", default_value = "64", value_name = "MIB")]
         pub memory_mib: Option<u32>,
+        /// Disk for incident files: past it the oldest are deleted, so
+        /// decoy incidents cannot fill the disk.
+        #[arg(id = "flight_recorder_max_bytes", long = "flight-recorder-max-bytes", default_value = "1073741824", value_name = "BYTES")]
+        pub max_bytes: Option<u64>,
     }
 }
 

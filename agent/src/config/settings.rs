@@ -266,6 +266,7 @@ fn resolve_capture(c: CaptureSection, defaults: CaptureSection) -> Option<Captur
             before: defaulted(f.before),
             after: defaulted(f.after),
             memory_mib: defaulted(f.memory_mib),
+            max_bytes: defaulted(f.max_bytes),
         }),
         filter: defaulted(c.filter),
         snaplen: defaulted(c.snaplen),

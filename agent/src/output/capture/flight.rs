@@ -7,6 +7,7 @@
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
+    sync::Arc,
     sync::mpsc::{Receiver, SyncSender, TrySendError},
     time::{Duration, Instant},
 };
@@ -25,6 +26,9 @@ use crate::{
 
 /// Incident starts waiting for the recorder.
 const REQUESTS: usize = 256;
+/// Incident files waiting for the writer thread; more are dropped
+/// (counted): decoy incidents must not hold the capture thread up.
+const DUMPS: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlightConfig {
@@ -35,6 +39,8 @@ pub struct FlightConfig {
     pub after: Duration,
     /// Memory for frames.
     pub max_bytes: usize,
+    /// Disk for incident files; the oldest go past it.
+    pub max_disk_bytes: u64,
     pub snaplen: u32,
 }
 
@@ -77,11 +83,22 @@ impl FlightRequests {
     }
 }
 
+/// A frame in memory; its bytes are shared with the incident files that
+/// take it, so handing them to the writer copies nothing.
+#[derive(Clone)]
 struct Held {
     unix_ns: u64,
     ifindex: u32,
     orig_len: u32,
-    data: Box<[u8]>,
+    data: Arc<[u8]>,
+}
+
+/// One incident file for the writer thread.
+struct Dump {
+    window: IncidentWindow,
+    frames: Vec<Held>,
+    /// The window's end, for the file's statistics block.
+    to_unix_ns: u64,
 }
 
 /// Counters of the flight recorder.
@@ -91,6 +108,8 @@ pub struct FlightMetrics {
     pub frames: IntCounter,
     pub evicted_for_memory: IntCounter,
     pub requests_dropped: IntCounter,
+    pub dumps_dropped: IntCounter,
+    pub files_deleted: IntCounter,
 }
 
 impl FlightMetrics {
@@ -112,12 +131,22 @@ impl FlightMetrics {
                 "nta_flight_recorder_requests_dropped_total",
                 "Incident starts the flight recorder could not take (queue full).",
             )?,
+            dumps_dropped: IntCounter::new(
+                "nta_flight_recorder_dumps_dropped_total",
+                "Incident files not written because the writer was behind (queue full).",
+            )?,
+            files_deleted: IntCounter::new(
+                "nta_flight_recorder_files_deleted_total",
+                "Old incident files deleted to stay within --flight-recorder-max-bytes.",
+            )?,
         };
         for c in [
             &m.files,
             &m.frames,
             &m.evicted_for_memory,
             &m.requests_dropped,
+            &m.dumps_dropped,
+            &m.files_deleted,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -127,13 +156,15 @@ impl FlightMetrics {
 
 pub struct FlightRecorder {
     config: FlightConfig,
-    interfaces: Vec<Interface>,
     held: VecDeque<Held>,
     bytes: usize,
     rx: Receiver<IncidentWindow>,
     /// Incidents waiting for their after-window to pass.
     waiting: Vec<IncidentWindow>,
     metrics: FlightMetrics,
+    /// The writer thread: files are written and old ones deleted there,
+    /// off the capture thread.
+    writer: Option<(SyncSender<Dump>, std::thread::JoinHandle<()>)>,
 }
 
 impl FlightRecorder {
@@ -150,15 +181,32 @@ impl FlightRecorder {
             tx,
             dropped: metrics.requests_dropped.clone(),
         };
+        let (dumps, queued) = std::sync::mpsc::sync_channel::<Dump>(DUMPS);
+        let writer = Writer {
+            config: config.clone(),
+            interfaces,
+            metrics: metrics.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("nta-flight".into())
+            .spawn(move || {
+                while let Ok(d) = queued.recv() {
+                    writer.write(&d);
+                }
+            })
+            .map_err(|e| super::CaptureFilesError::Dir {
+                path: config.dir.clone(),
+                why: format!("starting the flight recorder's writer: {e}"),
+            })?;
         Ok((
             FlightRecorder {
                 config,
-                interfaces,
                 held: VecDeque::new(),
                 bytes: 0,
                 rx,
                 waiting: Vec::new(),
                 metrics,
+                writer: Some((dumps, thread)),
             },
             requests,
         ))
@@ -190,15 +238,64 @@ impl FlightRecorder {
         }
     }
 
-    /// Writes one incident's frames; returns how many.
-    fn dump(&self, w: &IncidentWindow) -> Result<u64, super::CaptureFilesError> {
+    /// The frames of `w`'s window that involve its subject.
+    fn select(&self, w: &IncidentWindow) -> Dump {
         let from = w
             .started_unix_ns
             .saturating_sub(self.config.before.as_nanos() as u64);
         let to = w.started_unix_ns + self.config.after.as_nanos() as u64;
+        let frames = self
+            .held
+            .iter()
+            .filter(|h| h.unix_ns >= from && h.unix_ns <= to)
+            .filter(|h| {
+                let p = parse::parse(&h.data[..]);
+                let (src, dst) = p.addresses(&h.data[..]);
+                p.ip_version != 0 && involves(&w.subject, &src, &dst)
+            })
+            .cloned()
+            .collect();
+        Dump {
+            window: w.clone(),
+            frames,
+            to_unix_ns: to,
+        }
+    }
+}
+
+/// The writer thread's side: incident files and the disk cap.
+struct Writer {
+    config: FlightConfig,
+    interfaces: Vec<Interface>,
+    metrics: FlightMetrics,
+}
+
+impl Writer {
+    fn write(&self, d: &Dump) {
+        let w = &d.window;
+        match self.dump(d) {
+            Ok(n) => {
+                self.metrics.files.inc();
+                self.metrics.frames.inc_by(n);
+                tracing::info!(incident = %w.id, frames = n, file = %incident_file(&self.config.dir, &w.id).display(), "flight recorder wrote the incident's frames");
+            }
+            Err(e) => {
+                tracing::error!(incident = %w.id, error = %e, "flight recorder could not write the incident's frames")
+            }
+        }
+        let deleted = enforce_disk_cap(
+            &self.config.dir,
+            self.config.max_disk_bytes,
+            &incident_file(&self.config.dir, &w.id),
+        );
+        self.metrics.files_deleted.inc_by(deleted);
+    }
+
+    /// Writes one incident's frames; returns how many.
+    fn dump(&self, d: &Dump) -> Result<u64, super::CaptureFilesError> {
         let mut file = CaptureDir::open(
             DirConfig {
-                destination: Destination::File(incident_file(&self.config.dir, &w.id)),
+                destination: Destination::File(incident_file(&self.config.dir, &d.window.id)),
                 format: Format::Pcapng,
                 snaplen: self.config.snaplen,
                 file_bytes: u64::MAX,
@@ -212,17 +309,7 @@ impl FlightRecorder {
             })?,
         )?;
         let now = Instant::now();
-        let mut n = 0;
-        for h in self
-            .held
-            .iter()
-            .filter(|h| h.unix_ns >= from && h.unix_ns <= to)
-        {
-            let p = parse::parse(&h.data[..]);
-            let (src, dst) = p.addresses(&h.data[..]);
-            if p.ip_version == 0 || !involves(&w.subject, &src, &dst) {
-                continue;
-            }
+        for h in &d.frames {
             file.write(
                 &Frame {
                     ifindex: h.ifindex,
@@ -233,17 +320,59 @@ impl FlightRecorder {
                 now,
                 h.unix_ns,
             );
-            n += 1;
         }
-        file.close(now, to);
+        file.close(now, d.to_unix_ns);
         match file.last_error() {
             Some(e) => Err(super::CaptureFilesError::Dir {
                 path: self.config.dir.clone(),
                 why: e.to_string(),
             }),
-            None => Ok(n),
+            None => Ok(d.frames.len() as u64),
         }
     }
+}
+
+/// Deletes the oldest incident files in `dir` until they take at most
+/// `max_bytes` (`keep`, the newest, stays even alone past it); returns
+/// how many went.
+fn enforce_disk_cap(dir: &Path, max_bytes: u64, keep: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf, u64)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("incident-") && n.ends_with(".pcapng"))
+        })
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            m.is_file().then(|| {
+                (
+                    m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    e.path(),
+                    m.len(),
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    let mut total: u64 = files.iter().map(|f| f.2).sum();
+    let mut deleted = 0;
+    for (_, path, len) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            deleted += 1;
+        }
+    }
+    deleted
 }
 
 impl FlightRecorder {
@@ -259,15 +388,18 @@ impl FlightRecorder {
             .partition(|w| all || unix_ns >= w.started_unix_ns + after);
         self.waiting = waiting;
         for w in due {
-            match self.dump(&w) {
-                Ok(n) => {
-                    self.metrics.files.inc();
-                    self.metrics.frames.inc_by(n);
-                    tracing::info!(incident = %w.id, frames = n, file = %incident_file(&self.config.dir, &w.id).display(), "flight recorder wrote the incident's frames");
-                }
-                Err(e) => {
-                    tracing::error!(incident = %w.id, error = %e, "flight recorder could not write the incident's frames")
-                }
+            let dump = self.select(&w);
+            let Some((tx, _)) = &self.writer else { return };
+            // At the end every file is waited for; while running, a full
+            // queue drops the file rather than stall capture.
+            let sent = if all {
+                tx.send(dump).map_err(|_| ())
+            } else {
+                tx.try_send(dump).map_err(|_| ())
+            };
+            if sent.is_err() {
+                self.metrics.dumps_dropped.inc();
+                tracing::warn!(incident = %w.id, "flight recorder's writer is behind; this incident's frames are not written");
             }
         }
     }
@@ -280,7 +412,7 @@ impl FrameSink for FlightRecorder {
             unix_ns: f.unix_ns,
             ifindex: f.ifindex,
             orig_len: f.orig_len,
-            data: f.data.into(),
+            data: Arc::from(f.data),
         });
         if self.bytes > self.config.max_bytes {
             self.evict(unix_ns);
@@ -295,5 +427,98 @@ impl FrameSink for FlightRecorder {
     fn close(&mut self, _now: Instant, unix_ns: u64) {
         // Incidents still in their after-window get what there is.
         self.dump_due(unix_ns, true);
+        if let Some((tx, thread)) = self.writer.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::DirBuilderExt;
+
+    use agent_common::sample::map_ipv4;
+    use nta_lab::frames::{FrameSpec, L4};
+
+    use super::*;
+
+    #[test]
+    fn incident_files_stay_under_the_disk_cap_oldest_deleted() {
+        let dir = std::env::temp_dir().join(format!("nta-flight-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let registry = Registry::new();
+        let metrics = FlightMetrics::register(&registry).unwrap_or_else(|e| panic!("{e}"));
+        let (mut recorder, requests) = FlightRecorder::new(
+            FlightConfig {
+                dir: dir.clone(),
+                before: Duration::from_secs(1),
+                after: Duration::ZERO,
+                max_bytes: 1 << 20,
+                // Room for about two incident files of 20 frames.
+                max_disk_bytes: 6_000,
+                snaplen: 4096,
+            },
+            vec![Interface {
+                ifindex: 1,
+                name: "lab0".into(),
+            }],
+            metrics.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Five decoy incidents, one a second, each with 20 frames of its
+        // own destination.
+        let now = Instant::now();
+        for i in 0..5u64 {
+            let t = (100 + i) * 1_000_000_000;
+            let frame = FrameSpec::ipv4(L4::Udp { sport: 1, dport: 2 })
+                .with_ipv4(|h| h.dst = [198, 18, 9, i as u8].into())
+                .with_payload(100)
+                .build();
+            for k in 0..20 {
+                let f = Frame {
+                    ifindex: 1,
+                    unix_ns: t + k,
+                    orig_len: frame.len() as u32,
+                    data: &frame,
+                };
+                recorder.write(&f, now, t + k);
+            }
+            requests.send(IncidentWindow {
+                id: format!("decoy-{i}"),
+                started_unix_ns: t + 20,
+                subject: Subject::Destination(map_ipv4([198, 18, 9, i as u8])),
+            });
+            recorder.tick(now, t + 100);
+            // Files get distinct modification times, oldest first.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        recorder.close(now, 200 * 1_000_000_000);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.sort();
+        let total: u64 = left
+            .iter()
+            .map(|n| std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert!(total <= 6_000, "{total} bytes in {left:?}");
+        assert!(
+            left.last().is_some_and(|n| n == "incident-decoy-4.pcapng"),
+            "the newest stays: {left:?}"
+        );
+        assert!(!left.contains(&"incident-decoy-0.pcapng".to_string()));
+        assert_eq!(metrics.files.get(), 5);
+        assert_eq!(metrics.files_deleted.get() as usize, 5 - left.len());
+        assert_eq!(metrics.frames.get(), 100);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

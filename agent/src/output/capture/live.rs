@@ -107,6 +107,7 @@ pub fn prepare(
                 before: f.before,
                 after: f.after,
                 max_bytes: (f.memory_mib as usize) << 20,
+                max_disk_bytes: f.max_bytes,
                 snaplen: s.snaplen.min(MAX_SNAPLEN),
             },
             interfaces,

@@ -28,4 +28,6 @@ pub struct FlightSettings {
     pub before: Duration,
     pub after: Duration,
     pub memory_mib: u32,
+    /// Disk for incident files (oldest deleted past it).
+    pub max_bytes: u64,
 }
