@@ -288,6 +288,15 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(attached(&agent), 0.0, "the gap shows in nta_xdp_attached");
+    let (status, why) =
+        nta_lab::scrape::http_status(agent.addr, "/readyz").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (status, why.trim()),
+        (
+            503,
+            format!("not ready: {o}: XDP program not attached").as_str()
+        )
+    );
     // The same names again, as a restarted VM or container would bring.
     run(&[
         "link",
@@ -319,6 +328,10 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(attached(&agent), 1.0, "attached again within a few seconds");
+    assert_eq!(
+        nta_lab::scrape::http_status(agent.addr, "/readyz").ok(),
+        Some((200, "ready\n".to_string()))
+    );
     assert!(xdp_attached(&o));
     // Counting goes on, on top of the old counts.
     thread::sleep(Duration::from_millis(300));
@@ -380,4 +393,82 @@ fn slow_and_idle_clients_are_cut_off_and_scrapes_go_on() {
     }
     assert_eq!(closed, 301, "idle and slow connections must be cut off");
     assert!(http_get(agent.addr, "/healthz").is_ok());
+}
+
+#[test]
+fn systemd_ready_means_counting_and_the_watchdog_is_fed() {
+    if !privileged("systemd_ready_means_counting_and_the_watchdog_is_fed") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (ns, veth) = lab("ntsd");
+    let dir = common::TempDir::new("notify");
+    let path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // As systemd starts a Type=notify unit with WatchdogSec=1s.
+    let addr = common::free_port();
+    let child = std::process::Command::new(common::NTA)
+        .args(["run", "--listen", &addr.to_string(), "--iface", &veth.outer])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent {
+        child,
+        addr,
+        netns: None,
+    };
+    let mut messages: Vec<String> = Vec::new();
+    let mut read_until = |want: &str, within: Duration, messages: &mut Vec<String>| {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                if messages
+                    .last()
+                    .is_some_and(|m| m.lines().any(|l| l == want))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(
+        read_until("READY=1", Duration::from_secs(15), &mut messages),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(&format!("STATUS=counting on {}", veth.outer))),
+        "{messages:?}"
+    );
+    // READY=1 means counting: frames sent at once are all counted.
+    sent_and_counted_exactly(&agent, &ns, &veth.inner, &veth.outer, 500);
+    assert_eq!(
+        nta_lab::scrape::http_status(addr, "/readyz").ok(),
+        Some((200, "ready\n".to_string()))
+    );
+    // Fed twice a second while the pipeline ticks.
+    let before = messages.len();
+    std::thread::sleep(Duration::from_millis(1600));
+    read_until("never", Duration::from_millis(300), &mut messages);
+    let fed = messages[before..]
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count();
+    assert!(fed >= 2, "{:?}", &messages[before..]);
+    agent.signal(libc::SIGTERM);
+    assert!(
+        read_until("STOPPING=1", Duration::from_secs(10), &mut messages),
+        "{messages:?}"
+    );
+    assert!(agent.wait_exit().success());
 }

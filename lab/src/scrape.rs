@@ -24,6 +24,24 @@ pub fn http_get_within(
     path: &str,
     timeout: Duration,
 ) -> Result<String, LabError> {
+    let (status, line, body) = http_answer(addr, path, timeout)?;
+    if status != 200 {
+        return Err(LabError::Other(format!("GET {path}: {line}")));
+    }
+    Ok(body)
+}
+
+/// Any answer to a GET: status code and body (a 503's reasons, say).
+pub fn http_status(addr: SocketAddr, path: &str) -> Result<(u16, String), LabError> {
+    http_answer(addr, path, Duration::from_secs(5)).map(|(status, _, body)| (status, body))
+}
+
+/// (status code, status line, body) of a GET.
+fn http_answer(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String, String), LabError> {
     let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))?;
     s.set_read_timeout(Some(timeout))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
@@ -32,13 +50,13 @@ pub fn http_get_within(
     let (head, body) = resp
         .split_once("\r\n\r\n")
         .ok_or_else(|| LabError::Other(format!("malformed HTTP response from {addr}")))?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return Err(LabError::Other(format!(
-            "GET {path}: {}",
-            head.lines().next().unwrap_or("")
-        )));
-    }
-    Ok(body.to_string())
+    let line = head.lines().next().unwrap_or("").to_string();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| LabError::Other(format!("no status in {line:?} from {addr}")))?;
+    Ok((status, line, body.to_string()))
 }
 
 /// One series: metric name and its labels, sorted by label name.

@@ -8,7 +8,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, atomic::AtomicBool},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64},
+    },
 };
 
 use agent_common::config::SamplerConfig;
@@ -53,6 +56,7 @@ use crate::{
         live::{FlowMetrics, FlowStage, StageReload},
     },
     serve::{
+        health::Health,
         metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
         server,
         server::{ServerError, SharedWebConfig},
@@ -138,9 +142,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         ..
     } = start;
     let alert_metrics = outputs.alert_metrics.clone();
-    let pipeline = start_pipeline(
+    let (pipeline, heartbeat) = start_pipeline(
         &settings, &kernel, outputs, flight, &metrics, samples_rx, stage_rx,
     )?;
+    let health = Health::new(
+        kernel
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), i.attached.clone()))
+            .collect(),
+        heartbeat,
+    );
     tokio::spawn(reload::watch_sighup(
         reload::Reload {
             path: args.config.clone(),
@@ -158,11 +170,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
         shutdown_rx.clone(),
     ));
-    let server = serve(listen, listener, metrics, web, shutdown_rx.clone())?;
+    let server = serve(
+        listen,
+        listener,
+        metrics,
+        web,
+        health.clone(),
+        shutdown_rx.clone(),
+    )?;
+    // Attached, pipeline running, listener serving: tell systemd.
+    let systemd = tokio::spawn(crate::serve::health::notify_systemd(
+        health,
+        export::monotonic_now_ns,
+        shutdown_rx.clone(),
+    ));
 
     wait_for_signal().await?;
     tracing::info!("stopping: detaching XDP and draining samples");
     let _ = shutdown_tx.send(true);
+    let _ = systemd.await;
     let _ = controller.await;
     let _ = reattacher.await;
     kernel.detach();
@@ -453,7 +479,8 @@ fn start_pipeline(
     metrics: &Metrics,
     samples: mpsc::Receiver<SampleBatch>,
     reloads: mpsc::Receiver<StageReload>,
-) -> Result<JoinHandle<()>, RunError> {
+) -> Result<(JoinHandle<()>, Arc<AtomicU64>), RunError> {
+    let heartbeat = Arc::new(AtomicU64::new(0));
     let stage = FlowStage {
         pipeline: Pipeline::new(
             settings.flow_table,
@@ -467,6 +494,7 @@ fn start_pipeline(
             .map(|i| (i.ifindex, i.name.clone()))
             .collect::<HashMap<_, _>>(),
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
+        heartbeat: heartbeat.clone(),
     };
     let detection = if settings.detect_on {
         outputs
@@ -492,13 +520,14 @@ fn start_pipeline(
     } else {
         None
     };
-    Ok(tokio::spawn(crate::pipeline::live::run(
+    let task = tokio::spawn(crate::pipeline::live::run(
         samples,
         stage,
         detection,
         reloads,
         export::monotonic_now_ns,
-    )))
+    ));
+    Ok((task, heartbeat))
 }
 
 /// Serves /metrics and /healthz until `shutdown` turns true, on a thread
@@ -509,6 +538,7 @@ fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     web: SharedWebConfig,
+    health: Health,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<(), ServerError>>, RunError> {
     let bind_error = move |source| ServerError::Bind {
@@ -531,7 +561,7 @@ fn serve(
                 .map_err(bind_error)?;
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener).map_err(bind_error)?;
-                server::serve(listener, metrics, web, async move {
+                server::serve(listener, metrics, web, health, async move {
                     let _ = shutdown.changed().await;
                 })
                 .await

@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, mpsc as std_mpsc},
+    sync::{Arc, atomic::AtomicU64, mpsc as std_mpsc},
     thread,
 };
 
@@ -122,6 +122,9 @@ pub struct FlowStage {
     /// Interface names by ifindex, for the records.
     pub interfaces: HashMap<u32, String>,
     pub metrics: FlowMetrics,
+    /// Set to the monotonic time (ns) of every tick: readiness and the
+    /// systemd watchdog tell a stalled pipeline from it.
+    pub heartbeat: Arc<AtomicU64>,
 }
 
 /// A config reload, as the flow stage applies it between batches.
@@ -241,6 +244,7 @@ pub async fn run(
         clock,
         interfaces,
         metrics,
+        heartbeat,
     } = stage;
     zero_series(&metrics, &exporters);
     let interfaces = Arc::new(interfaces);
@@ -281,9 +285,11 @@ pub async fn run(
                 None => break,
             },
             _ = tick.tick() => {
+                let now = now_ns();
+                heartbeat.store(now, std::sync::atomic::Ordering::Relaxed);
                 // Windows close a little after their time, so samples
                 // still in the ring buffer or queue count where they belong.
-                pipeline.tick(now_ns().saturating_sub(SLACK_NS), &mut out);
+                pipeline.tick(now.saturating_sub(SLACK_NS), &mut out);
                 deliver(&mut out, &mut detection);
                 metrics.observe_table(pipeline.table(), &mut last);
                 if let (Some(d), Some(engine)) = (&mut detection, pipeline.engine()) {

@@ -28,7 +28,10 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::serve::{metrics::Metrics, throttle::AuthThrottle, webconfig::WebConfig};
+use crate::{
+    output::export::monotonic_now_ns,
+    serve::{health::Health, metrics::Metrics, throttle::AuthThrottle, webconfig::WebConfig},
+};
 
 /// The client's address, put on each request for the login throttle.
 #[derive(Clone, Copy)]
@@ -47,6 +50,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     renders: Arc<Semaphore>,
     web: SharedWebConfig,
+    health: Health,
     throttle: AuthThrottle,
     /// The last exposition and when its render started.
     last: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, bytes::Bytes)>>>,
@@ -144,6 +148,21 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 once every interface is attached and the pipeline ticks; 503 with
+/// the reasons otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let problems = state.health.problems(monotonic_now_ns());
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+            .into_response()
+    }
+}
+
 /// Basic auth when the web config has users (every path, as
 /// exporter-toolkit does). Credentials seen before skip bcrypt; the rest
 /// take one of few bcrypt slots, and an address that keeps failing is
@@ -192,17 +211,19 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     next.run(request).await
 }
 
-pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig) -> Router {
+pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig, health: Health) -> Router {
     let state = AppState {
         metrics,
         renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         web,
+        health,
         throttle: AuthThrottle::default(),
         last: Arc::new(tokio::sync::Mutex::new(None)),
     };
     Router::new()
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -213,9 +234,10 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     web: SharedWebConfig,
+    health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let app = router(metrics, web.clone());
+    let app = router(metrics, web.clone(), health);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
