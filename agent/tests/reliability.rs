@@ -424,7 +424,7 @@ fn systemd_ready_means_counting_and_the_watchdog_is_fed() {
         netns: None,
     };
     let mut messages: Vec<String> = Vec::new();
-    let mut read_until = |want: &str, within: Duration, messages: &mut Vec<String>| {
+    let read_until = |want: &str, within: Duration, messages: &mut Vec<String>| {
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
