@@ -711,6 +711,13 @@ fn run_captures_through_af_xdp_with_ring_statistics_as_metrics() {
             "icmp",
         ],
     );
+    // Sockets bound and attached: every thread keeps only CAP_NET_ADMIN
+    // (for re-attaching); AF_XDP needed CAP_NET_RAW only to bind.
+    let caps = common::thread_caps(agent.child.id());
+    assert!(
+        !caps.is_empty() && caps.iter().all(|&c| c == (1 << 12, 1 << 12, 0, 1 << 12)),
+        "{caps:x?}"
+    );
     let s = agent.scrape();
     let label = [("interface", lab.veth.outer.as_str()), ("queue", "0")];
     assert_eq!(s.get("nta_afxdp_rx_dropped_total", &label), Some(0.0));

@@ -15,7 +15,7 @@ use nta_lab::{NetNs, mix::protocol_mix, privileged, scrape::http_get, send::send
 
 mod common;
 
-use common::{Agent, lab, xdp_attached};
+use common::{Agent, lab, thread_caps, xdp_attached};
 
 /// These tests time the agent under load on 2 CPUs: one at a time, so a
 /// stalled agent in one does not starve the scrapes of another.
@@ -471,4 +471,34 @@ fn systemd_ready_means_counting_and_the_watchdog_is_fed() {
         "{messages:?}"
     );
     assert!(agent.wait_exit().success());
+}
+
+#[test]
+fn capabilities_are_dropped_in_every_thread_after_attach() {
+    if !privileged("capabilities_are_dropped_in_every_thread_after_attach") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (ns, veth) = lab("ntcp");
+    const NET_ADMIN: u64 = 1 << 12;
+    for (extra, kept) in [(None, NET_ADMIN), (Some("--reattach=false"), 0)] {
+        let mut args = vec!["--iface", veth.outer.as_str()];
+        args.extend(extra);
+        let mut agent = Agent::start(&args);
+        // Ready means attached, and the drop happened before serving.
+        let caps = thread_caps(agent.child.id());
+        assert!(caps.len() > 2, "{caps:?}");
+        assert!(
+            caps.iter().all(|&c| c == (kept, kept, 0, kept)),
+            "{extra:?}: {caps:x?}"
+        );
+        // It still counts exactly, and reads its maps at scrapes.
+        sent_and_counted_exactly(&agent, &ns, &veth.inner, &veth.outer, 500);
+        agent.signal(libc::SIGTERM);
+        assert!(agent.wait_exit().success());
+        assert!(
+            !xdp_attached(&veth.outer),
+            "{extra:?}: a clean stop detaches"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use crate::{
             CaptureFilter, FilterError, afxdp,
             consumer::{self, CaptureRing, CaptureSummary, Limits},
         },
-        iface, privileges,
+        iface, least_privilege, privileges,
         sensor::{KernelCapture, ModeChoice, Sensor, SensorError},
     },
     output::{
@@ -116,6 +116,8 @@ pub enum CaptureCliError {
     Write(String),
     #[error(transparent)]
     AfXdp(#[from] afxdp::AfXdpError),
+    #[error(transparent)]
+    LeastPrivilege(#[from] least_privilege::LeastPrivilegeError),
 }
 
 pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
@@ -214,6 +216,11 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         sensor.attach(name, args.xdp_mode).map_err(err)?;
         sensors.push(sensor);
     }
+    // Attached and bound: capture needs no capability from here on.
+    least_privilege::drop_to(&least_privilege::kept(
+        false,
+        &least_privilege::kernel_release(),
+    ))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(CaptureCliError::Signals)?;

@@ -37,7 +37,7 @@ use crate::{
         adaptive::{Controlled, RateController, SamplingMetrics},
         events,
         events::{PipelineStats, SampleBatch},
-        iface, privileges, reattach,
+        iface, least_privilege, privileges, reattach,
         sensor::{AttachMode, CountersReader, KernelCapture, Sensor, SensorError},
     },
     output::capture::{
@@ -95,6 +95,25 @@ pub enum RunError {
     Capture(#[from] LiveCaptureError),
     #[error(transparent)]
     AfXdp(#[from] AfXdpError),
+    #[error(transparent)]
+    LeastPrivilege(#[from] least_privilege::LeastPrivilegeError),
+}
+
+/// Drops every thread to what running on needs (see
+/// [`least_privilege`]).
+fn drop_privileges(reattach: bool) -> Result<(), RunError> {
+    let keep = least_privilege::kept(reattach, &least_privilege::kernel_release());
+    let sets = least_privilege::drop_to(&keep)?;
+    let names: Vec<&str> = keep
+        .iter()
+        .filter(|c| sets.effective & (1 << c.bit) != 0)
+        .map(|c| c.name)
+        .collect();
+    tracing::info!(
+        kept = %if names.is_empty() { "none".to_string() } else { names.join(", ") },
+        "capabilities dropped in every thread"
+    );
+    Ok(())
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -111,6 +130,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .collect(),
     )?)?);
     let (capture, flight) = start_capture(&start, &mut kernel, &metrics)?;
+    // Loaded, attached, sockets bound: from here on nta needs at most
+    // CAP_NET_ADMIN (to re-attach), in every thread.
+    drop_privileges(start.settings.reattach)?;
     let (sampling_tx, sampling_rx) = mpsc::channel(4);
     let controller = tokio::spawn(adaptive::run(
         kernel
@@ -126,7 +148,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         kernel
             .interfaces
             .iter()
-            .map(|i| i.watched(start.settings.xdp_mode))
+            .map(|i| i.watched(start.settings.xdp_mode, start.settings.reattach))
             .collect(),
         shutdown_rx.clone(),
     ));
@@ -327,12 +349,17 @@ impl Attached {
         }
     }
 
-    fn watched(&self, mode: crate::kernel::sensor::ModeChoice) -> reattach::Watched {
+    fn watched(
+        &self,
+        mode: crate::kernel::sensor::ModeChoice,
+        reattach: bool,
+    ) -> reattach::Watched {
         reattach::Watched {
             name: self.name.clone(),
             sensor: self.sensor.clone(),
             attached: self.attached.clone(),
             mode,
+            reattach,
         }
     }
 }

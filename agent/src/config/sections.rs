@@ -43,6 +43,12 @@ section! {
         /// interface that carries the server's own traffic.
         #[arg(id = "mirror", long = "mirror", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_name = "BOOL")]
         pub mirror: Option<bool>,
+        /// Attach again to a watched interface that is deleted and comes
+        /// back under its name (a VM's tap, a container's veth). Once
+        /// attached nta drops every capability but CAP_NET_ADMIN, which
+        /// this needs; with false it keeps none at all.
+        #[arg(id = "reattach", long = "reattach", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
+        pub reattach: Option<bool>,
     }
 }
 

@@ -27,6 +27,7 @@ pub struct RunSettings {
     pub interfaces: Vec<String>,
     pub xdp_mode: ModeChoice,
     pub mirror: bool,
+    pub reattach: bool,
     pub listen: SocketAddr,
     pub web_config_file: Option<PathBuf>,
     pub sampling: Sampling,
@@ -110,6 +111,7 @@ impl RunSettings {
             interfaces: sensor.interfaces.unwrap_or_default(),
             xdp_mode: defaulted(sensor.xdp_mode),
             mirror: defaulted(sensor.mirror),
+            reattach: defaulted(sensor.reattach),
             listen: defaulted(metrics.listen),
             web_config_file: metrics.web_config_file,
             sampling: Sampling {
@@ -211,6 +213,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         key: "sensor.mirror",
         changed: |a, b| a.mirror != b.mirror,
         keep: |new, old| new.mirror = old.mirror,
+    },
+    RestartKey {
+        key: "sensor.reattach",
+        changed: |a, b| a.reattach != b.reattach,
+        keep: |new, old| new.reattach = old.reattach,
     },
     RestartKey {
         key: "metrics.listen",

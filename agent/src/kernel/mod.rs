@@ -7,6 +7,7 @@ pub mod adaptive;
 pub mod capture;
 pub mod events;
 pub mod iface;
+pub mod least_privilege;
 pub mod objects;
 pub mod privileges;
 pub mod reattach;

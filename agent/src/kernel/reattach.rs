@@ -27,6 +27,9 @@ pub struct Watched {
     pub sensor: Arc<Mutex<Sensor>>,
     pub attached: Arc<AtomicBool>,
     pub mode: ModeChoice,
+    /// Attach again when the interface comes back (`--reattach`); without
+    /// it a gone interface is only reported.
+    pub reattach: bool,
 }
 
 /// One check of one interface.
@@ -42,6 +45,13 @@ fn check(w: &Watched) {
             sensor.forget_attachment();
             w.attached.store(false, Ordering::Relaxed);
             tracing::warn!(interface = %w.name, "interface is gone; XDP detached until it comes back");
+        }
+        (had, Some(_)) if !w.reattach => {
+            if had.is_some() {
+                sensor.forget_attachment();
+                w.attached.store(false, Ordering::Relaxed);
+                tracing::warn!(interface = %w.name, "interface was replaced; not attaching again (--reattach=false)");
+            }
         }
         (_, Some(_)) => {
             sensor.forget_attachment();

@@ -241,3 +241,29 @@ pub fn agent_with_every_output(iface: &str, dir: &TempDir) -> Agent {
         &incidents,
     ])
 }
+
+/// Every thread's capability sets, from /proc.
+pub fn thread_caps(pid: u32) -> Vec<(u64, u64, u64, u64)> {
+    let field = |status: &str, name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches(':').trim(), 16).ok())
+            .unwrap_or(u64::MAX)
+    };
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                .map(|s| {
+                    (
+                        field(&s, "CapEff"),
+                        field(&s, "CapPrm"),
+                        field(&s, "CapAmb"),
+                        field(&s, "CapBnd"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
