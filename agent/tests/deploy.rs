@@ -160,3 +160,86 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
         assert!(!common::xdp_attached(&veth.outer));
     }
 }
+
+fn deploy_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_daemonset_is_locked_down_and_its_probes_and_flags_are_real() {
+    let docs: Vec<serde_yaml_ng::Value> =
+        serde_yaml_ng::Deserializer::from_str(&deploy_file("kubernetes/daemonset.yaml"))
+            .map(|d| {
+                <serde_yaml_ng::Value as serde::Deserialize>::deserialize(d)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .unwrap_or_else(|| panic!("no DaemonSet"));
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(
+            (get["host"].as_str(), get["port"].as_u64()),
+            (Some("127.0.0.1"), Some(9465))
+        );
+        assert_eq!(get["path"], path);
+    }
+    let args: Vec<String> = c["args"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .map(|a| a.replace("$(NODE_IP)", "127.0.0.1"))
+        .collect();
+    assert!(
+        args.iter().any(|a| a == "--health-listen=127.0.0.1:9465"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a.starts_with("--web-config-file=")),
+        "{args:?}"
+    );
+    // nta takes every one of these flags: it gets as far as reading the
+    // config file the DaemonSet mounts (absent here).
+    let out = std::process::Command::new(NTA)
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("reading /etc/nta/nta.toml"), "{err}");
+    // The Secret holds the web config it names.
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret")
+        .unwrap_or_else(|| panic!("no Secret"));
+    assert!(
+        secret["stringData"]["web.yml"]
+            .as_str()
+            .is_some_and(|w| w.contains("tls_server_config") && w.contains("basic_auth_users"))
+    );
+}
+
+#[test]
+fn the_compose_stack_mounts_no_bpf_fs_and_ships_no_default_password() {
+    let compose = deploy_file("compose.yml");
+    assert!(!compose.contains("/sys/fs/bpf:"), "nta pins nothing");
+    assert!(!compose.contains("GF_SECURITY_ADMIN_PASSWORD: admin"));
+    assert!(compose.contains("${GRAFANA_ADMIN_PASSWORD:?"));
+}

@@ -1084,3 +1084,51 @@ fn config_file_sets_every_output_and_reload_swaps_them() {
     assert_eq!(csv.lines().count(), 1 + 4, "header and four flows:\n{csv}");
     assert!(csv.lines().skip(1).all(|l| l.contains(",443,")), "{csv}");
 }
+
+#[test]
+fn a_plain_health_listener_answers_probes_while_metrics_want_a_password() {
+    if !privileged("a_plain_health_listener_answers_probes_while_metrics_want_a_password") {
+        return;
+    }
+    let (_ns, veth) = lab("ntpl");
+    let dir = TempDir::new("health-listen");
+    let web = dir.join("web.yml");
+    let hash = bcrypt::hash("probe-secret", 4).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&web, format!("basic_auth_users:\n  prometheus: '{hash}'\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (main, plain) = (common::free_port(), common::free_port());
+    let child = Command::new(NTA)
+        .args(["run", "--iface", &veth.outer])
+        .args(["--listen", &main.to_string()])
+        .args(["--health-listen", &plain.to_string()])
+        .arg("--web-config-file")
+        .arg(&web)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent {
+        child,
+        addr: main,
+        netns: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http_get(plain, "/readyz").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}",
+            stderr_of(&mut agent.child)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(plain, "/readyz").ok().as_deref(), Some("ready\n"));
+    assert_eq!(http_get(plain, "/healthz").ok().as_deref(), Some("ok\n"));
+    let status = |addr, path| nta_lab::scrape::http_status(addr, path).map(|a| a.0).ok();
+    assert_eq!(status(plain, "/metrics"), Some(404), "only health there");
+    assert_eq!(status(main, "/metrics"), Some(401));
+    assert_eq!(
+        status(main, "/readyz"),
+        Some(401),
+        "behind the password on the main one"
+    );
+}

@@ -251,7 +251,7 @@ struct Prepared {
     kernel_capture: KernelCapture,
     web: SharedWebConfig,
     outputs: Outputs,
-    listener: TcpListener,
+    listener: server::Listeners,
 }
 
 /// The flow exporters and alert sinks, opened before the kernel is touched.
@@ -290,7 +290,13 @@ impl Prepared {
             Some(c) => live::kernel_capture(c)?,
             None => KernelCapture::default(),
         };
-        let listener = server::bind(settings.listen).await?;
+        let listener = server::Listeners {
+            main: server::bind(settings.listen).await?,
+            health: match settings.health_listen {
+                Some(addr) => Some(server::bind(addr).await?),
+                None => None,
+            },
+        };
         let sampler = SamplerConfig {
             data_rate: settings.sampling.data_rate,
             control_rate: settings.sampling.control_rate,
@@ -562,7 +568,7 @@ fn start_pipeline(
 /// the pipeline's workers, however many clients come.
 fn serve(
     listen: std::net::SocketAddr,
-    listener: TcpListener,
+    listeners: server::Listeners,
     metrics: Arc<Metrics>,
     web: SharedWebConfig,
     health: Health,
@@ -572,12 +578,20 @@ fn serve(
         addr: listen,
         source,
     };
-    let addr = listener.local_addr().map_err(bind_error)?;
+    let addr = listeners.main.local_addr().map_err(bind_error)?;
     let tls = web.read().map(|w| w.tls.is_some()).unwrap_or(false);
     let scheme = if tls { "https" } else { "http" };
     tracing::info!("metrics at {scheme}://{addr}/metrics, health at {scheme}://{addr}/healthz");
-    // The listener moves to the server's own runtime.
-    let listener = listener.into_std().map_err(bind_error)?;
+    if let Some(Ok(h)) = listeners.health.as_ref().map(TcpListener::local_addr) {
+        tracing::info!("plain health for probes at http://{h}/healthz and /readyz");
+    }
+    // The listeners move to the server's own runtime.
+    let main = listeners.main.into_std().map_err(bind_error)?;
+    let health_listener = listeners
+        .health
+        .map(TcpListener::into_std)
+        .transpose()
+        .map_err(bind_error)?;
     std::thread::Builder::new()
         .name("nta-http".into())
         .spawn(move || {
@@ -587,8 +601,14 @@ fn serve(
                 .build()
                 .map_err(bind_error)?;
             runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener).map_err(bind_error)?;
-                server::serve(listener, metrics, web, health, async move {
+                let listeners = server::Listeners {
+                    main: TcpListener::from_std(main).map_err(bind_error)?,
+                    health: health_listener
+                        .map(TcpListener::from_std)
+                        .transpose()
+                        .map_err(bind_error)?,
+                };
+                server::serve(listeners, metrics, web, health, async move {
                     let _ = shutdown.changed().await;
                 })
                 .await

@@ -66,6 +66,12 @@ section! {
         /// Re-read on SIGHUP.
         #[arg(id = "web_config_file", long = "web-config-file", value_name = "FILE")]
         pub web_config_file: Option<PathBuf>,
+        /// Also answer /healthz and /readyz on this address, in plain
+        /// HTTP without the web config's password: for probes (a
+        /// Kubernetes kubelet) while /metrics wants TLS and a password.
+        /// Nothing else is served there. Off by default.
+        #[arg(id = "health_listen", long = "health-listen", value_name = "ADDR")]
+        pub health_listen: Option<SocketAddr>,
     }
 }
 

@@ -29,6 +29,8 @@ pub struct RunSettings {
     pub mirror: bool,
     pub reattach: bool,
     pub listen: SocketAddr,
+    /// Plain /healthz and /readyz for probes.
+    pub health_listen: Option<SocketAddr>,
     pub web_config_file: Option<PathBuf>,
     pub sampling: Sampling,
     pub flow_table: FlowConfig,
@@ -113,6 +115,7 @@ impl RunSettings {
             mirror: defaulted(sensor.mirror),
             reattach: defaulted(sensor.reattach),
             listen: defaulted(metrics.listen),
+            health_listen: metrics.health_listen,
             web_config_file: metrics.web_config_file,
             sampling: Sampling {
                 data_rate: defaulted(sampling.data_rate),
@@ -223,6 +226,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         key: "metrics.listen",
         changed: |a, b| a.listen != b.listen,
         keep: |new, old| new.listen = old.listen,
+    },
+    RestartKey {
+        key: "metrics.health_listen",
+        changed: |a, b| a.health_listen != b.health_listen,
+        keep: |new, old| new.health_listen = old.health_listen,
     },
     RestartKey {
         key: "flows.capacity",

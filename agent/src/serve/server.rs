@@ -150,8 +150,8 @@ async fn healthz() -> &'static str {
 
 /// 200 once every interface is attached and the pipeline ticks; 503 with
 /// the reasons otherwise.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let problems = state.health.problems(monotonic_now_ns());
+async fn readyz(State(health): State<Health>) -> Response {
+    let problems = health.problems(monotonic_now_ns());
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -211,6 +211,24 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     next.run(request).await
 }
 
+impl axum::extract::FromRef<AppState> for Health {
+    fn from_ref(state: &AppState) -> Health {
+        state.health.clone()
+    }
+}
+
+/// `/healthz` and `/readyz`, declared once: on the main listener behind
+/// its TLS and password, and alone on `--health-listen` for probes.
+fn health_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Health: axum::extract::FromRef<S>,
+{
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
 pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig, health: Health) -> Router {
     let state = AppState {
         metrics,
@@ -222,33 +240,71 @@ pub fn router(metrics: Arc<Metrics>, web: SharedWebConfig, health: Health) -> Ro
     };
     Router::new()
         .route("/metrics", get(self::metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(health_routes())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves. Written on hyper directly (not
+/// The listeners: the main one, and an optional plain one for probes.
+pub struct Listeners {
+    pub main: TcpListener,
+    pub health: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` resolves: /metrics and health on the main
+/// listener (TLS and basic auth per the web config), health alone,
+/// plain, on the health listener. Written on hyper directly (not
 /// `axum::serve`) for the header timeout and the connection cap.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     metrics: Arc<Metrics>,
     web: SharedWebConfig,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let app = router(metrics, web.clone(), health);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let main = accept_loop(
+        listeners.main,
+        router(metrics, web.clone(), health.clone()),
+        Some(web),
+        stopped.clone(),
+    );
+    match listeners.health {
+        Some(l) => {
+            let plain = accept_loop(l, health_routes().with_state(health), None, stopped);
+            tokio::join!(main, plain);
+        }
+        None => main.await,
+    }
+    Ok(())
+}
+
+/// Accepts and serves connections on `listener` until `stop` turns true;
+/// TLS when `web` says so.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    web: Option<SharedWebConfig>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut shutdown = std::pin::pin!(shutdown);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let mut shutdown = std::pin::pin!(stopped);
     loop {
         // A slot first: connections over the cap stay in the kernel's
         // accept queue instead of costing a task each.
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return Ok(()),
+                Err(_) => return,
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -260,7 +316,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => return,
         };
         let tower = TowerToHyperService::new(app.clone());
         let service = hyper::service::service_fn(
@@ -269,7 +325,7 @@ pub async fn serve(
                 hyper::service::Service::call(&tower, request)
             },
         );
-        let tls = current(&web).tls.clone();
+        let tls = web.as_ref().and_then(|w| current(w).tls.clone());
         tokio::spawn(async move {
             let served = async {
                 match tls {
