@@ -567,3 +567,56 @@ fn frames_built_to_evade_parsing_are_an_incident() {
     assert!(matches!(s[0].incident.subject, Subject::Destination(_)));
     assert!(starts(&ev, DetectorKind::PortScan).is_empty());
 }
+
+#[test]
+fn plain_udp_and_ip_floods_are_caught_at_the_defaults() {
+    // One source, incrementing source ports (hping3 --udp --flood): not
+    // an amplification pattern, just a UDP flood.
+    let udp_from = |ts: u64, i: u64| udp(ts, [198, 18, 7, 1], 1024 + (i % 60_000) as u16, 1242);
+    let mut e = engine(DetectConfig::default());
+    let ev = feed(&mut e, 100, 2, 40_000, udp_from);
+    assert!(
+        starts(&ev, DetectorKind::UdpFlood).is_empty(),
+        "40 kpps: {ev:?}"
+    );
+    let ev = feed(&mut e, 110, 2, 60_000, udp_from);
+    let s = starts(&ev, DetectorKind::UdpFlood);
+    assert_eq!(s.len(), 1, "60 kpps");
+    assert_eq!(
+        (s[0].incident.latest.value, s[0].incident.latest.limit),
+        (60_000.0, 50_000.0)
+    );
+    // Sampled 1-in-64, as a live sensor sees it: the same verdict.
+    let mut e = engine(DetectConfig::default());
+    let ev = feed(&mut e, 100, 2, 60_000 / 64, |ts, i| SampleRecord {
+        sample_rate: 64,
+        ..udp_from(ts, i)
+    });
+    assert_eq!(starts(&ev, DetectorKind::UdpFlood).len(), 1);
+    // GRE at 25 kpps: the other-protocols flood.
+    let mut e = engine(DetectConfig::default());
+    let ev = feed(&mut e, 100, 2, 25_000, |ts, _| SampleRecord {
+        class: ProtocolClass::Gre as u8,
+        l4_proto: 47,
+        src_port: 0,
+        dst_port: 0,
+        ..base(ts, [198, 18, 7, 2])
+    });
+    assert_eq!(starts(&ev, DetectorKind::IpFlood).len(), 1, "{ev:?}");
+}
+
+#[test]
+fn a_tcp_flood_without_syn_needs_spoofed_sources() {
+    let ack_from = |src: [u8; 4]| move |ts: u64, _i: u64| ack(ts, src);
+    // One client's fast transfer: 60 kpps of ACKs from one source.
+    let mut e = engine(DetectConfig::default());
+    let ev = feed(&mut e, 100, 2, 60_000, ack_from([198, 18, 8, 1]));
+    assert!(starts(&ev, DetectorKind::TcpFlood).is_empty(), "{ev:?}");
+    // The same rate from a thousand spoofed sources.
+    let mut e = engine(DetectConfig::default());
+    let ev = feed(&mut e, 100, 2, 60_000, |ts, i| ack(ts, spoofed(i % 1000)));
+    let s = starts(&ev, DetectorKind::TcpFlood);
+    assert_eq!(s.len(), 1, "{ev:?}");
+    let sources = s[0].incident.latest.distinct_sources.unwrap_or(0);
+    assert!((900..=1100).contains(&sources), "{sources}");
+}

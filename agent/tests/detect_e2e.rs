@@ -371,6 +371,35 @@ fn hping3_udp_from_port_53_is_amplification_and_icmp_flood_is_an_icmp_flood() {
     assert!(s.sum("nta_alerts_total", &[("detector", "icmp_flood")]) >= 1.0);
 }
 
+#[test]
+fn hping3_udp_flood_with_incrementing_ports_is_a_udp_flood() {
+    if !privileged("hping3_udp_flood") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("udpflood");
+    let _agent = lab.agent(&dir, "", &[]);
+    let alerts = dir.join("alerts.jsonl");
+    // Source ports count up from 53 (no -k): not amplification, no
+    // baseline yet; the first miss of detection v2's issue.
+    let mut udp = lab.attack(
+        3,
+        &[
+            "hping3", "--udp", "-s", "53", "-p", "33000", "-d", "1200", "--flood", VICTIM,
+        ],
+    );
+    let found = wait_for_start(&alerts, "udp_flood", Duration::from_secs(5));
+    let _ = udp.wait();
+    let (a, _) = found.unwrap_or_else(|| panic!("no UDP-flood alert: {:?}", summary(&alerts)));
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    assert_eq!(a["nta"]["alert"]["top_sources"][0]["ip"], ATTACKER, "{a}");
+    assert!(
+        a["nta"]["alert"]["value"].as_f64().unwrap_or(0.0) >= 50_000.0,
+        "{a}"
+    );
+}
+
 /// A TCP server answering HTTP-like requests, and a UDP server answering
 /// DNS-like queries, in the victim namespace until `stop`.
 fn start_servers(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>> {

@@ -42,6 +42,13 @@ pub struct DetectConfig {
     pub fragment_flood: RateConfig,
     /// Frames built to evade parsing, per destination.
     pub evasion: RateConfig,
+    /// UDP packets per second to one destination, any ports.
+    pub udp_flood: RateConfig,
+    /// TCP without SYN (ACK, RST, FIN, data) to one destination, judged
+    /// only with spoofing evidence: one client's fast transfer is as fast.
+    pub tcp_flood: SpoofedFloodConfig,
+    /// Other IP protocols (GRE, SCTP, ESP...) to one destination.
+    pub ip_flood: RateConfig,
     pub volume: VolumeConfig,
     pub host_groups: Vec<HostGroup>,
     pub allowlist: Allowlist,
@@ -67,6 +74,15 @@ impl Default for DetectConfig {
             fragment_flood: RateConfig { pps: 5_000.0 },
             // No stack sends these; a few a second is a deliberate act.
             evasion: RateConfig { pps: 10.0 },
+            // A plain flood is caught on the first start, before any
+            // baseline: 50 kpps of UDP is ~600 Mbit/s of 1200-byte
+            // datagrams, past what one service sees from its clients.
+            udp_flood: RateConfig { pps: 50_000.0 },
+            tcp_flood: SpoofedFloodConfig {
+                pps: 50_000.0,
+                min_sources: 64,
+            },
+            ip_flood: RateConfig { pps: 20_000.0 },
             volume: VolumeConfig::default(),
             host_groups: Vec::new(),
             allowlist: Allowlist::default(),
@@ -90,6 +106,16 @@ pub struct ScanConfig {
 pub struct RateConfig {
     /// Packets per second to one destination.
     pub pps: f64,
+}
+
+/// A flood judged only with spoofing evidence.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpoofedFloodConfig {
+    /// Packets per second to one destination...
+    pub pps: f64,
+    /// ...from at least this many distinct sources.
+    pub min_sources: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
@@ -223,6 +249,12 @@ pub struct HostGroup {
     #[serde(default)]
     pub fragment_flood_pps: Option<f64>,
     #[serde(default)]
+    pub udp_flood_pps: Option<f64>,
+    #[serde(default)]
+    pub tcp_flood_pps: Option<f64>,
+    #[serde(default)]
+    pub ip_flood_pps: Option<f64>,
+    #[serde(default)]
     pub amplification_pps: Option<f64>,
     /// Static thresholds for the group's total and for each host in it.
     #[serde(default)]
@@ -341,6 +373,9 @@ impl DetectConfig {
         positive("icmp_flood.pps", self.icmp_flood.pps)?;
         positive("fragment_flood.pps", self.fragment_flood.pps)?;
         positive("evasion.pps", self.evasion.pps)?;
+        positive("udp_flood.pps", self.udp_flood.pps)?;
+        positive("tcp_flood.pps", self.tcp_flood.pps)?;
+        positive("ip_flood.pps", self.ip_flood.pps)?;
         if !(0.0..=1.0).contains(&self.syn_flood.max_ack_ratio) {
             return Err(invalid(
                 "syn_flood.max_ack_ratio",
@@ -402,6 +437,9 @@ impl DetectConfig {
                 ("syn_flood_pps", g.syn_flood_pps),
                 ("icmp_flood_pps", g.icmp_flood_pps),
                 ("fragment_flood_pps", g.fragment_flood_pps),
+                ("udp_flood_pps", g.udp_flood_pps),
+                ("tcp_flood_pps", g.tcp_flood_pps),
+                ("ip_flood_pps", g.ip_flood_pps),
                 ("amplification_pps", g.amplification_pps),
                 ("pps", g.pps),
                 ("bps", g.bps),

@@ -43,6 +43,9 @@ fn detectors(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
             config,
         )),
         Box::new(flood::plain(&flood::EVASION, config.evasion, config)),
+        Box::new(flood::plain(&flood::UDP_FLOOD, config.udp_flood, config)),
+        Box::new(flood::plain(&flood::IP_FLOOD, config.ip_flood, config)),
+        Box::new(flood::tcp_flood(config)),
     ]
 }
 

@@ -15,11 +15,14 @@ pub enum DetectorKind {
     IcmpFlood,
     FragmentFlood,
     Evasion,
+    UdpFlood,
+    TcpFlood,
+    IpFlood,
     Volume,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 8] = [
+    pub const ALL: [DetectorKind; 11] = [
         DetectorKind::PortScan,
         DetectorKind::Sweep,
         DetectorKind::SynFlood,
@@ -27,6 +30,9 @@ impl DetectorKind {
         DetectorKind::IcmpFlood,
         DetectorKind::FragmentFlood,
         DetectorKind::Evasion,
+        DetectorKind::UdpFlood,
+        DetectorKind::TcpFlood,
+        DetectorKind::IpFlood,
         DetectorKind::Volume,
     ];
 
@@ -39,6 +45,9 @@ impl DetectorKind {
             DetectorKind::IcmpFlood => "icmp_flood",
             DetectorKind::FragmentFlood => "fragment_flood",
             DetectorKind::Evasion => "evasion",
+            DetectorKind::UdpFlood => "udp_flood",
+            DetectorKind::TcpFlood => "tcp_flood",
+            DetectorKind::IpFlood => "ip_flood",
             DetectorKind::Volume => "volume",
         }
     }
@@ -57,6 +66,13 @@ impl DetectorKind {
             }
             DetectorKind::IcmpFlood => "ICMP/ICMPv6 rate to a destination above threshold",
             DetectorKind::FragmentFlood => "IP fragment rate to a destination above threshold",
+            DetectorKind::UdpFlood => "UDP rate to a destination above threshold, any ports",
+            DetectorKind::TcpFlood => {
+                "TCP without SYN (ACK, RST, FIN, data) to a destination above threshold, from many spoofed sources"
+            }
+            DetectorKind::IpFlood => {
+                "IP protocols other than TCP, UDP and ICMP (GRE, SCTP, ESP...) to a destination above threshold"
+            }
             DetectorKind::Evasion => {
                 "frames built to evade parsing (too many IPv6 extension headers, tiny first fragments) to a destination"
             }

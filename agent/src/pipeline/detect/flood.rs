@@ -17,7 +17,10 @@ use crate::pipeline::keyed::KeyedHasher;
 
 use super::{
     Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
-    config::{AmplificationConfig, DetectConfig, HostGroup, RateConfig, SynFloodConfig},
+    config::{
+        AmplificationConfig, DetectConfig, HostGroup, RateConfig, SpoofedFloodConfig,
+        SynFloodConfig,
+    },
     tracked::Tracked,
     window::{RateWindow, second_of},
 };
@@ -258,6 +261,63 @@ pub fn syn_flood(config: &DetectConfig) -> RateDetector<SynFlood> {
     )
 }
 
+// --- TCP flood without SYN ---------------------------------------------
+
+/// ACK, RST, FIN or data floods. A single client's bulk transfer reaches
+/// the same rates, so only a rate from many distinct sources (spoofed) is
+/// an attack; one attacker's ACK flood is the volume baseline's to see.
+pub struct TcpFlood {
+    config: SpoofedFloodConfig,
+    groups: Vec<HostGroup>,
+}
+
+impl RateShape for TcpFlood {
+    type Key = Addr;
+    type Aux = Distinct;
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::TcpFlood
+    }
+
+    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+        (r.class == ProtocolClass::Tcp as u8 && r.tcp_flags & tcp_flags::SYN == 0)
+            .then_some((r.dst_addr, Role::Rate))
+    }
+
+    fn note(&self, sources: &mut Distinct, r: &SampleRecord, _role: &Role) {
+        sources.insert(&r.src_addr);
+    }
+
+    fn min_limit(&self) -> f64 {
+        min_limit(&self.groups, self.config.pps, |g| g.tcp_flood_pps)
+    }
+
+    fn limit(&self, key: &Addr) -> f64 {
+        group_limit(&self.groups, key, self.config.pps, |g| g.tcp_flood_pps)
+    }
+
+    fn subject(key: &Addr) -> Subject {
+        Subject::Destination(*key)
+    }
+
+    fn judge(&self, _w: &RateWindow, sources: &Distinct) -> Option<Judgement> {
+        let sources = sources.estimate() as u64;
+        (sources >= self.config.min_sources).then_some(Judgement {
+            reason: "many distinct sources (spoofed)",
+            distinct_sources: Some(sources),
+        })
+    }
+}
+
+pub fn tcp_flood(config: &DetectConfig) -> RateDetector<TcpFlood> {
+    RateDetector::new(
+        TcpFlood {
+            config: config.tcp_flood,
+            groups: config.host_groups.clone(),
+        },
+        config.tracked_keys,
+    )
+}
+
 // --- UDP amplification -------------------------------------------------
 
 pub struct Amplification {
@@ -366,6 +426,24 @@ pub const EVASION: Plain = Plain {
     },
     group_pps: |_| None,
     reason: "frames built to evade parsing (too many IPv6 extension headers, or tiny first fragments)",
+};
+
+pub const UDP_FLOOD: Plain = Plain {
+    kind: DetectorKind::UdpFlood,
+    counts: |r| r.class == ProtocolClass::Udp as u8,
+    group_pps: |g| g.udp_flood_pps,
+    reason: "UDP packet rate above threshold",
+};
+
+pub const IP_FLOOD: Plain = Plain {
+    kind: DetectorKind::IpFlood,
+    counts: |r| {
+        r.class == ProtocolClass::Gre as u8
+            || r.class == ProtocolClass::Sctp as u8
+            || r.class == ProtocolClass::OtherIp as u8
+    },
+    group_pps: |g| g.ip_flood_pps,
+    reason: "packet rate of other IP protocols above threshold",
 };
 
 pub struct PlainFlood {
