@@ -82,6 +82,26 @@ fn one_event() -> nta::pipeline::detect::AlertEvent {
         .unwrap_or_else(|| panic!("no alert event"))
 }
 
+/// Reads one HTTP request: the connection back, the request line
+/// ("POST /hook") and the body.
+fn read_request(conn: std::net::TcpStream) -> (std::net::TcpStream, String, Vec<u8>) {
+    let mut reader = BufReader::new(conn);
+    let mut request = String::new();
+    let _ = reader.read_line(&mut request);
+    let mut len = 0usize;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body);
+    let words: Vec<&str> = request.split_whitespace().take(2).collect();
+    (reader.into_inner(), words.join(" "), body)
+}
+
 /// Accepts HTTP requests, answers 200 (or 500 the first `fail` times) and
 /// hands each body to the test.
 fn webhook_server(fail: usize) -> (SocketAddr, mpsc::Receiver<String>) {
@@ -92,17 +112,7 @@ fn webhook_server(fail: usize) -> (SocketAddr, mpsc::Receiver<String>) {
         let mut failed = 0;
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            let mut reader = BufReader::new(conn);
-            let mut len = 0usize;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
+            let (mut conn, _, body) = read_request(conn);
             let status = if failed < fail {
                 failed += 1;
                 "500 Internal Server Error"
@@ -110,7 +120,6 @@ fn webhook_server(fail: usize) -> (SocketAddr, mpsc::Receiver<String>) {
                 let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
                 "200 OK"
             };
-            let mut conn = reader.into_inner();
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -278,22 +287,8 @@ fn answering(status: &'static str, headers: &'static str) -> (SocketAddr, mpsc::
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            let mut reader = BufReader::new(conn);
-            let mut request = String::new();
-            let _ = reader.read_line(&mut request);
-            let mut line = String::new();
-            let mut len = 0usize;
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let words: Vec<&str> = request.split_whitespace().take(2).collect();
-            let _ = tx.send(words.join(" "));
-            let mut conn = reader.into_inner();
+            let (mut conn, request, _) = read_request(conn);
+            let _ = tx.send(request);
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"

@@ -357,7 +357,8 @@ fn allowlisted_sources_and_destinations_never_alert() {
     assert!(ev.is_empty());
     let c = e.counters();
     assert!(c.allowlisted[DetectorKind::SynFlood as usize] >= 2);
-    assert_eq!(c.allowlisted[DetectorKind::PortScan as usize], 1);
+    // 200 ports in a second cross both tiers, fast (50) and slow (100).
+    assert_eq!(c.allowlisted[DetectorKind::PortScan as usize], 2);
 }
 
 #[test]
@@ -619,4 +620,46 @@ fn a_tcp_flood_without_syn_needs_spoofed_sources() {
     assert_eq!(s.len(), 1, "{ev:?}");
     let sources = s[0].incident.latest.distinct_sources.unwrap_or(0);
     assert!((900..=1100).contains(&sources), "{sources}");
+}
+
+#[test]
+fn slow_scans_spread_over_minutes_are_found() {
+    let mut e = engine(DetectConfig::default());
+    // nmap -sS --scan-delay 250ms: 4 ports a second for 30 s. Never 50
+    // in a 10 s window; 100 within the slow tier's 5 minutes.
+    let mut out = Vec::new();
+    let mut found_at = None;
+    for i in 0..120u64 {
+        let ts = 100 * NS + i * NS / 4;
+        let mut r = syn(ts, [198, 18, 0, 9]);
+        r.dst_port = 1 + i as u16;
+        e.observe(&r, true, &mut out);
+        e.advance(ts, &mut out);
+        if found_at.is_none() && !starts(&out, DetectorKind::PortScan).is_empty() {
+            found_at = Some(i + 1);
+        }
+    }
+    assert_eq!(found_at, Some(100), "the 100th port: {out:?}");
+    let s = starts(&out, DetectorKind::PortScan);
+    assert!(
+        s[0].incident.latest.reason.starts_with("slow scan"),
+        "{:?}",
+        s[0].incident.latest.reason
+    );
+    // 25 hosts in 5 minutes on one port: a slow sweep.
+    let mut e = engine(DetectConfig::default());
+    let mut out = Vec::new();
+    for i in 0..25u64 {
+        let ts = 100 * NS + i * 12 * NS;
+        let mut r = syn(ts, [198, 18, 0, 10]);
+        r.dst_addr = map_ipv4([198, 18, 20, i as u8]);
+        e.observe(&r, true, &mut out);
+        e.advance(ts, &mut out);
+        assert_eq!(
+            starts(&out, DetectorKind::Sweep).len(),
+            usize::from(i == 24),
+            "host {}",
+            i + 1
+        );
+    }
 }

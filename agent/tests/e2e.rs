@@ -774,7 +774,8 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     let alerts = dir.join("alerts.jsonl");
     std::fs::write(
         &cfg,
-        "[detect]\nport_scan = { window = \"10s\", distinct = 1000 }\n",
+        "[detect]\nport_scan = { window = \"10s\", distinct = 1000 }\n\
+         slow_port_scan = { window = \"5m\", distinct = 1000 }\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let check = Command::new(NTA)
@@ -805,7 +806,7 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
             .filter(|l| l.contains("\"name\":\"port_scan\"") && l.contains("\"state\":\"start\""))
             .count()
     };
-    // 100 ports: under the first config's 1000.
+    // 100 ports: under the first config's 1000 (both tiers).
     send_frames(
         ns.name(),
         &veth.inner,

@@ -19,6 +19,20 @@ pub struct Second {
     pub new_flows: u64,
 }
 
+impl Second {
+    /// Adds another step's counts to this one's.
+    fn add(&mut self, other: &Second) {
+        for i in 0..CLASS_COUNT {
+            self.packets[i] += other.packets[i];
+            self.bytes[i] += other.bytes[i];
+        }
+        for i in 0..4 {
+            self.tcp_flags[i] += other.tcp_flags[i];
+        }
+        self.new_flows += other.new_flows;
+    }
+}
+
 /// Upper bounds of the size histogram's buckets (the last is open).
 pub const SIZE_BUCKETS: [u64; 8] = [64, 128, 256, 512, 1024, 1518, 9000, u64::MAX];
 
@@ -63,15 +77,10 @@ impl Timeline {
         self.step = self.step.saturating_mul(2);
         let old = std::mem::take(&mut self.seconds);
         for (sec, s) in old {
-            let m = self.seconds.entry(sec / self.step * self.step).or_default();
-            for i in 0..CLASS_COUNT {
-                m.packets[i] += s.packets[i];
-                m.bytes[i] += s.bytes[i];
-            }
-            for i in 0..4 {
-                m.tcp_flags[i] += s.tcp_flags[i];
-            }
-            m.new_flows += s.new_flows;
+            self.seconds
+                .entry(sec / self.step * self.step)
+                .or_default()
+                .add(&s);
         }
     }
 
@@ -129,15 +138,7 @@ impl Timeline {
             .map(|i| (first + i * width, Second::default()))
             .collect();
         for (sec, s) in &self.seconds {
-            let b = &mut bins[((sec - first) / width) as usize].1;
-            for i in 0..CLASS_COUNT {
-                b.packets[i] += s.packets[i];
-                b.bytes[i] += s.bytes[i];
-            }
-            for i in 0..4 {
-                b.tcp_flags[i] += s.tcp_flags[i];
-            }
-            b.new_flows += s.new_flows;
+            bins[((sec - first) / width) as usize].1.add(s);
         }
         (bins, width)
     }

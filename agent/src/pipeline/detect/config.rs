@@ -35,6 +35,9 @@ pub struct DetectConfig {
     /// pairs...); beyond it light keys are evicted (counted).
     pub tracked_keys: usize,
     pub port_scan: ScanConfig,
+    /// The same over a long window with a higher count: a scan slowed to
+    /// a few ports a second stays under `port_scan` in every window.
+    pub slow_port_scan: ScanConfig,
     pub sweep: ScanConfig,
     pub syn_flood: SynFloodConfig,
     pub amplification: AmplificationConfig,
@@ -64,9 +67,16 @@ impl Default for DetectConfig {
                 window: Duration::from_secs(10),
                 distinct: 50,
             },
+            // 4 ports a second for 30 s is 120 ports: found at 100.
+            slow_port_scan: ScanConfig {
+                window: Duration::from_secs(300),
+                distinct: 100,
+            },
+            // 25 hosts within 5 minutes (Zeek's default): a fast sweep
+            // crosses it as soon as its 25th host, a slow one too.
             sweep: ScanConfig {
-                window: Duration::from_secs(10),
-                distinct: 32,
+                window: Duration::from_secs(300),
+                distinct: 25,
             },
             syn_flood: SynFloodConfig::default(),
             amplification: AmplificationConfig::default(),
@@ -351,7 +361,11 @@ impl DetectConfig {
                 ),
             ));
         }
-        for (key, s) in [("port_scan", &self.port_scan), ("sweep", &self.sweep)] {
+        for (key, s) in [
+            ("port_scan", &self.port_scan),
+            ("slow_port_scan", &self.slow_port_scan),
+            ("sweep", &self.sweep),
+        ] {
             if s.distinct < 2 {
                 return Err(invalid(format!("{key}.distinct"), "must be at least 2"));
             }

@@ -33,6 +33,7 @@ fn detectors(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
     let n = config.tracked_keys;
     vec![
         Box::new(PortScanDetector::new(config.port_scan, n)),
+        Box::new(PortScanDetector::slow(config.slow_port_scan, n)),
         Box::new(SweepDetector::new(config.sweep, n)),
         Box::new(flood::syn_flood(config)),
         Box::new(flood::amplification(config)),

@@ -157,6 +157,8 @@ impl ScanState {
 
 pub struct ScanDetector<S: ScanShape> {
     config: ScanConfig,
+    /// What its findings say (a fast or a slow scan).
+    reason: &'static str,
     window_ns: u64,
     keys: Tracked<S::Key, ScanState>,
     last_prune: u64,
@@ -164,8 +166,27 @@ pub struct ScanDetector<S: ScanShape> {
 
 impl<S: ScanShape> ScanDetector<S> {
     pub fn new(config: ScanConfig, tracked_keys: usize) -> ScanDetector<S> {
+        Self::with_reason(config, tracked_keys, "distinct count crossed the threshold")
+    }
+
+    /// The same shape over a long window: slow scans, found as the same
+    /// detector (their incident merges with a fast one's).
+    pub fn slow(config: ScanConfig, tracked_keys: usize) -> ScanDetector<S> {
+        Self::with_reason(
+            config,
+            tracked_keys,
+            "slow scan: distinct count crossed the long window's threshold",
+        )
+    }
+
+    fn with_reason(
+        config: ScanConfig,
+        tracked_keys: usize,
+        reason: &'static str,
+    ) -> ScanDetector<S> {
         ScanDetector {
             config,
+            reason,
             window_ns: config.window_ns(),
             keys: Tracked::new(tracked_keys),
             last_prune: 0,
@@ -235,7 +256,7 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         let due = s.reported_ns == 0 || ts >= s.reported_ns.saturating_add(NS);
         if estimate >= threshold && due {
             s.reported_ns = ts.max(1);
-            let reason = "distinct count crossed the threshold";
+            let reason = self.reason;
             let f = match self.keys.get(&key) {
                 Some(s) => self.finding(&key, s, ts, reason),
                 None => return,
