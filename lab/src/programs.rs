@@ -210,6 +210,10 @@ pub const PROGRAMS: &[Program] = &[
         "adds rust-src to nightly and runs nightly clippy on the XDP program",
     ),
     toolchain("bpf-linker", "links the XDP program"),
+    toolchain(
+        "cargo-fuzz",
+        "runs the fuzz targets (cargo xtask fuzz; 30 s each in cargo xtask test)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

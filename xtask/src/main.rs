@@ -6,6 +6,7 @@
 mod bench;
 mod cycles;
 mod demo;
+mod fuzz;
 mod leftovers;
 mod setup;
 mod util;
@@ -26,8 +27,9 @@ enum Command {
     Setup,
     /// Build the release `nta` binary (XDP program included).
     Build,
-    /// Format check, clippy, and every test, the privileged kernel and
-    /// network tests included (run as root; under CI=true they must run).
+    /// Format check, clippy, every test (the privileged kernel and
+    /// network tests included: run as root; under CI=true they must run),
+    /// then every fuzz target for 30 s.
     Test,
     /// Run nta on a lab namespace with generated traffic and show a live
     /// per-protocol table, for a bounded time.
@@ -35,6 +37,10 @@ enum Command {
     /// Measure nta against baselines in the same run and rewrite
     /// BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Fuzz every parser of untrusted bytes (packet parser, capture
+    /// files, capture filter, config, web config) for a bounded time;
+    /// corpora stay under target/fuzz.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test(),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(&args),
     }
 }
 
@@ -74,5 +81,10 @@ fn test() -> anyhow::Result<()> {
     );
     let left = leftovers::check(&marker, &namespaces_before);
     tests?;
-    left
+    left?;
+    // Every parser of untrusted bytes, 30 s each.
+    fuzz::run(&fuzz::FuzzArgs {
+        seconds: 30,
+        target: None,
+    })
 }

@@ -9,6 +9,7 @@
 //!   shared object (`libLLVM.so` and its SONAME); the binary's rpath points
 //!   there, so it runs outside `rustup run` too. A stamp file records the
 //!   nightly it was built for, so a new nightly triggers a rebuild.
+//! - `cargo-fuzz`, built from crates.io, for the fuzz targets.
 //! - the Debian packages of every program in the one table of external
 //!   programs (`nta_lab::programs::PROGRAMS`).
 //!
@@ -38,6 +39,9 @@ pub fn ensure(verbose: bool) -> anyhow::Result<()> {
     if ensure_bpf_linker()? {
         installed.push("bpf-linker".to_string());
     }
+    if ensure_cargo_fuzz()? {
+        installed.push("cargo-fuzz".to_string());
+    }
     let packages = ensure_apt_packages()?;
     if !packages.is_empty() {
         installed.push(format!("apt: {}", packages.join(" ")));
@@ -50,7 +54,7 @@ pub fn ensure(verbose: bool) -> anyhow::Result<()> {
         );
     } else if verbose {
         eprintln!(
-            "==> setup: everything in place ({} apt packages, rust-src, bpf-linker), checked in {secs:.2} s",
+            "==> setup: everything in place ({} apt packages, rust-src, bpf-linker, cargo-fuzz), checked in {secs:.2} s",
             apt_packages().len()
         );
     }
@@ -185,6 +189,22 @@ fn ensure_bpf_linker() -> anyhow::Result<bool> {
         );
     }
     fs::write(&stamp, vv).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(true)
+}
+
+/// Installs cargo-fuzz (with nightly, which it runs on) unless it runs;
+/// true when it installed it.
+fn ensure_cargo_fuzz() -> anyhow::Result<bool> {
+    let runs = program("cargo-fuzz")
+        .ok()
+        .and_then(|mut c| c.arg("--version").output().ok())
+        .is_some_and(|o| o.status.success());
+    if runs {
+        return Ok(false);
+    }
+    eprintln!("==> building cargo-fuzz from crates.io; about a minute");
+    run(program("cargo")?.args(["+nightly", "install", "cargo-fuzz", "--locked"]))
+        .context("`cargo +nightly install cargo-fuzz --locked` failed")?;
     Ok(true)
 }
 

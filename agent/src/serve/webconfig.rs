@@ -71,6 +71,9 @@ pub struct WebConfig {
     dummy: String,
 }
 
+/// The highest bcrypt cost a user's hash may have.
+const MAX_BCRYPT_COST: u32 = 16;
+
 /// Verified credentials remembered at most (then the cache starts over).
 const VERIFIED_CACHE: usize = 1024;
 
@@ -86,10 +89,16 @@ impl WebConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// The config in `text`, as if read from `path` (relative certificate
+    /// paths are relative to it).
+    pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
         let file: WebConfigFile = if text.trim().is_empty() {
             WebConfigFile::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| WebConfigError::Parse {
+            serde_yaml_ng::from_str(text).map_err(|e| WebConfigError::Parse {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?
@@ -112,6 +121,14 @@ impl WebConfig {
                 return Err(invalid(
                     "basic_auth_users",
                     format!("user name {user:?} contains ':'"),
+                ));
+            }
+            // Every login pays the hash's cost: past 16 (about 4 s here)
+            // one client could keep the server's bcrypt slots busy.
+            if bcrypt_cost(hash).is_some_and(|c| c > MAX_BCRYPT_COST) {
+                return Err(invalid(
+                    &format!("basic_auth_users.{user}"),
+                    format!("bcrypt cost above {MAX_BCRYPT_COST}; use 10 to 12"),
                 ));
             }
             if bcrypt::verify("", hash).is_err() {
@@ -401,6 +418,14 @@ mod tests {
             e.contains("basic_auth_users.prom: not a bcrypt hash"),
             "{e}"
         );
+        // A cost that would make every login take minutes.
+        let slow = bcrypt::hash("x", 4)
+            .unwrap_or_default()
+            .replacen("$04$", "$31$", 1);
+        let e = load(&format!("basic_auth_users:\n  prom: '{slow}'\n"))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("bcrypt cost above 16"), "{e}");
         let e = load(
             "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suites: [x]\n",
         )
