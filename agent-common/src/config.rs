@@ -16,13 +16,34 @@ pub struct SamplerConfig {
     /// needs, so the program drops them after counting instead of handing
     /// them to the kernel stack. Zero (the default) passes every frame.
     pub mirror: u32,
+    /// Control-packet records one CPU may write per millisecond
+    /// ([`BUDGET_WINDOW_NS`]) at the full control rate; past it the
+    /// program keeps 1 in 2^n of them at random, n chosen so that about
+    /// this many remain, and each record carries its rate. 0 = no limit.
+    pub control_budget: u32,
+    /// Non-zero: the first packet of every flow the program has not seen
+    /// lately is sampled like a control packet, so a UDP scan or a flow
+    /// of few packets is seen whole at any data rate.
+    pub first_packet: u32,
+    /// Key of the program's flow hash ([`flow_hash`]); drawn at random by
+    /// the agent for each process.
+    pub flow_key: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 32);
 
 pub const DEFAULT_DATA_RATE: u32 = 64;
 pub const DEFAULT_CONTROL_RATE: u32 = 1;
 pub const DEFAULT_WAKEUP_BATCH: u32 = 1024;
+/// 64 records per CPU and millisecond: 128k/s on two CPUs, within what
+/// the pipeline takes (about 2 M/s) and the ring holds (58k records).
+pub const DEFAULT_CONTROL_BUDGET: u32 = 64;
+/// The budget's window: one millisecond of `bpf_ktime_get_ns`.
+pub const BUDGET_WINDOW_NS: u64 = 1_000_000;
+/// Thinning stops at 1 in 2^16: 64 << 16 is 4 G control packets a second.
+pub const MAX_THINNING_SHIFT: u32 = 16;
+/// Slots of the program's recently-seen-flows table (a power of two).
+pub const SEEN_FLOW_SLOTS: u32 = 1 << 16;
 
 impl Default for SamplerConfig {
     fn default() -> Self {
@@ -31,10 +52,104 @@ impl Default for SamplerConfig {
             control_rate: DEFAULT_CONTROL_RATE,
             wakeup_batch: DEFAULT_WAKEUP_BATCH,
             mirror: 0,
+            control_budget: DEFAULT_CONTROL_BUDGET,
+            first_packet: 1,
+            flow_key: 0,
         }
     }
+}
+
+/// The shift (thinning to 1 in 2^shift) that brings `seen` control
+/// packets of one window within `budget` records: the least n with
+/// `seen <= budget << n`, capped at [`MAX_THINNING_SHIFT`]. Without a
+/// loop or branches: in the XDP program every branch here would multiply
+/// the states the verifier walks.
+#[inline(always)]
+pub fn thinning_shift(seen: u32, budget: u32) -> u32 {
+    let over = seen.saturating_sub(1) / budget.max(1);
+    (u32::BITS - over.leading_zeros()).min(MAX_THINNING_SHIFT)
+}
+
+/// Keyed hash of a flow's endpoints, the same in both directions (the
+/// reply of a seen flow is not new). Written by hand because it runs in
+/// the XDP program: a few multiplies, every word mixed with the key, so
+/// without the key nobody can aim packets at a slot.
+#[inline(always)]
+pub fn flow_hash(key: u64, a: (&[u8; 16], u16), b: (&[u8; 16], u16), protocol: u8) -> u64 {
+    #[inline(always)]
+    fn word(bytes: &[u8; 16], half: usize) -> u64 {
+        let mut w = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            w |= u64::from(bytes[half * 8 + i]) << (8 * i);
+            i += 1;
+        }
+        w
+    }
+    #[inline(always)]
+    fn mix(h: u64, w: u64) -> u64 {
+        let x = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 29)
+    }
+    // Order the endpoints so both directions hash alike.
+    let (lo, hi) = if (a.0, a.1) <= (b.0, b.1) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let ports = u64::from(lo.1) | u64::from(hi.1) << 16 | u64::from(protocol) << 32;
+    let mut h = mix(key, ports);
+    h = mix(h, word(lo.0, 0));
+    h = mix(h, word(lo.0, 1));
+    h = mix(h, word(hi.0, 0));
+    h = mix(h, word(hi.0, 1));
+    // Final avalanche (murmur3's fmix64) so slot and tag bits both depend
+    // on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Ring buffer size in bytes: 4 MiB holds ~58k records, ~180 ms of
 /// 1-in-64 samples at 20 Mpps.
 pub const SAMPLES_RING_BYTES: u32 = 4 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_brings_a_window_within_the_budget() {
+        assert_eq!(thinning_shift(0, 64), 0);
+        assert_eq!(thinning_shift(64, 64), 0);
+        assert_eq!(thinning_shift(65, 64), 1);
+        assert_eq!(thinning_shift(1000, 64), 4);
+        assert_eq!(thinning_shift(1024, 64), 4);
+        assert_eq!(thinning_shift(1025, 64), 5);
+        assert_eq!(thinning_shift(u32::MAX, 64), MAX_THINNING_SHIFT);
+        assert_eq!(thinning_shift(5, 0), 3);
+        for seen in 0..5000 {
+            let n = thinning_shift(seen, 64);
+            assert!(seen <= 64 << n, "{seen} {n}");
+            assert!(n == 0 || seen > 64 << (n - 1), "{seen} {n}");
+        }
+    }
+
+    #[test]
+    fn the_flow_hash_is_symmetric_keyed_and_spreads() {
+        let a = (&[1u8; 16], 40000);
+        let b = (&[2u8; 16], 53);
+        assert_eq!(flow_hash(7, a, b, 17), flow_hash(7, b, a, 17));
+        assert_ne!(flow_hash(7, a, b, 17), flow_hash(8, a, b, 17));
+        assert_ne!(flow_hash(7, a, b, 17), flow_hash(7, a, b, 6));
+        // A port scan's flows land in distinct slots of the table.
+        let mut slots = std::collections::HashSet::new();
+        for port in 0..1000u16 {
+            let h = flow_hash(0x1234, a, (&[2u8; 16], port), 17);
+            slots.insert(h as u32 & (SEEN_FLOW_SLOTS - 1));
+        }
+        assert!(slots.len() > 980, "{} slots", slots.len());
+    }
+}

@@ -33,6 +33,13 @@ pub struct Counters {
     /// Frames that passed the capture filter but found the capture ring
     /// buffer full (or could not be copied).
     pub capture_dropped: u64,
+    /// Frames taken for the first packet of a flow the program had not
+    /// seen lately (sampled like control packets).
+    pub first_packets: u64,
+    /// Control packets (and first packets) left out because this CPU's
+    /// budget of records for the millisecond was spent: the records kept
+    /// carry the thinning in their rate.
+    pub control_thinned: u64,
 }
 
 /// Where the 1-in-N samplers are on this CPU.
@@ -44,6 +51,12 @@ pub struct SamplerState {
     pub since_wakeup: u32,
     /// Capture records since the last consumer wakeup.
     pub capture_since_wakeup: u32,
+    /// Start of the control budget's current window (`bpf_ktime_get_ns`).
+    pub window_start_ns: u64,
+    /// Control candidates seen in the current window.
+    pub window_seen: u32,
+    /// Thinning in force: 1 in 2^shift control candidates is kept.
+    pub shift: u32,
 }
 
 #[repr(C)]
@@ -55,10 +68,10 @@ pub struct CpuState {
 
 const _: () = assert!(
     core::mem::size_of::<Counters>()
-        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 4) * 8
+        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 6) * 8
 );
-const _: () = assert!(core::mem::size_of::<SamplerState>() == 16);
-const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 16);
+const _: () = assert!(core::mem::size_of::<SamplerState>() == 32);
+const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 32);
 
 impl Counters {
     /// Adds another CPU's counters to these (userspace sums per-CPU values).
@@ -78,6 +91,8 @@ impl Counters {
         self.ringbuf_dropped = self.ringbuf_dropped.wrapping_add(other.ringbuf_dropped);
         self.captured = self.captured.wrapping_add(other.captured);
         self.capture_dropped = self.capture_dropped.wrapping_add(other.capture_dropped);
+        self.first_packets = self.first_packets.wrapping_add(other.first_packets);
+        self.control_thinned = self.control_thinned.wrapping_add(other.control_thinned);
     }
 
     /// Counts one parsed frame of `frame_len` bytes: the one counting rule
@@ -88,7 +103,10 @@ impl Counters {
         fn bump(c: &mut u64, by: u64) {
             *c = c.wrapping_add(by);
         }
-        let class = p.class as usize;
+        // Opaque to LLVM, so the bounds checks below stay: the verifier
+        // may not know the class (the XDP program spills the parse), and
+        // LLVM would drop them trusting the enum's range.
+        let class = core::hint::black_box(p.class as usize);
         if let Some(n) = self.packets.get_mut(class) {
             bump(n, 1);
         }
@@ -127,7 +145,7 @@ impl Counters {
 
     #[inline(always)]
     fn count_error(&mut self, e: ParseError) {
-        if let Some(n) = self.parse_errors.get_mut(e as usize) {
+        if let Some(n) = self.parse_errors.get_mut(core::hint::black_box(e as usize)) {
             *n = n.wrapping_add(1);
         }
     }

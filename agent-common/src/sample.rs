@@ -40,6 +40,9 @@ pub mod record_flags {
     pub const LATER_FRAGMENT: u8 = 0x04;
     /// The frame is larger than its first buffer (XDP multi-buffer).
     pub const MULTI_BUFFER: u8 = 0x08;
+    /// Sampled as the first packet of a flow the program had not seen
+    /// lately (the control sampler took it).
+    pub const FIRST_PACKET: u8 = 0x10;
 }
 
 #[repr(C)]
@@ -134,6 +137,8 @@ pub struct SampleMeta {
     pub sample_rate: u32,
     /// The frame is larger than its first buffer (XDP multi-buffer).
     pub multi_buffer: bool,
+    /// Taken as the first packet of a flow (by the control sampler).
+    pub first_packet: bool,
 }
 
 impl SampleRecord {
@@ -146,8 +151,11 @@ impl SampleRecord {
         meta: SampleMeta,
     ) -> SampleRecord {
         let mut flags = 0u8;
-        if p.is_control() {
+        if p.is_control() || meta.first_packet {
             flags |= record_flags::CONTROL;
+        }
+        if meta.first_packet {
+            flags |= record_flags::FIRST_PACKET;
         }
         if p.fragment {
             flags |= record_flags::FRAGMENT;

@@ -3,9 +3,10 @@
 
 use agent_common::{
     capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES, MAX_QUEUES},
-    config::{SAMPLES_RING_BYTES, SamplerConfig},
+    config::{SAMPLES_RING_BYTES, SEEN_FLOW_SLOTS, SamplerConfig},
     counters::CpuState,
     filter::{FilterInput, FilterTable},
+    parse::Parsed,
 };
 use aya_ebpf::{
     macros::map,
@@ -26,6 +27,12 @@ pub static COUNTERS: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0)
 /// Sampling configuration written by the agent (entry 0).
 #[map]
 pub static CONFIG: Array<SamplerConfig> = Array::with_max_entries(1, 0);
+
+/// Recently seen flows: slot = keyed flow hash, value = a tag from the
+/// hash's upper half (0 = empty). Shared by the CPUs (a flow may move
+/// between them); a lost race only costs one extra first-packet record.
+#[map]
+pub static SEEN_FLOWS: Array<u32> = Array::with_max_entries(SEEN_FLOW_SLOTS, 0);
 
 /// Sampled header records for the agent.
 #[map]
@@ -48,6 +55,11 @@ pub static CAPTURES: RingBuf = RingBuf::with_byte_size(DEFAULT_CAPTURE_RING_BYTE
 /// Per-CPU scratch for the capture filter's input (see `capture.rs`).
 #[map]
 pub static FILTER_INPUT: PerCpuArray<FilterInput> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU copy of the frame's parse, length and first buffer's length
+/// (see `sensor.rs`).
+#[map]
+pub static PARSED: PerCpuArray<(Parsed, u64, u64)> = PerCpuArray::with_max_entries(1, 0);
 
 /// AF_XDP sockets by receive queue (capture with `af_xdp` set).
 #[map]

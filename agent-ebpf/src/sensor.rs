@@ -1,20 +1,24 @@
 //! Per-packet work: parse, count, sample.
 
 use agent_common::{
-    config::SamplerConfig,
-    counters::CpuState,
+    class::ProtocolClass,
+    config::{
+        BUDGET_WINDOW_NS, MAX_THINNING_SHIFT, SEEN_FLOW_SLOTS, SamplerConfig, flow_hash,
+        thinning_shift,
+    },
+    counters::{CpuState, SamplerState},
     parse::{self, Parsed},
     sample::{SampleMeta, SampleRecord},
 };
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
-    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_xdp_get_buff_len},
     programs::XdpContext,
 };
 
 use crate::{
     frame::XdpFrame,
-    maps::{CAPTURE_CONFIG, CONFIG, COUNTERS, SAMPLES, bump},
+    maps::{CAPTURE_CONFIG, CONFIG, COUNTERS, PARSED, SAMPLES, SEEN_FLOWS, bump},
 };
 
 /// Counts and samples one frame; returns the verdict (XDP_PASS unless the
@@ -39,34 +43,65 @@ pub fn observe(ctx: &XdpContext) -> u32 {
     };
     state.counters.count(&parsed, frame_len);
 
-    let config = CONFIG.get(0).copied().unwrap_or_default();
-    if let Some(rate) = sampling_decision(state, &parsed, &config) {
-        let multi_buffer = frame_len > linear;
-        submit_sample(
-            ctx,
-            &frame,
-            state,
-            &parsed,
-            rate,
-            frame_len,
-            multi_buffer,
-            &config,
-        );
-    }
-    // Last: after it the parsed frame is dead, which lets the verifier
-    // prune the filter loops' states across the parser's paths.
+    // From here on the parse and the lengths are read back from map memory
+    // (as the capture filter's input is) and the frame's pointers are
+    // taken afresh: the verifier then knows neither the parse's values
+    // nor how far the parser checked the packet, so it walks sampling and capture about
+    // once instead of once per parser path (it ran out of its million
+    // instructions otherwise). The volatile write keeps LLVM from
+    // forwarding the values past the map.
+    let Some(slot) = PARSED.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: per-CPU map value, no concurrent user on this CPU; the
+    // value read back is the one just written.
+    let (parsed, frame_len, linear) = unsafe {
+        core::ptr::write_volatile(slot, (parsed, frame_len, linear));
+        let (parsed, frame_len, linear): &(Parsed, u64, u64) = &*slot;
+        (parsed, *frame_len, *linear)
+    };
+    let frame = XdpFrame::new(ctx);
+
+    // Capture first: its filter loops are most of what the verifier
+    // walks, so they see the few states left after the copy above, not
+    // those times every branch of sampling.
+    let mut verdict = None;
     let capture = CAPTURE_CONFIG.get(0).copied().unwrap_or_default();
-    if capture.snaplen != 0 && crate::capture::selected(&frame, &parsed, &capture) {
+    if capture.snaplen != 0 && crate::capture::selected(&frame, parsed, &capture) {
         if capture.af_xdp == 0 {
             crate::capture::copy_frame(ctx, state, frame_len, capture);
-        } else if let Some(verdict) = crate::capture::redirect(ctx, state) {
-            return verdict;
+        } else {
+            verdict = crate::capture::redirect(ctx, state);
         }
     }
-    if config.mirror != 0 {
-        xdp_action::XDP_DROP
-    } else {
-        xdp_action::XDP_PASS
+
+    // Read in place: a copy would cost stack.
+    // Entry 0 of a one-entry array always exists.
+    let Some(config) = CONFIG.get(0) else {
+        return verdict.unwrap_or(xdp_action::XDP_PASS);
+    };
+    let control = parsed.is_control();
+    let first =
+        !control && config.first_packet != 0 && first_of_flow(&frame, parsed, config.flow_key);
+    if first {
+        bump(&mut state.counters.first_packets, 1);
+    }
+    if let Some(rate) = sampling_decision(state, control || first, config) {
+        let meta = SampleMeta {
+            // SAFETY: plain helper without arguments.
+            timestamp_ns: unsafe { bpf_ktime_get_ns() },
+            ifindex: ctx.ingress_ifindex() as u32,
+            frame_len: frame_len as u32,
+            sample_rate: rate,
+            multi_buffer: frame_len > linear,
+            first_packet: first,
+        };
+        submit_sample(state, &frame, parsed, meta, config);
+    }
+    match verdict {
+        Some(v) => v,
+        None if config.mirror != 0 => xdp_action::XDP_DROP,
+        None => xdp_action::XDP_PASS,
     }
 }
 
@@ -82,11 +117,37 @@ fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
     linear >= 1024 || u64::from(p.ip_end) > linear
 }
 
-/// Deterministic 1-in-N: every N-th packet of each kind on this CPU.
+/// Whether the frame is the first packet of a flow not seen lately (its
+/// keyed hash's slot held another tag); marks it seen.
+/// Non-IP frames, later fragments (no ports) and malformed frames are not
+/// flows.
+#[inline(always)]
+fn first_of_flow(frame: &XdpFrame, p: &Parsed, key: u64) -> bool {
+    if p.ip_version == 0 || matches!(p.class, ProtocolClass::Fragment | ProtocolClass::Malformed) {
+        return false;
+    }
+    let (src, dst) = p.addresses(frame);
+    let h = flow_hash(key, (&src, p.src_port), (&dst, p.dst_port), p.l4_proto);
+    let tag = (h >> 32) as u32 | 1;
+    let Some(slot) = SEEN_FLOWS.get_ptr_mut(h as u32 & (SEEN_FLOW_SLOTS - 1)) else {
+        return false;
+    };
+    // SAFETY: array map value; a racing CPU can only make one frame look
+    // new twice or seen once too often (u32 stores do not tear).
+    let slot = unsafe { &mut *slot };
+    if *slot == tag {
+        return false;
+    }
+    *slot = tag;
+    true
+}
+
+/// Deterministic 1-in-N: every N-th packet of each kind on this CPU; then,
+/// for control packets, this CPU's budget of records per millisecond.
 /// Returns the rate that applied when this packet is sampled.
 #[inline(always)]
-fn sampling_decision(state: &mut CpuState, p: &Parsed, config: &SamplerConfig) -> Option<u32> {
-    let (rate, seen) = if p.is_control() {
+fn sampling_decision(state: &mut CpuState, control: bool, config: &SamplerConfig) -> Option<u32> {
+    let (rate, seen) = if control {
         (config.control_rate, &mut state.sampler.control_seen)
     } else {
         (config.data_rate, &mut state.sampler.data_seen)
@@ -95,43 +156,62 @@ fn sampling_decision(state: &mut CpuState, p: &Parsed, config: &SamplerConfig) -
         return None;
     }
     let next = *seen + 1;
-    if next >= rate {
-        *seen = 0;
-        Some(rate)
-    } else {
+    if next < rate {
         *seen = next;
-        None
+        return None;
     }
+    *seen = 0;
+    if !control || config.control_budget == 0 {
+        return Some(rate);
+    }
+    let shift = budget_shift(&mut state.sampler, config.control_budget);
+    // SAFETY: plain helper without arguments.
+    if shift != 0 && unsafe { bpf_get_prandom_u32() } & ((1 << shift) - 1) != 0 {
+        bump(&mut state.counters.control_thinned, 1);
+        return None;
+    }
+    // Kept with probability 2^-shift, so it stands for 2^shift packets.
+    Some(rate.saturating_mul(1 << shift))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The thinning in force for this control packet: the last millisecond's
+/// count sets it when a window starts (none after an idle millisecond),
+/// and it grows within a window as soon as the window's count passes
+/// `budget << shift`, so a flood's first millisecond is cut down too.
+#[inline(always)]
+fn budget_shift(s: &mut SamplerState, budget: u32) -> u32 {
+    // SAFETY: plain helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let elapsed = now.wrapping_sub(s.window_start_ns);
+    if elapsed >= BUDGET_WINDOW_NS {
+        s.shift = if elapsed < 2 * BUDGET_WINDOW_NS {
+            thinning_shift(s.window_seen, budget)
+        } else {
+            0
+        };
+        s.window_start_ns = now;
+        s.window_seen = 0;
+    }
+    s.window_seen = s.window_seen.saturating_add(1);
+    if s.shift < MAX_THINNING_SHIFT && (s.window_seen >> s.shift) > budget {
+        s.shift += 1;
+    }
+    s.shift
+}
+
 #[inline(always)]
 fn submit_sample(
-    ctx: &XdpContext,
-    frame: &XdpFrame,
     state: &mut CpuState,
+    frame: &XdpFrame,
     p: &Parsed,
-    rate: u32,
-    frame_len: u64,
-    multi_buffer: bool,
+    meta: SampleMeta,
     config: &SamplerConfig,
 ) {
     let Some(mut entry) = SAMPLES.reserve::<SampleRecord>(0) else {
         bump(&mut state.counters.ringbuf_dropped, 1);
         return;
     };
-    entry.write(SampleRecord::from_parsed(
-        p,
-        p.addresses(frame),
-        SampleMeta {
-            // SAFETY: plain helper without arguments.
-            timestamp_ns: unsafe { bpf_ktime_get_ns() },
-            ifindex: ctx.ingress_ifindex() as u32,
-            frame_len: frame_len as u32,
-            sample_rate: rate,
-            multi_buffer,
-        },
-    ));
+    entry.write(SampleRecord::from_parsed(p, p.addresses(frame), meta));
     // Wake the consumer only every `wakeup_batch` records per CPU; it also
     // drains on a timer, so records in between are never stranded.
     let since = state.sampler.since_wakeup + 1;

@@ -181,6 +181,58 @@ fn nmap_syn_scan_is_a_port_scan_naming_the_scanner_within_2s() {
     assert_eq!(starts, 1, "{:?}", summary(&alerts));
 }
 
+/// UDP probes are data packets, sampled 1 in 64: before the program
+/// sampled the first packet of every flow, this scan left a handful of
+/// samples and no alert.
+#[test]
+fn nmap_udp_scan_is_a_port_scan_at_the_default_sampling() {
+    if !privileged("nmap_udp_scan") {
+        return;
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let dir = TempDir::new("nmap-udp-scan");
+    let agent = lab.agent(&dir, "", &[]);
+    let alerts = dir.join("alerts.jsonl");
+    // A victim that answers every closed port at once (Linux limits its
+    // port-unreachable answers to about one a second per peer, which
+    // slows nmap to a couple of ports a second: that scan is the slow
+    // tier's, found when it reaches 100 ports).
+    lab.in_victim(|| std::fs::write("/proc/sys/net/ipv4/icmp_ratelimit", "0"))
+        .unwrap_or_else(|e| panic!("icmp_ratelimit: {e}"));
+    let mut nmap = lab.attack(
+        30,
+        &[
+            "nmap",
+            "-sU",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--top-ports",
+            "100",
+            VICTIM,
+        ],
+    );
+    let found = wait_for_start(&alerts, "port_scan", Duration::from_secs(15));
+    nmap.kill_group();
+    let (a, _) = found.unwrap_or_else(|| panic!("no port-scan alert: {:?}", summary(&alerts)));
+    assert_eq!(a["source"]["ip"], ATTACKER, "{a}");
+    assert_eq!(a["destination"]["ip"], VICTIM, "{a}");
+    assert!(
+        a["nta"]["alert"]["value"].as_f64().unwrap_or(0.0) >= 50.0,
+        "{a}"
+    );
+    // Seen through first-packet samples at rate 1, not scaled up from
+    // 1-in-64 data samples.
+    assert_eq!(a["nta"]["alert"]["sample_rate"].as_u64(), Some(1), "{a}");
+    let s = agent.scrape();
+    assert!(
+        s.sum("nta_first_packets_total", &[]) >= 50.0,
+        "first packets: {}",
+        s.sum("nta_first_packets_total", &[])
+    );
+}
+
 #[test]
 fn nmap_ping_and_port_sweep_is_a_sweep() {
     if !privileged("nmap_sweep") {

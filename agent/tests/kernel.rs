@@ -35,10 +35,14 @@ struct Harness {
     captures: RingBuf<MapData>,
 }
 
+/// Plain 1-in-N samplers: no first-packet sampling, no control budget
+/// (the tests of those set them).
 fn config(data_rate: u32, control_rate: u32) -> SamplerConfig {
     SamplerConfig {
         data_rate,
         control_rate,
+        first_packet: 0,
+        control_budget: 0,
         ..SamplerConfig::default()
     }
 }
@@ -171,6 +175,8 @@ fn difference(after: &Counters, before: &Counters) -> Counters {
         ringbuf_dropped: after.ringbuf_dropped - before.ringbuf_dropped,
         captured: after.captured - before.captured,
         capture_dropped: after.capture_dropped - before.capture_dropped,
+        first_packets: after.first_packets - before.first_packets,
+        control_thinned: after.control_thinned - before.control_thinned,
     }
 }
 
@@ -502,6 +508,130 @@ fn control_packets_use_their_own_rate() {
 }
 
 #[test]
+fn the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate() {
+    if !privileged("the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate") {
+        return;
+    }
+    let mut h = Harness::new(SamplerConfig {
+        first_packet: 1,
+        ..config(1000, 1)
+    });
+    // A UDP scan of 100 ports, each probe sent 5 times.
+    for port in 0..100u16 {
+        let probe = FrameSpec::ipv4(L4::Udp {
+            sport: 45678,
+            dport: port,
+        })
+        .build();
+        h.run(&probe, 5);
+    }
+    let r = h.records();
+    let ports: std::collections::BTreeSet<u16> = r.iter().map(|r| r.dst_port).collect();
+    assert_eq!(r.len(), 100, "one record per flow");
+    assert_eq!(ports.len(), 100, "every port once");
+    assert!(r.iter().all(|r| r.sample_rate == 1
+        && r.flags & (record_flags::FIRST_PACKET | record_flags::CONTROL)
+            == record_flags::FIRST_PACKET | record_flags::CONTROL));
+    let c = h.counters();
+    assert_eq!(c.first_packets, 100);
+    assert_eq!(c.packets[ProtocolClass::Udp as usize], 500);
+
+    // The reply of a seen flow is not new; another protocol's flow is.
+    let reply = FrameSpec::ipv4(L4::Udp {
+        sport: 7,
+        dport: 45678,
+    })
+    .with_ipv4(|ip| std::mem::swap(&mut ip.src, &mut ip.dst))
+    .build();
+    h.run(&reply, 3);
+    assert!(h.records().is_empty(), "a reply is part of its flow");
+    let ack = FrameSpec::ipv4(L4::Tcp {
+        sport: 45678,
+        dport: 7,
+        flags: 0x10,
+    })
+    .build();
+    h.run(&ack, 3);
+    let r = h.records();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].class, ProtocolClass::Tcp as u8);
+    // Later fragments carry no ports: not flows of their own.
+    let later = FrameSpec::ipv4(L4::None)
+        .with_ipv4(|ip| ip.frag_offset = 100)
+        .build();
+    h.run(&later, 3);
+    assert!(h.records().is_empty());
+    assert_eq!(h.counters().first_packets, 101);
+
+    // Off, the same probes leave only the 1-in-1000 data samples.
+    let mut off = Harness::new(config(1000, 1));
+    for port in 0..100u16 {
+        off.run(
+            &FrameSpec::ipv4(L4::Udp {
+                sport: 45678,
+                dport: port,
+            })
+            .build(),
+            5,
+        );
+    }
+    assert_eq!(off.records().len(), 0);
+    assert_eq!(off.counters().first_packets, 0);
+}
+
+#[test]
+fn control_packets_past_the_budget_are_thinned_and_carry_their_rate() {
+    if !privileged("control_packets_past_the_budget_are_thinned_and_carry_their_rate") {
+        return;
+    }
+    let syn = FrameSpec::ipv4(L4::Tcp {
+        sport: 1,
+        dport: 80,
+        flags: 0x02,
+    })
+    .build();
+    let budget = 64;
+    let mut h = Harness::new(SamplerConfig {
+        control_budget: budget,
+        ..config(1000, 1)
+    });
+    // A few under the budget: every one, at rate 1.
+    h.run(&syn, 10);
+    let r = h.records();
+    assert_eq!(r.len(), 10);
+    assert!(r.iter().all(|r| r.sample_rate == 1));
+    // A million SYNs in one burst (tens of thousands a millisecond).
+    let sent = 1_000_000u64;
+    h.run(&syn, sent as u32);
+    let c = h.counters();
+    let r = h.records();
+    assert_eq!(
+        c.tcp_flags[TcpFlagCounter::Syn as usize],
+        sent + 10,
+        "counting is exact whatever the thinning"
+    );
+    assert_eq!(c.ringbuf_dropped, 0);
+    assert_eq!(
+        c.samples + c.control_thinned,
+        sent + 10,
+        "each SYN is either a record or counted as thinned"
+    );
+    assert!(
+        r.len() < 50_000,
+        "{} records for {sent} SYNs: the budget did not hold",
+        r.len()
+    );
+    assert!(r.iter().all(|r| r.sample_rate.is_power_of_two()));
+    assert!(r.iter().any(|r| r.sample_rate >= 64), "thinning grew");
+    // Kept at random with probability 2^-n and weighted 2^n: the sum
+    // estimates the count. Its relative standard error is about
+    // sqrt(2^n / sent), under 3 % here: 15 % is five of them.
+    let estimate: u64 = r.iter().map(|r| u64::from(r.sample_rate)).sum();
+    let error = (estimate as f64 - sent as f64).abs() / sent as f64;
+    assert!(error < 0.15, "estimate {estimate} of {sent}");
+}
+
+#[test]
 fn zero_rate_disables_sampling_and_rates_change_at_run_time() {
     if !privileged("zero_rate_disables_sampling_and_rates_change_at_run_time") {
         return;
@@ -748,4 +878,21 @@ fn a_full_capture_ring_counts_its_drops() {
         100,
         "counting is unaffected"
     );
+}
+/// The verifier walks at most a million instructions per program; the
+/// program must leave room under it for what the next feature adds (the
+/// figure is printed for the record).
+#[test]
+fn the_program_verifies_with_room_to_spare() {
+    if !privileged("the_program_verifies_with_room_to_spare") {
+        return;
+    }
+    let h = Harness::new(SamplerConfig::default());
+    let prog = h.sensor.program().unwrap_or_else(|e| panic!("{e}"));
+    let info = prog.info().unwrap_or_else(|e| panic!("{e}"));
+    let walked = info
+        .verified_instruction_count()
+        .unwrap_or_else(|| panic!("this kernel does not report verified instructions"));
+    println!("the verifier walked {walked} instructions");
+    assert!(walked < 850_000, "{walked} of the verifier's 1,000,000");
 }

@@ -297,12 +297,10 @@ impl Prepared {
                 None => None,
             },
         };
-        let sampler = SamplerConfig {
-            data_rate: settings.sampling.data_rate,
-            control_rate: settings.sampling.control_rate,
+        let sampler = settings.sampling.applied_to(SamplerConfig {
             mirror: u32::from(settings.mirror),
             ..SamplerConfig::default()
-        };
+        });
         Ok(Prepared {
             args,
             settings,

@@ -82,6 +82,11 @@ mod tests {
         assert_eq!(d.capture.snaplen, Some(agent_common::capture::MAX_SNAPLEN));
         assert_eq!(d.sampling.budget, Some(250_000));
         assert_eq!(
+            d.sampling.control_budget,
+            Some(agent_common::config::DEFAULT_CONTROL_BUDGET)
+        );
+        assert_eq!(d.sampling.first_packet, Some(true));
+        assert_eq!(
             d.metrics.listen.map(|l| l.to_string()).as_deref(),
             Some("127.0.0.1:9464")
         );

@@ -66,6 +66,25 @@ pub struct Sampling {
     pub data_rate: u32,
     pub control_rate: u32,
     pub budget: u64,
+    pub control_budget: u32,
+    pub first_packet: bool,
+}
+
+impl Sampling {
+    /// `base` (mirror, wake-up batch, rates an adaptive controller chose)
+    /// with these settings' kernel sampling applied.
+    pub fn applied_to(
+        &self,
+        base: agent_common::config::SamplerConfig,
+    ) -> agent_common::config::SamplerConfig {
+        agent_common::config::SamplerConfig {
+            data_rate: self.data_rate,
+            control_rate: self.control_rate,
+            control_budget: self.control_budget,
+            first_packet: u32::from(self.first_packet),
+            ..base
+        }
+    }
 }
 
 /// SHA-1 of a config file's bytes, hex: shows which config is in force.

@@ -93,6 +93,19 @@ section! {
         /// again when the load falls. 0 keeps the rates fixed.
         #[arg(id = "sample_budget", long = "sample-budget", default_value = "250000", value_name = "N")]
         pub budget: Option<u64>,
+        /// Control-packet records one CPU writes per millisecond at the
+        /// full control rate. Past it the XDP program keeps 1 in 2^n of
+        /// them at random, at once (a flood costs little from its first
+        /// packet), and each record carries that rate, so estimates stay
+        /// unbiased; nta_samples_thinned_total counts what was left out.
+        /// 0 = no limit.
+        #[arg(id = "control_budget", long = "control-budget", default_value = "64", value_name = "N")]
+        pub control_budget: Option<u32>,
+        /// Sample the first packet of every flow the program has not seen
+        /// lately like a control packet (within the control budget), so
+        /// UDP scans and short flows are seen whole at any --sample-rate.
+        #[arg(id = "first_packet", long = "first-packet", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
+        pub first_packet: Option<bool>,
     }
 }
 

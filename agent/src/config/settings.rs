@@ -121,6 +121,8 @@ impl RunSettings {
                 data_rate: defaulted(sampling.data_rate),
                 control_rate: defaulted(sampling.control_rate),
                 budget: defaulted(sampling.budget),
+                control_budget: defaulted(sampling.control_budget),
+                first_packet: defaulted(sampling.first_packet),
             },
             flow_table: FlowConfig {
                 idle_timeout_ns: defaulted(flows.idle_timeout).as_nanos() as u64,

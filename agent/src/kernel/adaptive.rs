@@ -186,11 +186,7 @@ pub async fn run(
             _ = tick.tick() => {}
             Some(sampling) = reload.recv() => {
                 for i in &mut interfaces {
-                    let configured = SamplerConfig {
-                        data_rate: sampling.data_rate,
-                        control_rate: sampling.control_rate,
-                        ..i.controller.current()
-                    };
+                    let configured = sampling.applied_to(i.controller.current());
                     i.controller.reconfigure(configured, sampling.budget);
                     let next = i.controller.current();
                     match i.sensor.lock().map(|mut s| s.set_sampling(next)) {

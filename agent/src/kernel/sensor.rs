@@ -120,6 +120,9 @@ impl CountersReader {
     }
 }
 
+/// Salt of [`Sensor`]'s flow key, so it is not any other use's random.
+const FLOW_KEY_SALT: u64 = 0x6e74_615f_666c_6f77;
+
 /// A loaded (and possibly attached) sensor program with its maps.
 pub struct Sensor {
     ebpf: Ebpf,
@@ -130,6 +133,9 @@ pub struct Sensor {
     /// The ifindex the program was attached to (a recreated interface of
     /// the same name gets a new one).
     attached_ifindex: Option<u32>,
+    /// Key of the program's flow hash, random per sensor, stamped into
+    /// every sampling config written (callers never see it).
+    flow_key: u64,
 }
 
 /// The maps a sensor hands to the rest of the agent.
@@ -191,9 +197,8 @@ impl Sensor {
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(map_err("COUNTERS"))?;
         let samples = RingBuf::try_from(take(&mut ebpf, "SAMPLES")?).map_err(map_err("SAMPLES"))?;
-        let mut config_map: Array<MapData, SamplerConfig> =
+        let config_map: Array<MapData, SamplerConfig> =
             Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
-        config_map.set(0, config, 0).map_err(map_err("CONFIG"))?;
         let captures =
             RingBuf::try_from(take(&mut ebpf, "CAPTURES")?).map_err(map_err("CAPTURES"))?;
         let capture_config = Array::try_from(take(&mut ebpf, "CAPTURE_CONFIG")?)
@@ -209,7 +214,9 @@ impl Sensor {
             filters,
             attachment: None,
             attached_ifindex: None,
+            flow_key: crate::pipeline::keyed::process_random(FLOW_KEY_SALT),
         };
+        sensor.set_sampling(config)?;
         sensor
             .capture_config
             .set(
@@ -254,6 +261,10 @@ impl Sensor {
 
     /// Changes sampling at run time; takes effect on the next packet.
     pub fn set_sampling(&mut self, config: SamplerConfig) -> Result<(), SensorError> {
+        let config = SamplerConfig {
+            flow_key: self.flow_key,
+            ..config
+        };
         self.config
             .set(0, config, 0)
             .map_err(|source| SensorError::Map {

@@ -395,7 +395,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
                 ifindex,
                 frame_len: wire_len.min(u64::from(u32::MAX)) as u32,
                 sample_rate: 1,
-                multi_buffer: false,
+                ..SampleMeta::default()
             },
         );
         frames += 1;

@@ -45,6 +45,8 @@ struct Families {
     parse_errors: IntCounterVec,
     samples: IntCounterVec,
     samples_dropped: IntCounterVec,
+    first_packets: IntCounterVec,
+    samples_thinned: IntCounterVec,
     map_read_errors: IntCounterVec,
     captured: IntCounterVec,
     capture_dropped: IntCounterVec,
@@ -97,6 +99,16 @@ impl Families {
                 "Sample records lost: ringbuf (ring buffer full), queue (agent queue full), decode (bad record).",
                 &["interface", "stage"],
             )?,
+            first_packets: c(
+                "nta_first_packets_total",
+                "Frames XDP took as the first packet of a flow it had not seen lately (sampled like control packets, within the control budget).",
+                &["interface"],
+            )?,
+            samples_thinned: c(
+                "nta_samples_thinned_total",
+                "Control and first packets XDP left out past its per-CPU budget of records per millisecond (the records kept carry the thinning in their rate).",
+                &["interface"],
+            )?,
             map_read_errors: c(
                 "nta_map_read_errors_total",
                 "Failed reads of the kernel counter map at scrape time.",
@@ -122,7 +134,7 @@ impl Families {
         })
     }
 
-    fn counters(&self) -> [&IntCounterVec; 11] {
+    fn counters(&self) -> [&IntCounterVec; 13] {
         [
             &self.packets,
             &self.bytes,
@@ -132,6 +144,8 @@ impl Families {
             &self.parse_errors,
             &self.samples,
             &self.samples_dropped,
+            &self.first_packets,
+            &self.samples_thinned,
             &self.map_read_errors,
             &self.captured,
             &self.capture_dropped,
@@ -223,6 +237,12 @@ impl SensorCollector {
                     .inc_by(c.parse_errors[reason as usize]);
             }
             f.samples.with_label_values(&[i]).inc_by(c.samples);
+            f.first_packets
+                .with_label_values(&[i])
+                .inc_by(c.first_packets);
+            f.samples_thinned
+                .with_label_values(&[i])
+                .inc_by(c.control_thinned);
             f.captured.with_label_values(&[i]).inc_by(c.captured);
             f.capture_dropped
                 .with_label_values(&[i])

@@ -53,8 +53,12 @@ fn is_tcp_syn(r: &SampleRecord) -> bool {
         && r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
 }
 
-fn is_udp(r: &SampleRecord) -> bool {
-    r.class == ProtocolClass::Udp as u8
+/// A UDP datagram, unless it goes from a well-known port to an ephemeral
+/// one: that is a server's answer (DNS, NTP, QUIC), not a probe. With the
+/// first packet of every flow sampled, a busy client's answers from its
+/// resolver would otherwise count as a port scan of it.
+fn is_udp_probe(r: &SampleRecord) -> bool {
+    r.class == ProtocolClass::Udp as u8 && !(r.src_port < 1024 && r.dst_port >= 1024)
 }
 
 fn is_echo_request(r: &SampleRecord) -> bool {
@@ -71,7 +75,7 @@ impl ScanShape for PortScanShape {
     const UNIT: Unit = Unit::DistinctPorts;
 
     fn probe(r: &SampleRecord) -> Option<(Self::Key, u64)> {
-        if !(is_tcp_syn(r) || is_udp(r)) {
+        if !(is_tcp_syn(r) || is_udp_probe(r)) {
             return None;
         }
         // TCP and UDP ports are different services.
@@ -97,7 +101,7 @@ impl ScanShape for SweepShape {
     const UNIT: Unit = Unit::DistinctHosts;
 
     fn probe(r: &SampleRecord) -> Option<(Self::Key, u64)> {
-        let port = if is_tcp_syn(r) || is_udp(r) {
+        let port = if is_tcp_syn(r) || is_udp_probe(r) {
             r.dst_port
         } else if is_echo_request(r) {
             0
@@ -478,6 +482,33 @@ pub(crate) mod tests {
         let mut b = syn(2, 1, 2, 2);
         b.tcp_flags = tcp_flags::RST;
         assert!(run(&mut d, &[a, b]).is_empty());
+    }
+
+    /// UDP from a high port is a probe whatever its target; from a
+    /// well-known port to an ephemeral one it is an answer: a resolver's
+    /// replies to a client's 100 lookups (100 ports) are no scan of it.
+    #[test]
+    fn udp_answers_from_well_known_ports_are_not_probes() {
+        let udp = |ts, sport, dport| SampleRecord {
+            class: ProtocolClass::Udp as u8,
+            l4_proto: 17,
+            tcp_flags: 0,
+            src_port: sport,
+            ..syn(ts, 1, 2, dport)
+        };
+        let mut d = PortScanDetector::new(cfg(50), 1024);
+        let answers: Vec<_> = (0..100).map(|i| udp(i, 53, 40000 + i as u16)).collect();
+        assert!(run(&mut d, &answers).is_empty());
+        // nmap -sU: a high source port to the top ports, above 1024 too.
+        let probes: Vec<_> = (0..50)
+            .map(|i| udp(1000 + i, 45678, 1000 + i as u16 * 40))
+            .collect();
+        let f = run(&mut d, &probes);
+        assert_eq!(f.len(), 1, "{f:?}");
+        // A scan from source port 53 of the well-known ports counts too.
+        let mut d = PortScanDetector::new(cfg(50), 1024);
+        let probes: Vec<_> = (0..50).map(|i| udp(i, 53, i as u16 + 1)).collect();
+        assert_eq!(run(&mut d, &probes).len(), 1);
     }
 
     #[test]
