@@ -120,10 +120,17 @@ fn may_have_fragments(p: &Parsed, linear: u64) -> bool {
 /// Whether the frame is the first packet of a flow not seen lately (its
 /// keyed hash's slot held another tag); marks it seen.
 /// Non-IP frames, later fragments (no ports) and malformed frames are not
-/// flows.
+/// flows; TCP is left to its SYN.
 #[inline(always)]
 fn first_of_flow(frame: &XdpFrame, p: &Parsed, key: u64) -> bool {
-    if p.ip_version == 0 || matches!(p.class, ProtocolClass::Fragment | ProtocolClass::Malformed) {
+    // TCP flows show themselves by their SYN (a control packet), so TCP
+    // data segments, most of the traffic, skip the table's cost.
+    if p.ip_version == 0
+        || matches!(
+            p.class,
+            ProtocolClass::Tcp | ProtocolClass::Fragment | ProtocolClass::Malformed
+        )
+    {
         return false;
     }
     let (src, dst) = p.addresses(frame);

@@ -536,7 +536,8 @@ fn the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate() {
     assert_eq!(c.first_packets, 100);
     assert_eq!(c.packets[ProtocolClass::Udp as usize], 500);
 
-    // The reply of a seen flow is not new; another protocol's flow is.
+    // The reply of a seen flow is not new; another protocol's flow is,
+    // except TCP's, whose SYN is sampled anyway.
     let reply = FrameSpec::ipv4(L4::Udp {
         sport: 7,
         dport: 45678,
@@ -552,9 +553,12 @@ fn the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate() {
     })
     .build();
     h.run(&ack, 3);
+    assert!(h.records().is_empty(), "TCP flows are seen by their SYN");
+    let gre = FrameSpec::ipv4(L4::Gre).build();
+    h.run(&gre, 3);
     let r = h.records();
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].class, ProtocolClass::Tcp as u8);
+    assert_eq!(r[0].class, ProtocolClass::Gre as u8);
     // Later fragments carry no ports: not flows of their own.
     let later = FrameSpec::ipv4(L4::None)
         .with_ipv4(|ip| ip.frag_offset = 100)
