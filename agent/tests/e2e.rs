@@ -38,6 +38,9 @@ fn counts_a_known_mix_exactly() {
         "1",
         "--control-sample-rate",
         "1",
+        // Every frame, so no budget thins them.
+        "--control-budget",
+        "0",
     ]);
     let i = veth.outer.as_str();
 

@@ -23,6 +23,8 @@ fn attach_nta(lab: &Lab) -> (Sensor, SensorMaps) {
         let config = SamplerConfig {
             data_rate: 1,
             control_rate: 1,
+            // One record per frame: no budget thinning them.
+            control_budget: 0,
             ..SamplerConfig::default()
         };
         let (mut sensor, maps) = Sensor::load(config).unwrap_or_else(|e| panic!("{e}"));

@@ -17,8 +17,12 @@ fn many_flows_do_not_grow_the_series_count() {
         return;
     }
     let lab = Lab::new().unwrap_or_else(|e| panic!("{e:#}"));
-    let nta = NtaProcess::start(&lab, &debug_nta_binary(), &["--sample-rate", "1"])
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let nta = NtaProcess::start(
+        &lab,
+        &debug_nta_binary(),
+        &["--sample-rate", "1", "--control-budget", "0"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let series = |lab: &Lab| {
         lab.scrape(nta.addr)
             .unwrap_or_else(|e| panic!("{e:#}"))

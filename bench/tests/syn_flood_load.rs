@@ -107,7 +107,13 @@ fn line_rate_random_source_syn_flood() {
         idle_rss >> 20,
         max_rss >> 20
     );
-    assert!(max_rate >= 8.0, "sampling was not raised: 1/{max_rate}");
+    // The kernel's control budget thins the flood from its first packet;
+    // what it keeps no longer needs the agent to raise its rates.
+    let thinned = s.sum("nta_samples_thinned_total", &[]);
+    assert!(
+        thinned > received / 2.0,
+        "the budget thinned {thinned} of {received} SYNs (control rate up to 1/{max_rate})"
+    );
     let lines = std::fs::read_to_string(&alerts).unwrap_or_default();
     assert!(
         lines
