@@ -77,32 +77,22 @@ pub fn thinning_shift(seen: u32, budget: u32) -> u32 {
 #[inline(always)]
 pub fn flow_hash(key: u64, a: (&[u8; 16], u16), b: (&[u8; 16], u16), protocol: u8) -> u64 {
     #[inline(always)]
-    fn word(bytes: &[u8; 16], half: usize) -> u64 {
-        let mut w = 0u64;
-        let mut i = 0;
-        while i < 8 {
-            w |= u64::from(bytes[half * 8 + i]) << (8 * i);
-            i += 1;
-        }
-        w
-    }
-    #[inline(always)]
     fn mix(h: u64, w: u64) -> u64 {
         let x = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         x ^ (x >> 29)
     }
-    // Order the endpoints so both directions hash alike.
-    let (lo, hi) = if (a.0, a.1) <= (b.0, b.1) {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let ports = u64::from(lo.1) | u64::from(hi.1) << 16 | u64::from(protocol) << 32;
-    let mut h = mix(key, ports);
-    h = mix(h, word(lo.0, 0));
-    h = mix(h, word(lo.0, 1));
-    h = mix(h, word(hi.0, 0));
-    h = mix(h, word(hi.0, 1));
+    #[inline(always)]
+    fn endpoint(key: u64, (addr, port): (&[u8; 16], u16)) -> u64 {
+        let [lo, hi] = crate::filter::words(*addr);
+        mix(mix(mix(key, u64::from(port)), lo), hi)
+    }
+    // Each endpoint hashed alone and the two added: symmetric without
+    // ordering them (comparing two addresses byte by byte cost the XDP
+    // program more than the hashing).
+    let mut h = mix(
+        endpoint(key, a).wrapping_add(endpoint(key, b)),
+        u64::from(protocol),
+    );
     // Final avalanche (murmur3's fmix64) so slot and tag bits both depend
     // on every input bit.
     h ^= h >> 33;
