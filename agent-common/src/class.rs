@@ -89,6 +89,14 @@ pub enum ParseError {
 pub const PARSE_ERROR_COUNT: usize = 11;
 
 impl ParseError {
+    /// Errors of frames built to get past parsers (more IPv6 extension
+    /// headers than walked, tiny first fragments): their ports and flags
+    /// are out of sight, so a scan or flood sent that way would be
+    /// invisible unless these are seen like control packets.
+    pub fn is_evasive(self) -> bool {
+        matches!(self, Self::Ipv6ExtLimit | Self::TinyFragment)
+    }
+
     pub const ALL: [ParseError; PARSE_ERROR_COUNT] = [
         Self::TruncatedEthernet,
         Self::TruncatedVlan,

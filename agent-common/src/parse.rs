@@ -100,15 +100,9 @@ impl Parsed {
         self
     }
 
-    /// Frames built to get past parsers (more IPv6 extension headers than
-    /// walked, tiny first fragments): their ports and flags are out of
-    /// sight, so a scan or flood sent that way would be invisible unless
-    /// these are seen like control packets.
+    /// A frame built to evade parsing ([`ParseError::is_evasive`]).
     pub fn is_evasive(&self) -> bool {
-        matches!(
-            self.error,
-            Some(ParseError::Ipv6ExtLimit | ParseError::TinyFragment)
-        )
+        self.error.is_some_and(ParseError::is_evasive)
     }
 
     /// Control packets are sampled at their own (higher) rate: TCP SYN, FIN

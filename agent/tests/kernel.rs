@@ -47,6 +47,25 @@ fn config(data_rate: u32, control_rate: u32) -> SamplerConfig {
     }
 }
 
+/// An IPv4 TCP SYN to port 80.
+fn syn() -> Vec<u8> {
+    FrameSpec::ipv4(L4::Tcp {
+        sport: 1,
+        dport: 80,
+        flags: 0x02,
+    })
+    .build()
+}
+
+/// A UDP scan's probe: from port 45678 to `port`.
+fn udp_probe(port: u16) -> Vec<u8> {
+    FrameSpec::ipv4(L4::Udp {
+        sport: 45678,
+        dport: port,
+    })
+    .build()
+}
+
 impl Harness {
     fn new(config: SamplerConfig) -> Harness {
         Self::with_capture(config, KernelCapture::default())
@@ -484,12 +503,7 @@ fn control_packets_use_their_own_rate() {
     if !privileged("control_packets_use_their_own_rate") {
         return;
     }
-    let syn = FrameSpec::ipv4(L4::Tcp {
-        sport: 1,
-        dport: 80,
-        flags: 0x02,
-    })
-    .build();
+    let syn = syn();
     let ack = FrameSpec::ipv4(L4::Tcp {
         sport: 1,
         dport: 80,
@@ -518,12 +532,7 @@ fn the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate() {
     });
     // A UDP scan of 100 ports, each probe sent 5 times.
     for port in 0..100u16 {
-        let probe = FrameSpec::ipv4(L4::Udp {
-            sport: 45678,
-            dport: port,
-        })
-        .build();
-        h.run(&probe, 5);
+        h.run(&udp_probe(port), 5);
     }
     let r = h.records();
     let ports: std::collections::BTreeSet<u16> = r.iter().map(|r| r.dst_port).collect();
@@ -570,14 +579,7 @@ fn the_first_packet_of_every_flow_is_sampled_whatever_the_data_rate() {
     // Off, the same probes leave only the 1-in-1000 data samples.
     let mut off = Harness::new(config(1000, 1));
     for port in 0..100u16 {
-        off.run(
-            &FrameSpec::ipv4(L4::Udp {
-                sport: 45678,
-                dport: port,
-            })
-            .build(),
-            5,
-        );
+        off.run(&udp_probe(port), 5);
     }
     assert_eq!(off.records().len(), 0);
     assert_eq!(off.counters().first_packets, 0);
@@ -588,12 +590,7 @@ fn control_packets_past_the_budget_are_thinned_and_carry_their_rate() {
     if !privileged("control_packets_past_the_budget_are_thinned_and_carry_their_rate") {
         return;
     }
-    let syn = FrameSpec::ipv4(L4::Tcp {
-        sport: 1,
-        dport: 80,
-        flags: 0x02,
-    })
-    .build();
+    let syn = syn();
     let budget = 64;
     let mut h = Harness::new(SamplerConfig {
         control_budget: budget,

@@ -217,10 +217,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         sensors.push(sensor);
     }
     // Attached and bound: capture needs no capability from here on.
-    least_privilege::drop_to(&least_privilege::kept(
-        false,
-        &least_privilege::kernel_release(),
-    ))?;
+    least_privilege::drop_after_attach(false)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(CaptureCliError::Signals)?;

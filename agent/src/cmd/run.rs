@@ -99,23 +99,6 @@ pub enum RunError {
     LeastPrivilege(#[from] least_privilege::LeastPrivilegeError),
 }
 
-/// Drops every thread to what running on needs (see
-/// [`least_privilege`]).
-fn drop_privileges(reattach: bool) -> Result<(), RunError> {
-    let keep = least_privilege::kept(reattach, &least_privilege::kernel_release());
-    let sets = least_privilege::drop_to(&keep)?;
-    let names: Vec<&str> = keep
-        .iter()
-        .filter(|c| sets.effective & (1 << c.bit) != 0)
-        .map(|c| c.name)
-        .collect();
-    tracing::info!(
-        kept = %if names.is_empty() { "none".to_string() } else { names.join(", ") },
-        "capabilities dropped in every thread"
-    );
-    Ok(())
-}
-
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     raise_fd_limit();
     let start = Prepared::prepare(args).await?;
@@ -132,7 +115,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (capture, flight) = start_capture(&start, &mut kernel, &metrics)?;
     // Loaded, attached, sockets bound: from here on nta needs at most
     // CAP_NET_ADMIN (to re-attach), in every thread.
-    drop_privileges(start.settings.reattach)?;
+    least_privilege::drop_after_attach(start.settings.reattach)?;
     let (sampling_tx, sampling_rx) = mpsc::channel(4);
     let controller = tokio::spawn(adaptive::run(
         kernel

@@ -72,7 +72,7 @@ impl CapSets {
 /// The capabilities nta keeps once attached: CAP_NET_ADMIN while it
 /// re-attaches, and CAP_BPF on kernels older than 6.5, where every bpf(2)
 /// call (reading a map at a scrape) asks for it.
-pub fn kept(reattach: bool, kernel_release: &str) -> Vec<Capability> {
+fn kept(reattach: bool, kernel_release: &str) -> Vec<Capability> {
     let mut keep = Vec::new();
     if reattach {
         keep.push(CAP_NET_ADMIN);
@@ -95,7 +95,7 @@ fn kernel_older_than(release: &str, (major, minor): (u32, u32)) -> bool {
 }
 
 /// The running kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
+fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
@@ -183,8 +183,26 @@ fn threads() -> Vec<(u32, CapSets)> {
         .collect()
 }
 
+/// Drops every thread to what running on needs once attached (see the
+/// module's text) and logs what was kept: the one call of `nta run` and
+/// `nta capture`.
+pub fn drop_after_attach(reattach: bool) -> Result<(), LeastPrivilegeError> {
+    let keep = kept(reattach, &kernel_release());
+    let sets = drop_to(&keep)?;
+    let names: Vec<&str> = keep
+        .iter()
+        .filter(|c| sets.effective & (1 << c.bit) != 0)
+        .map(|c| c.name)
+        .collect();
+    tracing::info!(
+        kept = %if names.is_empty() { "none".to_string() } else { names.join(", ") },
+        "capabilities dropped in every thread"
+    );
+    Ok(())
+}
+
 /// Drops every thread of this process to `keep` (what it has of it).
-pub fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
+fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
     let mine = threads()
         .into_iter()
         .map(|(_, s)| s.permitted)

@@ -529,26 +529,43 @@ impl CaptureDir {
         if self.config.max_total_bytes == 0 {
             return;
         }
-        let files = our_files(dir);
-        let mut total: u64 = files.iter().map(|f| f.2).sum();
-        for (_, path, size) in files {
-            if total <= self.config.max_total_bytes {
-                break;
+        let files = our_files(dir)
+            .into_iter()
+            .map(|(_, path, size)| (path, size));
+        let deleted = delete_oldest_past(files, self.config.max_total_bytes, self.current_path());
+        self.metrics.deleted.inc_by(deleted);
+    }
+}
+
+/// Deletes files of `oldest_first` (path, size), oldest first, until
+/// what remains takes at most `max_bytes`; `keep` (the file being
+/// written) stays even past it. Returns how many went.
+pub(super) fn delete_oldest_past(
+    oldest_first: impl IntoIterator<Item = (PathBuf, u64)>,
+    max_bytes: u64,
+    keep: Option<&Path>,
+) -> u64 {
+    let files: Vec<(PathBuf, u64)> = oldest_first.into_iter().collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    let mut deleted = 0;
+    for (path, size) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if keep == Some(path.as_path()) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total -= size;
+                deleted += 1;
             }
-            if self.current_path() == Some(path.as_path()) {
-                continue;
-            }
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    total -= size;
-                    self.metrics.deleted.inc();
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "deleting an old capture file")
-                }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "deleting an old capture file")
             }
         }
     }
+    deleted
 }
 
 impl FrameSink for CaptureDir {

@@ -273,29 +273,26 @@ struct Writer {
 impl Writer {
     fn write(&self, d: &Dump) {
         let w = &d.window;
-        match self.dump(d) {
+        let file = incident_file(&self.config.dir, &w.id);
+        match self.dump(d, &file) {
             Ok(n) => {
                 self.metrics.files.inc();
                 self.metrics.frames.inc_by(n);
-                tracing::info!(incident = %w.id, frames = n, file = %incident_file(&self.config.dir, &w.id).display(), "flight recorder wrote the incident's frames");
+                tracing::info!(incident = %w.id, frames = n, file = %file.display(), "flight recorder wrote the incident's frames");
             }
             Err(e) => {
                 tracing::error!(incident = %w.id, error = %e, "flight recorder could not write the incident's frames")
             }
         }
-        let deleted = enforce_disk_cap(
-            &self.config.dir,
-            self.config.max_disk_bytes,
-            &incident_file(&self.config.dir, &w.id),
-        );
+        let deleted = enforce_disk_cap(&self.config.dir, self.config.max_disk_bytes, &file);
         self.metrics.files_deleted.inc_by(deleted);
     }
 
     /// Writes one incident's frames; returns how many.
-    fn dump(&self, d: &Dump) -> Result<u64, super::CaptureFilesError> {
+    fn dump(&self, d: &Dump, path: &Path) -> Result<u64, super::CaptureFilesError> {
         let mut file = CaptureDir::open(
             DirConfig {
-                destination: Destination::File(incident_file(&self.config.dir, &d.window.id)),
+                destination: Destination::File(path.to_path_buf()),
                 format: Format::Pcapng,
                 snaplen: self.config.snaplen,
                 file_bytes: u64::MAX,
@@ -358,21 +355,11 @@ fn enforce_disk_cap(dir: &Path, max_bytes: u64, keep: &Path) -> u64 {
         })
         .collect();
     files.sort();
-    let mut total: u64 = files.iter().map(|f| f.2).sum();
-    let mut deleted = 0;
-    for (_, path, len) in files {
-        if total <= max_bytes {
-            break;
-        }
-        if path == keep {
-            continue;
-        }
-        if std::fs::remove_file(&path).is_ok() {
-            total -= len;
-            deleted += 1;
-        }
-    }
-    deleted
+    super::files::delete_oldest_past(
+        files.into_iter().map(|(_, path, size)| (path, size)),
+        max_bytes,
+        Some(keep),
+    )
 }
 
 impl FlightRecorder {

@@ -418,12 +418,7 @@ pub const FRAGMENT_FLOOD: Plain = Plain {
 /// at the default rates.
 pub const EVASION: Plain = Plain {
     kind: DetectorKind::Evasion,
-    counts: |r| {
-        matches!(
-            r.parse_error(),
-            Some(ParseError::Ipv6ExtLimit | ParseError::TinyFragment)
-        )
-    },
+    counts: |r| r.parse_error().is_some_and(ParseError::is_evasive),
     group_pps: |_| None,
     reason: "frames built to evade parsing (too many IPv6 extension headers, or tiny first fragments)",
 };
