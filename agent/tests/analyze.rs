@@ -664,6 +664,8 @@ mod robustness {
                 capacity: 10_000,
             },
             progress: None,
+            baseline_in: None,
+            baseline_out: None,
         }
     }
 
@@ -703,4 +705,77 @@ mod robustness {
             }
         }
     }
+}
+
+/// UDP from the lab corpus to one host, `per_second` evenly for `seconds`
+/// from `start_s` after T0.
+fn udp_frames(start_s: u64, seconds: u64, per_second: u64) -> Vec<Frame> {
+    let udp = protocol_cases()
+        .into_iter()
+        .find(|c| c.name == "ipv4-udp")
+        .unwrap_or_else(|| panic!("no UDP case"))
+        .frame;
+    let len = udp.len() as u32;
+    (0..seconds * per_second)
+        .map(|i| {
+            let t = (T0 + start_s) * 1_000_000_000 + i * (1_000_000_000 / per_second);
+            (t, udp.clone(), len)
+        })
+        .collect()
+}
+
+#[test]
+fn captures_teach_learned_profiles_that_a_later_analysis_starts_from() {
+    let dir = TempDir::new("analyze-baseline");
+    let teach = dir.join("teach.pcap");
+    let surge = dir.join("surge.pcap");
+    let state = dir.join("baseline.state");
+    // Two minutes of a quiet host (50 pps), then a capture of the same
+    // host at 2000 pps: forty times its usual, far below any flood.
+    write_pcap(&teach, &udp_frames(0, 120, 50), DataLink::ETHERNET);
+    write_pcap(&surge, &udp_frames(1000, 4, 2000), DataLink::ETHERNET);
+    let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (ok, json, text) = analyze(&["--json", "--baseline-out", &path(&state), &path(&teach)]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        json["incidents"].as_array().map(Vec::len),
+        Some(0),
+        "{json}"
+    );
+    assert!(
+        std::fs::metadata(&state).is_ok_and(|m| m.len() > 0),
+        "{text}"
+    );
+
+    let baseline = |json: &Value| -> Vec<Value> {
+        json["incidents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i["detector"] == "baseline")
+            .collect()
+    };
+    // Taught: the surge is off the host's profile, and the summary says
+    // which feature and by how much.
+    let (ok, json, text) = analyze(&["--json", "--baseline-in", &path(&state), &path(&surge)]);
+    assert!(ok, "{text}");
+    let found = baseline(&json);
+    assert!(!found.is_empty(), "{json}");
+    let summary = found[0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("packets per second 2000 (usual 50"),
+        "{summary}"
+    );
+    // Untaught: the same capture is only warm-up.
+    let (ok, json, text) = analyze(&["--json", &path(&surge)]);
+    assert!(ok, "{text}");
+    assert!(baseline(&json).is_empty(), "{json}");
+    // A state file that is not one is warned about, and the analysis
+    // runs unlearned.
+    std::fs::write(&state, b"not a state file").unwrap_or_else(|e| panic!("{e}"));
+    let (ok, json, text) = analyze(&["--json", "--baseline-in", &path(&state), &path(&surge)]);
+    assert!(ok, "{text}");
+    assert!(text.contains("not an nta baseline state file"), "{text}");
+    assert!(baseline(&json).is_empty(), "{json}");
 }

@@ -1136,3 +1136,71 @@ fn a_plain_health_listener_answers_probes_while_metrics_want_a_password() {
         "behind the password on the main one"
     );
 }
+
+#[test]
+fn learned_profiles_are_kept_across_a_restart() {
+    if !privileged("learned_profiles_are_kept_across_a_restart") {
+        return;
+    }
+    let (ns, veth) = lab("ntbs");
+    let dir = TempDir::new("baseline-state");
+    let state = dir.join("baseline.state");
+    let config = dir.join("nta.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[detect.baseline]\nwarmup = \"2s\"\nsave_interval = \"1s\"\nstate_file = {:?}\n",
+            state.to_str().unwrap_or_default()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let args = [
+        "--iface",
+        &veth.outer,
+        "--config",
+        config.to_str().unwrap_or_default(),
+    ];
+    let count = |s: &nta_lab::scrape::Samples, op: &str, result: &str| {
+        s.get(
+            "nta_baseline_state_total",
+            &[("op", op), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    // First start: nothing learned yet.
+    let mut agent = Agent::start(&args);
+    let s = agent.scrape_until(|s| count(s, "load", "missing") == 1.0);
+    assert_eq!(count(&s, "load", "missing"), 1.0);
+    // Traffic for a few seconds: profiles warm up and are saved.
+    let frames: Vec<Vec<u8>> = protocol_mix().iter().map(|m| m.frame.clone()).collect();
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        send_frames(ns.name(), &veth.inner, &frames, 5).unwrap_or_else(|e| panic!("{e}"));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let s = agent.scrape_until(|s| count(s, "save", "ok") >= 1.0);
+    assert!(count(&s, "save", "ok") >= 1.0, "no periodic save");
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    let saved = nta::pipeline::detect::profile::state::read(&state)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_default();
+    assert!(
+        saved
+            .iter()
+            .any(|(k, _)| matches!(k, nta::pipeline::detect::profile::KeyName::Interface(_))),
+        "{saved:?}"
+    );
+    // Restarted, it reads them back.
+    let mut agent = Agent::start(&args);
+    let s = agent.scrape_until(|s| count(s, "load", "ok") == 1.0);
+    assert_eq!(count(&s, "load", "ok"), 1.0);
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    // A file that is not a state file: a warning, a count, and nta runs.
+    std::fs::write(&state, b"garbage").unwrap_or_else(|e| panic!("{e}"));
+    let agent = Agent::start(&args);
+    let s = agent.scrape_until(|s| count(s, "load", "foreign") == 1.0);
+    assert_eq!(count(&s, "load", "foreign"), 1.0);
+    assert!(agent.get("/healthz").is_ok());
+}

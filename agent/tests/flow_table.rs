@@ -257,26 +257,49 @@ proptest! {
     }
 }
 
+/// Whether the table says `r` started a flow.
+fn new(t: &mut FlowTable, r: &SampleRecord, out: &mut Vec<ExpiredFlow>) -> bool {
+    t.update(r, out).new_flow
+}
+
 #[test]
 fn update_says_which_sample_started_a_flow() {
     let mut t = table(2);
     let mut out = Vec::new();
-    assert!(t.update(&rec(1, SRC, 1000, ACK, 1, 100), &mut out));
-    assert!(!t.update(&rec(2, SRC, 1000, ACK, 1, 100), &mut out));
-    assert!(t.update(&rec(3, SRC, 1001, ACK, 1, 100), &mut out));
+    assert!(new(&mut t, &rec(1, SRC, 1000, ACK, 1, 100), &mut out));
+    assert!(!new(&mut t, &rec(2, SRC, 1000, ACK, 1, 100), &mut out));
+    assert!(new(&mut t, &rec(3, SRC, 1001, ACK, 1, 100), &mut out));
     // A flow that ended (RST) starts anew; one evicted does too.
-    assert!(!t.update(&rec(4, SRC, 1001, RST, 1, 60), &mut out));
-    assert!(t.update(&rec(5, SRC, 1001, ACK, 1, 100), &mut out));
-    assert!(t.update(&rec(6, SRC, 1002, ACK, 1, 100), &mut out));
+    assert!(!new(&mut t, &rec(4, SRC, 1001, RST, 1, 60), &mut out));
+    assert!(new(&mut t, &rec(5, SRC, 1001, ACK, 1, 100), &mut out));
+    assert!(new(&mut t, &rec(6, SRC, 1002, ACK, 1, 100), &mut out));
     let evicted = out
         .iter()
         .find(|f| f.reason == ExpireReason::Evicted)
         .map(|f| f.key.src_port)
         .unwrap_or_else(|| panic!("nothing evicted"));
     assert!(
-        t.update(&rec(7, SRC, evicted, ACK, 1, 100), &mut out),
+        new(&mut t, &rec(7, SRC, evicted, ACK, 1, 100), &mut out),
         "evicted, so new again"
     );
     // Non-IP samples start nothing.
-    assert!(!t.update(&SampleRecord::default(), &mut out));
+    assert!(!new(&mut t, &SampleRecord::default(), &mut out));
+}
+
+#[test]
+fn update_says_which_flows_began_with_a_syn() {
+    let mut t = table(16);
+    let mut out = Vec::new();
+    let syn = t.update(&rec(1, SRC, 1000, 0x02, 1, 60), &mut out);
+    assert_eq!((syn.new_flow, syn.began_with_syn), (true, true));
+    // The client's ACKs on that flow say so; a bare ACK's flow does not.
+    let ack = t.update(&rec(2, SRC, 1000, ACK, 64, 60), &mut out);
+    assert_eq!((ack.new_flow, ack.began_with_syn), (false, true));
+    let bare = t.update(&rec(3, SRC, 1001, ACK, 1, 60), &mut out);
+    assert_eq!((bare.new_flow, bare.began_with_syn), (true, false));
+    let again = t.update(&rec(4, SRC, 1001, ACK, 1, 60), &mut out);
+    assert!(!again.began_with_syn);
+    // A SYN-ACK begins no client handshake.
+    let synack = t.update(&rec(5, SRC, 1002, 0x12, 1, 60), &mut out);
+    assert!(!synack.began_with_syn);
 }

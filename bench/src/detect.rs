@@ -5,53 +5,38 @@
 //! a mixed stream: established flows sampled 1-in-64, SYNs, ICMP and
 //! fragments sampled 1-in-1, and a random-source SYN flood share.
 //!
-//! Latency: `nta run --alerts FILE` in the victim namespace of an attack
-//! lab; each detector's attack tool is started 10 times, and the latency
-//! is from just before the tool starts (its own start-up included) to the
-//! moment the incident's start line is in the alert file.
+//! Latency: see [`crate::detect_latency`].
 
-use std::{
-    hint::black_box,
-    path::{Path, PathBuf},
-    process::Child,
-    thread,
-    time::{Duration, Instant, SystemTime},
-};
+use std::{hint::black_box, path::PathBuf, time::Instant};
 
 use agent_common::{
     class::{ProtocolClass, tcp_flags},
     sample::{RECORD_VERSION, SampleRecord, map_ipv4, record_flags},
 };
-use anyhow::bail;
 use nta::pipeline::{
     Pipeline, Produced, TICK_NS,
     detect::{DetectConfig, Engine, NS},
-    flow::{FlowConfig, FlowTable},
+    flow::{FlowConfig, FlowNote, FlowTable},
 };
-use nta_lab::attack::{AttackLab, VICTIM};
-use serde_json::Value;
 
-use crate::{
-    live::NtaProcess,
-    report::{XorShift, mmm},
-};
+use crate::report::{XorShift, mmm};
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
+    pub rounds: usize,
     /// Attacks per detector for the latency table.
     #[arg(long, default_value_t = 10)]
-    runs: usize,
+    pub runs: usize,
     /// Measure the cost only (no lab, no attack tools).
     #[arg(long)]
-    cost_only: bool,
+    pub cost_only: bool,
     /// Latency of these detectors only (default: all).
     #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
+    pub only: Vec<String>,
     /// The nta binary.
     #[arg(long, default_value = "target/release/nta")]
-    nta: PathBuf,
+    pub nta: PathBuf,
 }
 
 /// The mixed stream, timestamps 1 µs apart (1 M samples/s); with
@@ -133,8 +118,8 @@ fn table() -> FlowTable {
     FlowTable::new(FLOW_CONFIG)
 }
 
-/// Which samples start a flow, as the flow table sees the stream.
-fn new_flow_flags(s: &[SampleRecord]) -> Vec<bool> {
+/// What the flow table says of each sample of the stream.
+fn flow_notes(s: &[SampleRecord]) -> Vec<FlowNote> {
     let mut t = table();
     let mut out = Vec::new();
     s.iter()
@@ -162,14 +147,14 @@ fn flows_only(s: &[SampleRecord]) -> f64 {
 
 /// Detection alone, told which samples start flows (as the flow table
 /// would), so the cost of the flow table is not in this figure.
-fn detect_only(s: &[SampleRecord], new_flows: &[bool]) -> (f64, usize) {
+fn detect_only(s: &[SampleRecord], notes: &[FlowNote]) -> (f64, usize) {
     let mut e = Engine::new(DetectConfig::default());
     let mut out = Vec::new();
     let mut events = 0;
     let mut next_tick = s.first().map_or(0, |r| r.timestamp_ns);
     let start = Instant::now();
-    for (chunk, new) in s.chunks(1024).zip(new_flows.chunks(1024)) {
-        for (r, n) in chunk.iter().zip(new) {
+    for (chunk, notes) in s.chunks(1024).zip(notes.chunks(1024)) {
+        for (r, n) in chunk.iter().zip(notes) {
             e.observe(r, *n, &mut out);
         }
         if let Some(last) = chunk.last()
@@ -213,13 +198,13 @@ fn cost(rounds: usize) -> String {
         ("the same, an eighth of it a random-source SYN flood", true),
     ] {
         let s = stream(4_000_000, flood);
-        let new_flows = new_flow_flags(&s);
+        let notes = flow_notes(&s);
         let (mut f, mut d, mut b) = (vec![], vec![], vec![]);
         let mut events = 0;
         for round in 0..rounds {
             eprintln!("detect cost ({name}): round {}/{rounds}", round + 1);
             f.push(flows_only(&s) / 1e6);
-            let (rate, ev) = detect_only(&s, &new_flows);
+            let (rate, ev) = detect_only(&s, &notes);
             d.push(rate / 1e6);
             events = ev;
             b.push(both(&s) / 1e6);
@@ -235,204 +220,6 @@ fn cost(rounds: usize) -> String {
     md
 }
 
-/// One detector's attack.
-struct Attack {
-    detector: &'static str,
-    tool: &'static [&'static str],
-    spoofs: bool,
-}
-
-const ATTACKS: &[Attack] = &[
-    Attack {
-        detector: "port_scan",
-        tool: &["nmap", "-sS", "-n", "-Pn", "-T4", "-p", "1-1000", VICTIM],
-        spoofs: false,
-    },
-    Attack {
-        detector: "sweep",
-        tool: &[
-            "nmap",
-            "-sn",
-            "-n",
-            "-PE",
-            "--max-retries",
-            "0",
-            "-T4",
-            "198.19.0.0/24",
-        ],
-        spoofs: false,
-    },
-    Attack {
-        detector: "syn_flood",
-        tool: &[
-            "hping3",
-            "-S",
-            "--flood",
-            "--rand-source",
-            "-p",
-            "80",
-            VICTIM,
-        ],
-        spoofs: true,
-    },
-    Attack {
-        detector: "amplification",
-        tool: &[
-            "hping3", "--udp", "-s", "53", "-k", "-p", "33000", "-d", "1200", "--flood", VICTIM,
-        ],
-        spoofs: false,
-    },
-    Attack {
-        detector: "icmp_flood",
-        tool: &["hping3", "--icmp", "--flood", VICTIM],
-        spoofs: false,
-    },
-    Attack {
-        detector: "fragment_flood",
-        tool: &[
-            "hping3", "--udp", "-f", "-p", "33000", "-d", "200", "--flood", VICTIM,
-        ],
-        spoofs: false,
-    },
-    Attack {
-        detector: "volume",
-        tool: &[
-            "hping3", "--udp", "-p", "33001", "-d", "100", "--flood", VICTIM,
-        ],
-        spoofs: false,
-    },
-];
-
-/// Incidents end 1 s after their last finding and scan windows last 2 s,
-/// so runs follow quickly and each starts from nothing; volume uses a
-/// static threshold (a baseline needs a long warm-up).
-const LATENCY_CONFIG: &str = "[detect]\n\
-    port_scan = { window = \"2s\", distinct = 50 }\n\
-    sweep = { window = \"2s\", distinct = 32 }\n\
-    [detect.incidents]\nquiet = \"1s\"\nmax_starts_per_minute = 1000\n\
-    [detect.volume]\nbaseline = false\npps = 30000\n";
-/// Longest scan window above.
-const SCAN_WINDOW: Duration = Duration::from_secs(2);
-
-fn alerts(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn stop(child: &mut Child) {
-    // The child is `timeout`, which passes SIGTERM on to the tool.
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-}
-
-/// Waits until every incident that started has ended.
-fn wait_quiet(path: &Path, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        let a = alerts(path);
-        let state = |s: &str| a.iter().filter(|a| a["nta"]["alert"]["state"] == s).count();
-        if state("start") == state("end") {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("incidents still open after {within:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn latency(args: &DetectArgs) -> anyhow::Result<String> {
-    let lab = AttackLab::new("ntbd")?;
-    lab.install_spoof_guard()?;
-    lab.assert_spoof_guard()?;
-    let dir = std::env::temp_dir().join(format!("nta-bench-detect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("nta.toml");
-    std::fs::write(&config, LATENCY_CONFIG)?;
-    let file = dir.join("alerts.jsonl");
-    let _ = std::fs::remove_file(&file);
-    let (config_arg, file_arg) = (config.to_string_lossy(), file.to_string_lossy());
-    let _nta = NtaProcess::start_in(
-        &lab.victim,
-        &lab.veth.outer,
-        &args.nta,
-        &["--config", &config_arg, "--alerts", &file_arg],
-    )?;
-    let mut md = String::from(
-        "| detector | attack (in the attacker namespace) | alerts | latency: tool start to alert written, ms | of which: crossing sample or window end to alert written, ms |\n|---|---|---|---|---|\n",
-    );
-    let chosen = ATTACKS
-        .iter()
-        .filter(|a| args.only.is_empty() || args.only.iter().any(|o| o == a.detector));
-    for attack in chosen {
-        if attack.spoofs {
-            lab.assert_spoof_guard()?;
-        }
-        let (mut ms, mut nta_ms) = (Vec::new(), Vec::new());
-        for run in 0..args.runs {
-            eprintln!(
-                "detect latency: {} run {}/{}",
-                attack.detector,
-                run + 1,
-                args.runs
-            );
-            let seen = alerts(&file).len();
-            let start = Instant::now();
-            let mut child = lab.attack(10, attack.tool)?;
-            let found = loop {
-                let new = alerts(&file);
-                let hit = new.iter().skip(seen).find(|a| {
-                    a["rule"]["name"] == attack.detector && a["nta"]["alert"]["state"] == "start"
-                });
-                if let Some(a) = hit {
-                    // The alert's own time is the sample that crossed the
-                    // threshold (scans) or the end of the window (rates).
-                    let own = a["@timestamp"]
-                        .as_str()
-                        .and_then(|t| humantime::parse_rfc3339(t).ok())
-                        .and_then(|t| SystemTime::now().duration_since(t).ok());
-                    break Some((start.elapsed(), own));
-                }
-                if start.elapsed() > Duration::from_secs(8) {
-                    break None;
-                }
-                thread::sleep(Duration::from_millis(2));
-            };
-            stop(&mut child);
-            if let Some((d, own)) = found {
-                ms.push(d.as_secs_f64() * 1e3);
-                if let Some(own) = own {
-                    nta_ms.push(own.as_secs_f64() * 1e3);
-                }
-            }
-            wait_quiet(&file, Duration::from_secs(15))?;
-            thread::sleep(SCAN_WINDOW);
-        }
-        let found = ms.len();
-        if found == 0 {
-            bail!("{}: no alert in {} runs", attack.detector, args.runs);
-        }
-        let own = if nta_ms.is_empty() {
-            "-".to_string()
-        } else {
-            mmm(nta_ms, 0)
-        };
-        md.push_str(&format!(
-            "| {} | `{}` | {found}/{} | {} | {own} |\n",
-            attack.detector,
-            attack.tool.join(" "),
-            args.runs,
-            mmm(ms, 0)
-        ));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(md)
-}
-
 pub fn run(args: &DetectArgs) -> anyhow::Result<String> {
     let mut md = if args.only.is_empty() {
         cost(args.rounds)
@@ -441,7 +228,7 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<String> {
     };
     if !args.cost_only {
         md.push('\n');
-        md.push_str(&latency(args)?);
+        md.push_str(&crate::detect_latency::run(args)?);
     }
     print!("{md}");
     Ok(md)

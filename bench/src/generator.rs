@@ -1,6 +1,9 @@
 //! The lab traffic generator: an XDP program run through
 //! BPF_PROG_TEST_RUN with live frames (`XDP_TX` on the sending veth end),
-//! the fastest way to make packets measured on these machines.
+//! the fastest way to make packets measured on these machines. A kernel
+//! that refuses live frames (EPERM) gets the same frames through an
+//! AF_PACKET socket instead ([`crate::packet_socket`]), said once on
+//! stderr: slower, but the tests' traffic still flows.
 //!
 //! Everything here must run on a thread inside the sending namespace
 //! (`nta_lab::netns::run_in_netns`): the test run transmits on the device
@@ -16,7 +19,10 @@ use aya::{
 };
 use nta::kernel::{iface, objects};
 
-use crate::mixes::{MixName, templates};
+use crate::{
+    mixes::{MixName, templates},
+    packet_socket::PacketSocket,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
@@ -32,6 +38,8 @@ pub enum GenError {
     Iface(#[from] iface::IfaceError),
     #[error("pinning the generator to CPU {cpu}")]
     Pin { cpu: usize, source: std::io::Error },
+    #[error("sending through a packet socket")]
+    PacketSocket(#[source] std::io::Error),
 }
 
 /// Bounds of one generator run: whichever is reached first.
@@ -59,6 +67,10 @@ impl GenReport {
 pub struct Generator {
     ebpf: Ebpf,
     ifindex: u32,
+    /// The rewrite in force (for the fallback sender).
+    config: GenConfig,
+    /// Set once the kernel refused live frames.
+    fallback: Option<PacketSocket>,
 }
 
 const PROGRAM: &str = "generator";
@@ -98,11 +110,17 @@ impl Generator {
         prog.load().map_err(GenError::Program)?;
         prog.attach(iface_name, XdpMode::Driver)
             .map_err(GenError::Program)?;
-        Ok(Generator { ebpf, ifindex })
+        Ok(Generator {
+            ebpf,
+            ifindex,
+            config: GenConfig::default(),
+            fallback: None,
+        })
     }
 
     /// Sets the mode and the template header the program restores.
     fn configure(&mut self, config: GenConfig, frame: &[u8]) -> Result<(), GenError> {
+        self.config = config;
         let map = self
             .ebpf
             .map_mut("GEN_CONFIG")
@@ -131,7 +149,28 @@ impl Generator {
     }
 
     /// Transmits `repeat` copies of `frame` (rewritten per the config).
-    fn burst(&self, frame: &[u8], repeat: u32) -> Result<(), GenError> {
+    fn burst(&mut self, frame: &[u8], repeat: u32) -> Result<(), GenError> {
+        if let Some(s) = &mut self.fallback {
+            return s
+                .send(frame, &self.config, u64::from(repeat))
+                .map_err(GenError::PacketSocket);
+        }
+        match self.live_burst(frame, repeat) {
+            Err(GenError::Program(aya::programs::ProgramError::SyscallError(e)))
+                if e.io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
+                eprintln!(
+                    "generator: the kernel refuses BPF_PROG_TEST_RUN live frames (EPERM); sending through an AF_PACKET socket instead (slower)"
+                );
+                let s = PacketSocket::open(self.ifindex).map_err(GenError::PacketSocket)?;
+                self.fallback = Some(s);
+                self.burst(frame, repeat)
+            }
+            other => other,
+        }
+    }
+
+    fn live_burst(&self, frame: &[u8], repeat: u32) -> Result<(), GenError> {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex. Live mode wants data_end = size.
         let ctx: [u32; 6] = [0, frame.len() as u32, 0, self.ifindex, 0, 0];

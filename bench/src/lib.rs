@@ -3,9 +3,12 @@
 
 pub mod compare;
 pub mod detect;
+pub mod detect_latency;
+pub mod fastnetmon;
 pub mod flows;
 pub mod generator;
 pub mod live;
 pub mod mixes;
+pub mod packet_socket;
 pub mod report;
 pub mod xdp_cost;

@@ -190,6 +190,11 @@ pub const PROGRAMS: &[Program] = &[
     ),
     apt("iperf3", "iperf3", "the detection tests' benign load"),
     apt(
+        "fastnetmon",
+        "fastnetmon",
+        "the detect bench measures FastNetMon CE's flood alert latency beside nta's",
+    ),
+    apt(
         "openssl",
         "openssl",
         "the web-config test makes a TLS certificate with it",

@@ -124,13 +124,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Stage {
             title: "Detection: cost and latency",
             command: format!("nta-bench detect --rounds {rounds} --runs 10"),
-            intro: "Cost: one core, the flow table and the detection engine of `nta run` (7 detectors, incidents) on a \
+            intro: "Cost: one core, the flow table and the detection engine of `nta run` (every detector, incidents) on a \
                     synthetic sample stream, alone and together (flows, then detection, per batch of 1024 as the agent \
                     does). Target: >= 2 M records/s for flows plus detection. Latency: `nta run --alerts` in the victim \
-                    namespace of an attack lab, each detector's attack started 10 times with real tools (hping3's random \
-                    sources behind the nftables guard); from just before the tool starts (its start-up included) to the \
-                    incident's start line in the alert file. Incidents end 1 s after the attack and scan windows are 2 s \
-                    here so every run starts fresh; volume uses a static 30 kpps threshold.",
+                    namespace of an attack lab and, for the floods, FastNetMon CE on the same interface in the same run \
+                    with its pps threshold set to nta's; each attack started 10 times with real tools (hping3's random \
+                    sources behind the nftables guard). Measured from just before the tool starts (its start-up \
+                    included), and from the kernel timestamp of the first attack packet on the victim's interface \
+                    (tcpdump), to nta's start line in the alert file or FastNetMon's ban script. Target: first attack \
+                    packet to alert at most 100 ms (median) for floods at 10x their threshold or more. Incidents end 1 s \
+                    after the attack and scan windows are 2 s here so every run starts fresh; volume uses a static 30 \
+                    kpps threshold.",
             result: nta_bench(&["detect", "--rounds", &rounds, "--runs", "10"])
                 .and_then(|_| section("detect")),
         },

@@ -265,12 +265,50 @@ fn ensure_apt_packages() -> anyhow::Result<Vec<&'static str>> {
     }
     preseed.wait().context("preseeding debconf")?;
     run(program("apt-get")?.args(["update", "-q"]))?;
+    // Packages with daemons (prometheus, fastnetmon) would start them;
+    // the tests start their own, in namespaces, and nothing may run on.
+    let _no_daemons = NoServiceStarts::install()?;
     run(program("apt-get")?
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .with_context(|| format!("installing packages failed; by hand: {cmd}"))?;
     Ok(missing)
+}
+
+/// Debian's policy-rc.d hook saying "do not start services" (exit 101)
+/// while packages install; removed on drop. An existing hook is left as
+/// it is (the machine's owner decided).
+struct NoServiceStarts(Option<&'static Path>);
+
+const POLICY_RC: &str = "/usr/sbin/policy-rc.d";
+
+impl NoServiceStarts {
+    fn install() -> anyhow::Result<NoServiceStarts> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = Path::new(POLICY_RC);
+        if path.exists() {
+            return Ok(NoServiceStarts(None));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# nta setup: no daemons while packages install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {POLICY_RC} executable"))?;
+        Ok(NoServiceStarts(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            eprintln!("warning: could not remove {}: {e}", path.display());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub fn run(args: AnalyzeArgs) -> Result<(), OfflineError> {
             capacity: 1_000_000,
         },
         progress,
+        baseline_in: args.baseline_in.clone(),
+        baseline_out: args.baseline_out.clone(),
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -59,6 +59,17 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
+    /// Start from these learned profiles (a sensor's `state_file`, or an
+    /// earlier `--baseline-out`): the capture is judged against them from
+    /// its first second. A missing or bad file is warned about and skipped.
+    #[arg(long, value_name = "FILE")]
+    pub baseline_in: Option<std::path::PathBuf>,
+
+    /// Write the profiles learned by the end of the capture to FILE, for
+    /// a sensor's `[detect.baseline] state_file` or the next analysis.
+    #[arg(long, value_name = "FILE")]
+    pub baseline_out: Option<std::path::PathBuf>,
+
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,

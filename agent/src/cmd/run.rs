@@ -521,10 +521,21 @@ fn start_pipeline(
             settings.detect.group_names(),
             outputs.alert_metrics,
         );
-        let stage = DetectionStage::new(
+        let mut stage = DetectionStage::new(
             alerts,
             DetectMetrics::register(metrics.registry()).map_err(MetricsError::from)?,
         );
+        let b = &settings.detect.baseline;
+        if let (true, Some(path)) = (b.enabled, &b.state_file) {
+            let store_metrics =
+                crate::pipeline::profile_store::StoreMetrics::register(metrics.registry())
+                    .map_err(MetricsError::from)?;
+            stage = stage.with_profile_store(crate::pipeline::profile_store::ProfileStore::new(
+                path.clone(),
+                b.save_interval,
+                store_metrics,
+            ));
+        }
         Some(match flight {
             Some((requests, dir)) => {
                 stage.with_flight_recorder(requests, dir, WallClock::monotonic())

@@ -52,6 +52,8 @@ pub enum AnalyzeError {
     NothingRead(String),
     #[error("alert metrics")]
     Metrics(#[source] prometheus::Error),
+    #[error("writing the learned profiles")]
+    Baseline(#[source] crate::pipeline::detect::profile::state::StateError),
 }
 
 /// Called now and then with (bytes read, bytes in all, packets).
@@ -64,6 +66,11 @@ pub struct AnalyzeOptions {
     pub detect: DetectConfig,
     pub flow: FlowConfig,
     pub progress: Option<Progress>,
+    /// Learned profiles to start from (a sensor's state file, or an
+    /// earlier analysis's); a bad file is warned about and skipped.
+    pub baseline_in: Option<PathBuf>,
+    /// Where to write the profiles learned by the end.
+    pub baseline_out: Option<PathBuf>,
 }
 
 /// A talker or port with its packets and bytes.
@@ -275,10 +282,11 @@ fn note_incidents(
                 end_ns: i.last_seen_ns,
                 peak: i.peak,
                 unit: i.latest.unit.label(),
-                // Scans alert at the probe that crossed; rates at the end
-                // of their window.
+                // Scans (and held-back starts) alert at the finding that
+                // crossed; a rate looks back over its window.
                 window_ns: match i.latest.unit {
-                    Unit::DistinctPorts | Unit::DistinctHosts => 0,
+                    Unit::DistinctPorts | Unit::DistinctHosts | Unit::HeldBackPerMinute => 0,
+                    Unit::Sigma => i.latest.window_ns,
                     Unit::PacketsPerSecond | Unit::BitsPerSecond => i.latest.window_ns,
                 },
                 evidence: i.evidence.iter().map(evidence_line).collect(),
@@ -356,6 +364,13 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         None => None,
     };
     let mut pipeline = Pipeline::new(o.flow, o.detect.enabled.then(|| o.detect.clone()));
+    if let (Some(path), Some(engine)) = (&o.baseline_in, pipeline.engine_mut()) {
+        match engine.load_profiles(path) {
+            Ok(Some(n)) => tracing::info!("{}: {n} learned profiles", path.display()),
+            Ok(None) => tracing::warn!("{}: no such file; starting unlearned", path.display()),
+            Err(e) => tracing::warn!("{e}; starting unlearned"),
+        }
+    }
     let mut merged = Merged::new(files);
 
     let mut counters = Counters::default();
@@ -406,7 +421,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         timeline.add(&r, &p);
         // One record at a time: the packets' own time decides every tick.
         pipeline.push(std::slice::from_ref(&r), &mut out);
-        if pipeline.new_flows().first() == Some(&true) {
+        if pipeline.notes().first().is_some_and(|n| n.new_flow) {
             timeline.flow_started(ts);
         }
         if pipeline.tick_if_due(ts, &mut out)
@@ -431,6 +446,10 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     if let Some(a) = alerts {
         a.close();
+    }
+    if let (Some(path), Some(engine)) = (&o.baseline_out, pipeline.engine()) {
+        let n = engine.save_profiles(path).map_err(AnalyzeError::Baseline)?;
+        tracing::info!("{}: {n} learned profiles written", path.display());
     }
 
     let file_summaries: Vec<FileSummary> = merged

@@ -27,6 +27,7 @@ pub struct DetectMetrics {
     findings: IntCounterVec,
     allowlisted: IntCounterVec,
     suppressed: IntCounterVec,
+    displaced: IntCounterVec,
     tracked: IntGaugeVec,
     evictions: IntCounterVec,
     top: Arc<Mutex<Vec<TopDestination>>>,
@@ -58,7 +59,11 @@ impl DetectMetrics {
             )?,
             suppressed: by_detector(
                 "nta_incidents_suppressed_total",
-                "New incidents held back by the start rate limit or the cap on open incidents.",
+                "New incidents held back: over their target's start budget per minute, or no room under the cap on open incidents.",
+            )?,
+            displaced: by_detector(
+                "nta_incidents_displaced_total",
+                "Incidents ended early at the cap on open incidents to make room for one at least as severe.",
             )?,
             tracked: IntGaugeVec::new(
                 Opts::new(
@@ -78,6 +83,7 @@ impl DetectMetrics {
         registry.register(Box::new(m.findings.clone()))?;
         registry.register(Box::new(m.allowlisted.clone()))?;
         registry.register(Box::new(m.suppressed.clone()))?;
+        registry.register(Box::new(m.displaced.clone()))?;
         registry.register(Box::new(m.tracked.clone()))?;
         registry.register(Box::new(m.evictions.clone()))?;
         registry.register(Box::new(TopCollector::new(m.top.clone())?))?;
@@ -90,6 +96,7 @@ impl DetectMetrics {
             m.findings.with_label_values(&[l]);
             m.allowlisted.with_label_values(&[l]);
             m.suppressed.with_label_values(&[l]);
+            m.displaced.with_label_values(&[l]);
             m.tracked.with_label_values(&[l]);
             m.evictions.with_label_values(&[l]);
         }
@@ -113,6 +120,11 @@ impl DetectMetrics {
                 .with_label_values(&l)
                 .inc_by(s - last.suppressed[i]);
             last.suppressed[i] = s;
+            let n = inc.displaced(d);
+            self.displaced
+                .with_label_values(&l)
+                .inc_by(n - last.displaced[i]);
+            last.displaced[i] = n;
             self.active
                 .with_label_values(&l)
                 .set(inc.active_count(d) as i64);
@@ -129,7 +141,7 @@ impl DetectMetrics {
         }
         if let Ok(mut top) = self.top.lock() {
             top.clear();
-            top.extend_from_slice(engine.top_destinations());
+            top.extend(engine.top_destinations());
         }
     }
 }
@@ -138,6 +150,7 @@ impl DetectMetrics {
 struct Snapshot {
     counters: EngineCounters,
     suppressed: [u64; DetectorKind::ALL.len()],
+    displaced: [u64; DetectorKind::ALL.len()],
     evictions: [u64; DetectorKind::ALL.len()],
 }
 
@@ -160,11 +173,11 @@ const TOP_FAMILIES: [(&str, &str); 4] = [
     ),
     (
         "nta_destination_pps_baseline",
-        "Learned mean packets per second of those destinations (after warm-up).",
+        "Usual packets per second of those destinations, from their learned profile (once warm).",
     ),
     (
         "nta_destination_pps_upper",
-        "Upper edge of the learned band (mean + k·stddev, at least the floor).",
+        "Upper edge of their learned band: past it (two seconds running) the baseline detector reports.",
     ),
 ];
 
@@ -205,7 +218,7 @@ impl Collector for TopCollector {
             let values = [
                 Some(t.pps),
                 Some(t.bps),
-                t.pps_band.map(|b| b.mean),
+                t.pps_band.map(|b| b.usual),
                 t.pps_band.map(|b| b.upper),
             ];
             for (g, v) in gauges.iter().zip(values) {
@@ -228,6 +241,8 @@ pub struct DetectionStage {
     )>,
     metrics: DetectMetrics,
     last: Snapshot,
+    /// Where learned profiles are kept across restarts.
+    profiles: Option<crate::pipeline::profile_store::ProfileStore>,
 }
 
 impl DetectionStage {
@@ -237,6 +252,30 @@ impl DetectionStage {
             flight: None,
             metrics,
             last: Snapshot::default(),
+            profiles: None,
+        }
+    }
+
+    /// Learned profiles are read from and saved to a state file.
+    pub fn with_profile_store(
+        mut self,
+        store: crate::pipeline::profile_store::ProfileStore,
+    ) -> DetectionStage {
+        self.profiles = Some(store);
+        self
+    }
+
+    /// Reads the state file, if one is configured.
+    pub fn load_profiles(&self, engine: &mut Engine) {
+        if let Some(s) = &self.profiles {
+            s.load(engine);
+        }
+    }
+
+    /// The last save of the learned profiles, at stop.
+    pub fn save_profiles(&self, engine: &Engine) {
+        if let Some(s) = &self.profiles {
+            s.save_now(engine);
         }
     }
 
@@ -263,9 +302,13 @@ impl DetectionStage {
         self.alerts.replace_sinks(sinks);
     }
 
-    /// The engine's state as metrics.
+    /// The engine's state as metrics (and, when due, its learned
+    /// profiles to the state file).
     pub fn observe(&mut self, engine: &Engine) {
         self.metrics.observe(engine, &mut self.last);
+        if let Some(s) = &mut self.profiles {
+            s.maybe_save(engine);
+        }
     }
 
     /// Waits for the sinks to deliver what they hold.

@@ -247,6 +247,10 @@ pub async fn run(
         heartbeat,
     } = stage;
     zero_series(&metrics, &exporters);
+    if let (Some(d), Some(engine)) = (&detection, pipeline.engine_mut()) {
+        engine.set_unix_offset_ns(clock.offset_ns());
+        d.load_profiles(engine);
+    }
     let interfaces = Arc::new(interfaces);
     metrics
         .capacity
@@ -320,6 +324,7 @@ pub async fn run(
         d.deliver(&mut out.events);
         if let Some(engine) = pipeline.engine() {
             d.observe(engine);
+            d.save_profiles(engine);
         }
         let _ = tokio::task::spawn_blocking(move || d.close()).await;
     }

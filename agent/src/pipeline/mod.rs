@@ -12,12 +12,13 @@ pub mod detect;
 pub mod flow;
 pub mod keyed;
 pub mod live;
+pub mod profile_store;
 
 use agent_common::sample::SampleRecord;
 
 use crate::pipeline::{
     detect::{AlertEvent, DetectConfig, Engine},
-    flow::{ExpiredFlow, FlowConfig, FlowTable},
+    flow::{ExpiredFlow, FlowConfig, FlowNote, FlowTable},
 };
 
 /// What a step produced, for the caller to export and deliver. Reused
@@ -36,8 +37,8 @@ pub const TICK_NS: u64 = crate::pipeline::detect::NS / 10;
 pub struct Pipeline {
     table: FlowTable,
     engine: Option<Engine>,
-    /// Which records of the last batch started a flow.
-    new_flows: Vec<bool>,
+    /// What the flow table said about each record of the last batch.
+    notes: Vec<FlowNote>,
     /// When [`tick_if_due`](Self::tick_if_due) ticks next.
     next_tick_ns: u64,
 }
@@ -47,31 +48,32 @@ impl Pipeline {
         Pipeline {
             table: FlowTable::new(flow),
             engine: detect.map(Engine::new),
-            new_flows: Vec::new(),
+            notes: Vec::new(),
             next_tick_ns: 0,
         }
     }
 
     /// One batch: every record through the flow table, then through the
-    /// detectors with the flow table's "this started a flow" bit. Two passes
+    /// detectors with what the flow table said about it. Two passes
     /// keep each one's tables warm in the cache (about 10 % more records/s
     /// than interleaving them per record in the detect bench's cost stream,
     /// three alternated runs).
     pub fn push(&mut self, batch: &[SampleRecord], out: &mut Produced) {
-        self.new_flows.clear();
+        self.notes.clear();
         let table = &mut self.table;
-        self.new_flows
+        self.notes
             .extend(batch.iter().map(|r| table.update(r, &mut out.expired)));
         if let Some(engine) = &mut self.engine {
-            for (r, new_flow) in batch.iter().zip(&self.new_flows) {
-                engine.observe(r, *new_flow, &mut out.events);
+            for (r, note) in batch.iter().zip(&self.notes) {
+                engine.observe(r, *note, &mut out.events);
             }
         }
     }
 
-    /// Which records of the last [`push`](Self::push) started a flow.
-    pub fn new_flows(&self) -> &[bool] {
-        &self.new_flows
+    /// What the flow table said about each record of the last
+    /// [`push`](Self::push).
+    pub fn notes(&self) -> &[FlowNote] {
+        &self.notes
     }
 
     /// Time reached `now_ns`: idle flows end, detector windows close,
@@ -124,6 +126,10 @@ impl Pipeline {
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
     }
+
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        self.engine.as_mut()
+    }
 }
 
 #[cfg(test)]
@@ -142,8 +148,8 @@ mod tests {
             .map(|port| syn(port, 1_000 + u64::from(port)))
             .collect();
         p.push(&batch, &mut out);
-        assert_eq!(p.new_flows().len(), 200);
-        assert!(p.new_flows().iter().all(|n| *n));
+        assert_eq!(p.notes().len(), 200);
+        assert!(p.notes().iter().all(|n| n.new_flow));
         assert_eq!(p.table().len(), 200);
         assert!(
             out.events
@@ -153,7 +159,7 @@ mod tests {
         );
         // Pushing the same flows again starts none.
         p.push(&batch, &mut out);
-        assert!(p.new_flows().iter().all(|n| !*n));
+        assert!(p.notes().iter().all(|n| !n.new_flow));
         out.events.clear();
         p.finish(2_000_000_000, &mut out);
         assert_eq!(out.expired.len(), 200);

@@ -217,7 +217,7 @@ pub fn syn_scan(src: [u8; 4], dst: [u8; 4], ports: u16) -> Vec<Vec<u8>> {
 #[allow(dead_code)]
 pub fn agent_with_every_output(iface: &str, dir: &TempDir) -> Agent {
     let config = dir.join("nta.toml");
-    std::fs::write(&config, "[detect.volume]\nwarmup_seconds = 1\n")
+    std::fs::write(&config, "[detect.baseline]\nwarmup = \"1s\"\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let path = |name: &str| dir.join(name).to_str().unwrap_or_default().to_string();
     let (flows, alerts, pcaps, incidents) = (

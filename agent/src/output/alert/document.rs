@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     output::export::{WallClock, rfc3339},
-    pipeline::detect::{AlertEvent, Evidence, Subject, Transition, display_addr},
+    pipeline::detect::{AlertEvent, Deviation, Evidence, Subject, Transition, display_addr},
 };
 
 #[derive(Serialize)]
@@ -82,8 +82,9 @@ struct NtaAlert<'a> {
     value: f64,
     unit: &'static str,
     threshold: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    baseline: Option<Baseline>,
+    /// What a learned profile saw deviate, worst first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deviations: Vec<DeviationDoc>,
     peak: f64,
     window_seconds: f64,
     sample_rate: u32,
@@ -102,10 +103,14 @@ struct NtaAlert<'a> {
 }
 
 #[derive(Serialize)]
-struct Baseline {
-    mean: f64,
-    stddev: f64,
-    upper: f64,
+struct DeviationDoc {
+    feature: &'static str,
+    value: f64,
+    usual: f64,
+    low: f64,
+    high: f64,
+    /// Standard deviations off the usual value (negative: below).
+    score: f64,
 }
 
 #[derive(Serialize)]
@@ -160,18 +165,54 @@ fn packet(e: &Evidence, clock: WallClock) -> Packet {
 pub fn summary(ev: &AlertEvent, groups: &[String]) -> String {
     let i = &ev.incident;
     let f = &i.latest;
+    let what = if f.deviations.is_empty() {
+        format!(
+            "{:.0} {} (threshold {:.0})",
+            f.value,
+            f.unit.label(),
+            f.limit
+        )
+    } else {
+        explain(&f.deviations)
+    };
     format!(
-        "{} {} {} [{}]: {} {:.0} {} (threshold {:.0}); {}",
+        "{} {} {} [{}]: {} {}; {}",
         i.detector.label(),
         ev.transition.label(),
         subject_text(&i.subject, groups),
         i.severity.label(),
         f.reason,
-        f.value,
-        f.unit.label(),
-        f.limit,
+        what,
         i.id
     )
+}
+
+/// The deviations in words: "packets per second 4000 (usual 200, band
+/// 150-330, 21.3 σ above)".
+pub fn explain(deviations: &[Deviation]) -> String {
+    let n = |x: f64| {
+        if x.abs() >= 100.0 || x == x.round() {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.2}")
+        }
+    };
+    deviations
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} (usual {}, band {}-{}, {:.1} σ {})",
+                d.feature.words(),
+                n(d.value),
+                n(d.usual),
+                n(d.low),
+                n(d.high),
+                d.score.abs(),
+                if d.score > 0.0 { "above" } else { "below" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn subject_text(s: &Subject, groups: &[String]) -> String {
@@ -183,6 +224,8 @@ fn subject_text(s: &Subject, groups: &[String]) -> String {
             1 | 58 => format!("from {} (ICMP echo)", ip(src)),
             _ => format!("from {} on port {port}/{}", ip(src), transport(*proto)),
         },
+        Subject::Source(s) => format!("from {}", ip(s)),
+        Subject::Interface(i) => format!("on interface {i}"),
         Subject::Group(g) => format!(
             "to host group {}",
             groups.get(*g as usize).map_or("?", String::as_str)
@@ -222,7 +265,8 @@ pub fn to_json(
                 port: Some(port),
             }),
         ),
-        Subject::Group(_) => (None, None),
+        Subject::Source(s) => (at(&s, None), None),
+        Subject::Group(_) | Subject::Interface(_) => (None, None),
     };
     let group = match i.subject {
         Subject::Group(g) => groups.get(g as usize).map(String::as_str),
@@ -270,11 +314,18 @@ pub fn to_json(
                 value: f.value,
                 unit: f.unit.label(),
                 threshold: f.limit,
-                baseline: f.baseline.map(|b| Baseline {
-                    mean: b.mean,
-                    stddev: b.stddev,
-                    upper: b.upper,
-                }),
+                deviations: f
+                    .deviations
+                    .iter()
+                    .map(|d| DeviationDoc {
+                        feature: d.feature.label(),
+                        value: d.value,
+                        usual: d.usual,
+                        low: d.low,
+                        high: d.high,
+                        score: d.score,
+                    })
+                    .collect(),
                 peak: i.peak,
                 window_seconds: f.window_ns as f64 / 1e9,
                 sample_rate: f.sample_rate,

@@ -2,7 +2,7 @@
 //! webhook and the log, off the packet path on its own thread. A failing
 //! sink counts its errors and never holds the others or the detectors up.
 
-mod document;
+pub mod document;
 mod file;
 mod webhook;
 

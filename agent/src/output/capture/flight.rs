@@ -62,9 +62,10 @@ fn involves(subject: &Subject, src: &Addr, dst: &Addr) -> bool {
     match subject {
         Subject::Destination(a) | Subject::DestinationPort { dst: a, .. } => dst == a || src == a,
         Subject::Pair { src: s, dst: d } => (src == s && dst == d) || (src == d && dst == s),
-        Subject::SourcePort { src: s, .. } => src == s || dst == s,
-        // A host group's window is everything the recorder holds.
-        Subject::Group(_) => true,
+        Subject::SourcePort { src: s, .. } | Subject::Source(s) => src == s || dst == s,
+        // A host group's or interface's window is everything the
+        // recorder holds.
+        Subject::Group(_) | Subject::Interface(_) => true,
     }
 }
 

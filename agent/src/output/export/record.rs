@@ -40,6 +40,11 @@ impl WallClock {
     pub fn to_unix_ns(self, ns: u64) -> u64 {
         (i128::from(ns) + self.offset_ns).max(0) as u64
     }
+
+    /// Unix ns minus record ns.
+    pub fn offset_ns(self) -> i128 {
+        self.offset_ns
+    }
 }
 
 /// The monotonic clock now, in ns (the clock of live records).

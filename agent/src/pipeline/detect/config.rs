@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{Addr, NS, baseline::BaselineConfig, display_addr};
+use super::{Addr, NS, display_addr};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DetectConfigError {
@@ -53,6 +53,8 @@ pub struct DetectConfig {
     /// Other IP protocols (GRE, SCTP, ESP...) to one destination.
     pub ip_flood: RateConfig,
     pub volume: VolumeConfig,
+    /// Learned multi-feature profiles (the `baseline` detector).
+    pub baseline: ProfileConfig,
     pub host_groups: Vec<HostGroup>,
     pub allowlist: Allowlist,
     pub incidents: IncidentConfig,
@@ -94,6 +96,7 @@ impl Default for DetectConfig {
             },
             ip_flood: RateConfig { pps: 20_000.0 },
             volume: VolumeConfig::default(),
+            baseline: ProfileConfig::default(),
             host_groups: Vec::new(),
             allowlist: Allowlist::default(),
             incidents: IncidentConfig::default(),
@@ -193,20 +196,14 @@ impl Default for AmplificationConfig {
     }
 }
 
+/// Static volume thresholds per destination; the learned side is
+/// [`ProfileConfig`].
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct VolumeConfig {
     /// Static thresholds per destination (off when absent).
     pub pps: Option<f64>,
     pub bps: Option<f64>,
-    /// Learned baseline per destination and host group.
-    pub baseline: bool,
-    pub alpha: f64,
-    pub warmup_seconds: u32,
-    pub k: f64,
-    /// Below these nothing is anomalous, whatever the baseline says.
-    pub floor_pps: f64,
-    pub floor_bps: f64,
     /// Destinations whose rate and band are exposed as metrics.
     pub top_metrics: usize,
 }
@@ -216,32 +213,66 @@ impl Default for VolumeConfig {
         VolumeConfig {
             pps: None,
             bps: None,
-            baseline: true,
-            alpha: 0.02,
-            warmup_seconds: 60,
-            k: 4.0,
-            floor_pps: 20_000.0,
-            floor_bps: 1e9,
             top_metrics: 10,
         }
     }
 }
 
-impl VolumeConfig {
-    pub fn pps_baseline(&self) -> BaselineConfig {
-        BaselineConfig {
-            alpha: self.alpha,
-            warmup_seconds: self.warmup_seconds,
-            k: self.k,
-            floor: self.floor_pps,
+/// The learned profiles: per interface, host group and busy destination.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    pub enabled: bool,
+    /// Normal seconds a key learns before it is judged (a state file
+    /// from an earlier run skips this).
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+    /// The false alarms per key per week the statistics aim at: the
+    /// score threshold follows from it (more keys, more alarms overall).
+    pub false_alarms_per_week: f64,
+    /// Busiest destinations with a profile of their own.
+    pub destinations: usize,
+    /// Where the learned profiles are kept across restarts (`nta run`:
+    /// read at start, written every `save_interval` and at stop).
+    pub state_file: Option<std::path::PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub save_interval: Duration,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            enabled: true,
+            warmup: Duration::from_secs(60),
+            false_alarms_per_week: 1.0,
+            destinations: 1024,
+            state_file: None,
+            save_interval: Duration::from_secs(300),
         }
     }
+}
 
-    pub fn bps_baseline(&self) -> BaselineConfig {
-        BaselineConfig {
-            floor: self.floor_bps,
-            ..self.pps_baseline()
-        }
+/// Destinations with a profile at most (each holds about 10 KiB).
+pub const MAX_PROFILED_DESTINATIONS: usize = 65_536;
+
+impl ProfileConfig {
+    pub fn warmup_seconds(&self) -> u32 {
+        self.warmup.as_secs().clamp(1, u64::from(u32::MAX)) as u32
+    }
+
+    /// The score (standard deviations) past which a second is off its
+    /// profile: a second is judged on every feature, both ways, so the
+    /// per-second false-alarm probability is split over them
+    /// (Bonferroni) and read off the normal distribution; the learned
+    /// space (logs of counts) keeps the tails close to normal. Two
+    /// seconds running are needed to report, which makes the real rate
+    /// lower still.
+    pub fn threshold_score(&self) -> f64 {
+        use statrs::distribution::{ContinuousCDF as _, Normal};
+        const SECONDS_PER_WEEK: f64 = 7.0 * 86_400.0;
+        let per_second = (self.false_alarms_per_week / SECONDS_PER_WEEK).clamp(1e-15, 0.5);
+        let tests = 2.0 * super::profile::features::Feature::COUNT as f64;
+        Normal::standard().inverse_cdf(1.0 - per_second / tests)
     }
 }
 
@@ -309,9 +340,13 @@ pub struct IncidentConfig {
     /// An active incident is reported again this often.
     #[serde(with = "humantime_serde")]
     pub update: Duration,
-    /// Most incidents open at once; more are suppressed (counted).
+    /// Most incidents open at once; past it a new incident displaces the
+    /// least severe, oldest one if it is at least as severe, or is
+    /// suppressed (counted).
     pub max_active: usize,
-    /// Most new incidents per detector per minute; more are suppressed.
+    /// Most new incidents per detector and target (destination, else host
+    /// group, else the probing source) per minute; more are suppressed
+    /// and the target gets a `suppression` incident.
     pub max_starts_per_minute: u32,
     /// Sample packets kept as evidence per incident.
     pub evidence: usize,
@@ -323,7 +358,7 @@ impl Default for IncidentConfig {
             quiet: Duration::from_secs(30),
             update: Duration::from_secs(10),
             max_active: 10_000,
-            max_starts_per_minute: 60,
+            max_starts_per_minute: 10,
             evidence: 5,
         }
     }
@@ -412,13 +447,17 @@ impl DetectConfig {
         if let Some(b) = v.bps {
             positive("volume.bps", b)?;
         }
-        if !(v.alpha > 0.0 && v.alpha < 1.0) {
+        let b = &self.baseline;
+        positive("baseline.false_alarms_per_week", b.false_alarms_per_week)?;
+        if b.save_interval < Duration::from_secs(1) {
+            return Err(invalid("baseline.save_interval", "at least 1s"));
+        }
+        if b.destinations > MAX_PROFILED_DESTINATIONS {
             return Err(invalid(
-                "volume.alpha",
-                "must be between 0 and 1 (exclusive)",
+                "baseline.destinations",
+                format!("at most {MAX_PROFILED_DESTINATIONS}"),
             ));
         }
-        positive("volume.k", v.k)?;
         if v.top_metrics > 100 {
             return Err(invalid(
                 "volume.top_metrics",
@@ -502,6 +541,24 @@ mod tests {
     fn defaults_are_valid() {
         assert_eq!(DetectConfig::default().validate(), Ok(()));
         assert_eq!(parse(""), Ok(DetectConfig::default()));
+    }
+
+    #[test]
+    fn the_false_alarm_target_sets_the_score_threshold() {
+        let k = |per_week: f64| {
+            ProfileConfig {
+                false_alarms_per_week: per_week,
+                ..ProfileConfig::default()
+            }
+            .threshold_score()
+        };
+        // One a week per key, 24 two-sided tests a second: the tail
+        // probability 1/604800/24 is 5.27 standard deviations out.
+        assert!((k(1.0) - 5.27).abs() < 0.01, "{}", k(1.0));
+        // A laxer target, a lower threshold.
+        assert!(k(100.0) < k(1.0) && k(100.0) > 4.0, "{}", k(100.0));
+        let zero = parse("[baseline]\nfalse_alarms_per_week = 0").map(|c| c.validate());
+        assert!(matches!(zero, Ok(Err(_))), "{zero:?}");
     }
 
     #[test]

@@ -4,10 +4,15 @@
 use agent_common::sample::SampleRecord;
 
 use super::{
-    Detector, DetectorKind, Finding, NS,
+    Detector, DetectorKind, Finding, FlowNote, NS,
     config::DetectConfig,
     flood,
     incident::{AlertEvent, Incidents},
+    profile::{
+        KeyName, ProfileDetector,
+        learned::Profile,
+        state::{self, StateError},
+    },
     scan::{PortScanDetector, SweepDetector},
     volume::{TopDestination, VolumeDetector},
 };
@@ -23,6 +28,10 @@ pub struct Engine {
     config: DetectConfig,
     detectors: Vec<Box<dyn Detector>>,
     volume: VolumeDetector,
+    /// Learned profiles (none when `[detect.baseline] enabled = false`).
+    profile: Option<ProfileDetector>,
+    /// Unix ns minus record-time ns, kept across reconfiguration.
+    unix_offset_ns: i128,
     incidents: Incidents,
     findings: Vec<Finding>,
     counters: EngineCounters,
@@ -62,6 +71,11 @@ impl Engine {
     pub fn with_incidents(config: DetectConfig, incidents: Incidents) -> Engine {
         Engine {
             volume: VolumeDetector::new(&config),
+            profile: config
+                .baseline
+                .enabled
+                .then(|| ProfileDetector::new(&config)),
+            unix_offset_ns: 0,
             detectors: detectors(&config),
             incidents,
             findings: Vec::new(),
@@ -71,22 +85,44 @@ impl Engine {
         }
     }
 
-    /// Takes a new configuration (config reload): detectors start over
-    /// with the new thresholds (windows and learned baselines restart);
-    /// open incidents, their ids and the counters carry on.
-    pub fn reconfigure(&mut self, config: DetectConfig) {
-        self.detectors = detectors(&config);
-        self.volume = VolumeDetector::new(&config);
-        self.incidents.set_config(config.incidents);
-        self.config = config;
+    /// Record time to Unix time, for the hour-of-day profiles: 0 when
+    /// records carry Unix time (capture files), the monotonic clock's
+    /// offset live.
+    pub fn set_unix_offset_ns(&mut self, offset: i128) {
+        self.unix_offset_ns = offset;
+        if let Some(p) = &mut self.profile {
+            p.set_unix_offset_ns(offset);
+        }
     }
 
-    /// One sample; `new_flow` as the flow table said (see [`Detector`]).
-    pub fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<AlertEvent>) {
+    /// Takes a new configuration (config reload): detectors start over
+    /// with the new thresholds (windows restart); learned profiles carry
+    /// over (unless turned off), as do open incidents, their ids and the
+    /// counters.
+    pub fn reconfigure(&mut self, config: DetectConfig) {
+        let learned = self.export_profiles();
+        self.detectors = detectors(&config);
+        self.volume = VolumeDetector::new(&config);
+        self.profile = config
+            .baseline
+            .enabled
+            .then(|| ProfileDetector::new(&config));
+        self.set_unix_offset_ns(self.unix_offset_ns);
+        self.incidents.set_config(config.incidents);
+        self.config = config;
+        self.restore_profiles(learned);
+    }
+
+    /// One sample, with what the flow table said about it (see
+    /// [`Detector`]).
+    pub fn observe(&mut self, r: &SampleRecord, flow: FlowNote, out: &mut Vec<AlertEvent>) {
         for d in &mut self.detectors {
-            d.observe(r, new_flow, &mut self.findings);
+            d.observe(r, flow, &mut self.findings);
         }
-        self.volume.observe(r, new_flow, &mut self.findings);
+        self.volume.observe(r, flow, &mut self.findings);
+        if let Some(p) = &mut self.profile {
+            p.observe(r, flow, &mut self.findings);
+        }
         if !self.findings.is_empty() {
             self.settle(out);
         }
@@ -98,6 +134,9 @@ impl Engine {
             d.advance(now_ns, &mut self.findings);
         }
         self.volume.advance(now_ns, &mut self.findings);
+        if let Some(p) = &mut self.profile {
+            p.advance(now_ns, &mut self.findings);
+        }
         self.settle(out);
         if now_ns >= self.last_advance.saturating_add(INCIDENT_TICK) {
             self.last_advance = now_ns;
@@ -149,10 +188,57 @@ impl Engine {
             .collect();
         let (n, e) = self.volume.tracked();
         v.push((DetectorKind::Volume, n, e));
+        if let Some(p) = &self.profile {
+            let (n, e) = p.tracked();
+            v.push((DetectorKind::Baseline, n, e));
+        }
         v
     }
 
-    pub fn top_destinations(&self) -> &[TopDestination] {
-        self.volume.top()
+    /// The heaviest destinations of the last second, with their learned
+    /// band where they have a warm profile.
+    pub fn top_destinations(&self) -> Vec<TopDestination> {
+        let mut top = self.volume.top().to_vec();
+        if let Some(p) = &self.profile {
+            for t in &mut top {
+                t.pps_band = p
+                    .pps_band(&t.addr)
+                    .map(|(usual, upper)| super::finding::Band { usual, upper });
+            }
+        }
+        top
+    }
+
+    /// Every warm learned profile, for the state file.
+    pub fn export_profiles(&self) -> Vec<(KeyName, Profile)> {
+        self.profile
+            .as_ref()
+            .map(|p| p.export(&self.config.group_names()))
+            .unwrap_or_default()
+    }
+
+    /// Takes learned profiles back (a state file); returns how many keys
+    /// were restored (none when profiles are off).
+    pub fn restore_profiles(&mut self, keys: Vec<(KeyName, Profile)>) -> usize {
+        let groups = self.config.group_names();
+        self.profile
+            .as_mut()
+            .map_or(0, |p| p.restore(keys, &groups))
+    }
+
+    /// Reads learned profiles from a state file written by
+    /// [`save_profiles`](Self::save_profiles); `Ok(None)` when there is no
+    /// file yet.
+    pub fn load_profiles(&mut self, path: &std::path::Path) -> Result<Option<usize>, StateError> {
+        Ok(state::read(path)?.map(|keys| self.restore_profiles(keys)))
+    }
+
+    /// Writes every warm profile to `path` atomically; returns the keys
+    /// written.
+    pub fn save_profiles(&self, path: &std::path::Path) -> Result<usize, StateError> {
+        let keys = self.export_profiles();
+        let n = keys.len();
+        state::write(path, keys)?;
+        Ok(n)
     }
 }

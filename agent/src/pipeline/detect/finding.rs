@@ -4,6 +4,7 @@
 use agent_common::sample::SampleRecord;
 
 use super::Addr;
+pub use super::profile::learned::Deviation;
 
 /// The detectors, with stable labels for metrics and alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,10 +20,15 @@ pub enum DetectorKind {
     TcpFlood,
     IpFlood,
     Volume,
+    /// Learned multi-feature profiles (see [`super::profile`]).
+    Baseline,
+    /// Not a detector of traffic: new incidents for one target were held
+    /// back by its start budget (see [`super::incident`]).
+    Suppression,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 11] = [
+    pub const ALL: [DetectorKind; 13] = [
         DetectorKind::PortScan,
         DetectorKind::Sweep,
         DetectorKind::SynFlood,
@@ -34,6 +40,8 @@ impl DetectorKind {
         DetectorKind::TcpFlood,
         DetectorKind::IpFlood,
         DetectorKind::Volume,
+        DetectorKind::Baseline,
+        DetectorKind::Suppression,
     ];
 
     pub fn label(self) -> &'static str {
@@ -49,6 +57,8 @@ impl DetectorKind {
             DetectorKind::TcpFlood => "tcp_flood",
             DetectorKind::IpFlood => "ip_flood",
             DetectorKind::Volume => "volume",
+            DetectorKind::Baseline => "baseline",
+            DetectorKind::Suppression => "suppression",
         }
     }
 
@@ -77,7 +87,13 @@ impl DetectorKind {
                 "frames built to evade parsing (too many IPv6 extension headers, tiny first fragments) to a destination"
             }
             DetectorKind::Volume => {
-                "traffic to a destination or host group above a static threshold or its learned baseline"
+                "traffic to a destination or host group above a static threshold"
+            }
+            DetectorKind::Baseline => {
+                "traffic of an interface, host group or destination off its learned profile (rates, new flows, sources, ports, sizes, protocol mix), or collapsed"
+            }
+            DetectorKind::Suppression => {
+                "new incidents for one target held back: more starts in a minute than its budget for one detector"
             }
         }
     }
@@ -151,12 +167,18 @@ pub enum Subject {
     SourcePort { src: Addr, port: u16, proto: u8 },
     /// A configured host group, by its index in the configuration.
     Group(u16),
+    /// A source, whatever it talks to (the target of a sweep's budget).
+    Source(Addr),
+    /// All traffic of one interface, by ifindex.
+    Interface(u32),
 }
 
 impl Subject {
     pub fn source(&self) -> Option<Addr> {
         match self {
-            Subject::Pair { src, .. } | Subject::SourcePort { src, .. } => Some(*src),
+            Subject::Pair { src, .. } | Subject::SourcePort { src, .. } | Subject::Source(src) => {
+                Some(*src)
+            }
             _ => None,
         }
     }
@@ -177,6 +199,10 @@ pub enum Unit {
     BitsPerSecond,
     DistinctPorts,
     DistinctHosts,
+    /// Incident starts held back in the current minute.
+    HeldBackPerMinute,
+    /// Standard deviations off a learned profile.
+    Sigma,
 }
 
 impl Unit {
@@ -186,15 +212,17 @@ impl Unit {
             Unit::BitsPerSecond => "bps",
             Unit::DistinctPorts => "distinct_ports",
             Unit::DistinctHosts => "distinct_hosts",
+            Unit::HeldBackPerMinute => "held_back_per_minute",
+            Unit::Sigma => "sigma",
         }
     }
 }
 
-/// A learned band: the value crossed `upper` = mean + k·stddev.
+/// A learned band of one value: its usual level and the edge past which
+/// it is anomalous.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Band {
-    pub mean: f64,
-    pub stddev: f64,
+    pub usual: f64,
     pub upper: f64,
 }
 
@@ -239,9 +267,8 @@ pub struct Finding {
     pub ts_ns: u64,
     pub value: f64,
     pub unit: Unit,
-    /// The static threshold, or the baseline band's upper edge.
+    /// The static threshold (for `baseline`: the score threshold).
     pub limit: f64,
-    pub baseline: Option<Band>,
     pub window_ns: u64,
     /// The largest sampling rate among the samples behind the value.
     pub sample_rate: u32,
@@ -252,6 +279,9 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     /// A short why, e.g. "no handshake completed" or "static threshold".
     pub reason: &'static str,
+    /// What a learned profile saw deviate, worst first (empty for the
+    /// threshold detectors).
+    pub deviations: Vec<Deviation>,
 }
 
 impl Finding {

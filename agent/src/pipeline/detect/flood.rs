@@ -1,9 +1,10 @@
-//! Rate detectors per destination over one-second windows: SYN flood,
-//! UDP amplification, and the plain floods (ICMP, fragments, frames built
-//! to evade parsing). Each counts the
-//! packets it cares about (samples × their rate) per key and judges the
-//! key when its second closes, so an attack is reported at most about a
-//! second after it starts.
+//! Rate detectors per destination over a sliding one-second window: SYN
+//! flood, UDP amplification, and the plain floods (UDP, ICMP, fragments,
+//! other IP protocols, frames built to evade parsing). Each counts the
+//! packets it cares about (samples × their rate) per key in 100 ms
+//! buckets and judges the key as soon as the running count crosses its
+//! limit, so a flood at ten times its threshold is reported about 100 ms
+//! after its first packet.
 
 use std::hash::Hash;
 
@@ -16,16 +17,21 @@ use cardinality_estimator::CardinalityEstimator;
 use crate::pipeline::keyed::KeyedHasher;
 
 use super::{
-    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
+    Addr, Detector, DetectorKind, Finding, FlowNote, NS, Subject, Unit,
     config::{
         AmplificationConfig, DetectConfig, HostGroup, RateConfig, SpoofedFloodConfig,
         SynFloodConfig,
     },
+    sliding::{BUCKETS, Generations, SlidingWindow, bucket_of},
     tracked::Tracked,
-    window::{RateWindow, second_of},
 };
 
 type Distinct = CardinalityEstimator<Addr, KeyedHasher, 10, 5>;
+
+/// Distinct sources over the last one to two seconds.
+fn distinct_sources(g: &Generations<Distinct>) -> u64 {
+    g.current().estimate().max(g.previous().estimate()) as u64
+}
 
 /// How a record counts for a key.
 pub enum Role {
@@ -46,81 +52,58 @@ pub trait RateShape: Send {
     type Key: Copy + Eq + Hash + Send;
     type Aux: Default + Send;
     fn kind(&self) -> DetectorKind;
-    fn classify(&self, r: &SampleRecord) -> Option<(Self::Key, Role)>;
+    fn classify(&self, r: &SampleRecord, flow: FlowNote) -> Option<(Self::Key, Role)>;
     fn note(&self, _aux: &mut Self::Aux, _r: &SampleRecord, _role: &Role) {}
     /// The smallest limit any key can have (keys below it skip the lookup).
     fn min_limit(&self) -> f64;
     fn limit(&self, key: &Self::Key) -> f64;
     fn subject(key: &Self::Key) -> Subject;
     /// Over the limit: is it an attack? `None` when the evidence is lacking.
-    fn judge(&self, w: &RateWindow, aux: &Self::Aux) -> Option<Judgement>;
+    /// `ts_ns` is the moment judged (the window's rates end there).
+    fn judge(
+        &self,
+        w: &SlidingWindow,
+        ts_ns: u64,
+        aux: &Generations<Self::Aux>,
+    ) -> Option<Judgement>;
 }
 
 struct KeyState<A> {
-    window: RateWindow,
-    aux: A,
+    window: SlidingWindow,
+    aux: Generations<A>,
 }
 
 pub struct RateDetector<S: RateShape> {
     shape: S,
+    /// [`RateShape::min_limit`], asked once.
+    min_limit: f64,
     keys: Tracked<S::Key, KeyState<S::Aux>>,
+    /// The second of record time housekeeping last ran in.
     second: u64,
 }
 
 impl<S: RateShape> RateDetector<S> {
     pub fn new(shape: S, tracked_keys: usize) -> RateDetector<S> {
         RateDetector {
+            min_limit: shape.min_limit(),
             shape,
             keys: Tracked::new(tracked_keys),
             second: 0,
         }
     }
 
-    /// Judges every key of the second that just ended.
-    fn close(&mut self, out: &mut Vec<Finding>) {
-        let closing = self.second;
-        let min = self.shape.min_limit();
-        for (key, st) in self.keys.iter() {
-            let w = &st.window;
-            if w.second != closing || (w.packets as f64) < min {
-                continue;
-            }
-            let value = w.packets as f64;
-            let limit = self.shape.limit(key);
-            if value < limit {
-                continue;
-            }
-            let Some(j) = self.shape.judge(w, &st.aux) else {
-                continue;
-            };
-            out.push(Finding {
-                detector: self.shape.kind(),
-                subject: S::subject(key),
-                ts_ns: (closing + 1) * NS,
-                value,
-                unit: Unit::PacketsPerSecond,
-                limit,
-                baseline: None,
-                window_ns: NS,
-                sample_rate: w.max_rate,
-                distinct_sources: j.distinct_sources,
-                top_sources: w.top_sources.to_vec(),
-                evidence: w.evidence.to_vec(),
-                reason: j.reason,
-            });
+    /// Once a second: keys quiet for two seconds give their room back,
+    /// and the weights that decide evictions decay.
+    fn housekeep(&mut self, now_ns: u64) {
+        let second = now_ns / NS;
+        if second <= self.second {
+            return;
         }
-        // Keys idle for two seconds give their room back.
-        self.keys.retain(|_, st| st.window.second + 2 >= closing);
+        self.second = second;
+        let now = bucket_of(now_ns);
+        self.keys
+            .retain(|_, st| st.window.bucket() + 2 * BUCKETS as u64 > now);
         self.keys.decay();
-    }
-
-    fn move_to(&mut self, second: u64, out: &mut Vec<Finding>) {
-        if second > self.second {
-            if self.second != 0 {
-                self.close(out);
-            }
-            self.second = second;
-        }
     }
 }
 
@@ -129,28 +112,56 @@ impl<S: RateShape> Detector for RateDetector<S> {
         self.shape.kind()
     }
 
-    fn observe(&mut self, r: &SampleRecord, _new_flow: bool, out: &mut Vec<Finding>) {
-        let Some((key, role)) = self.shape.classify(r) else {
+    fn observe(&mut self, r: &SampleRecord, flow: FlowNote, out: &mut Vec<Finding>) {
+        let Some((key, role)) = self.shape.classify(r, flow) else {
             return;
         };
-        self.move_to(second_of(r.timestamp_ns), out);
-        let second = self.second;
+        self.housekeep(r.timestamp_ns);
         let st = self.keys.entry(key, || KeyState {
-            window: RateWindow::default(),
-            aux: S::Aux::default(),
+            window: SlidingWindow::default(),
+            aux: Generations::default(),
         });
-        if st.window.second != second {
-            st.window.roll(second);
-            st.aux = S::Aux::default();
+        st.window.slide(bucket_of(r.timestamp_ns));
+        self.shape.note(st.aux.at(r.timestamp_ns), r, &role);
+        match role {
+            Role::Rate => st.window.add(r),
+            Role::Context => {
+                st.window.add_context(r);
+                return;
+            }
         }
-        if let Role::Rate = role {
-            st.window.add(r);
+        let value = st.window.packets(r.timestamp_ns);
+        if value < self.min_limit {
+            return;
         }
-        self.shape.note(&mut st.aux, r, &role);
+        let limit = self.shape.limit(&key);
+        // Judged at most once per bucket: the judgement reads sketches.
+        if value < limit || !st.window.take_report_slot() {
+            return;
+        }
+        let Some(j) = self.shape.judge(&st.window, r.timestamp_ns, &st.aux) else {
+            return;
+        };
+        let w = &st.window;
+        out.push(Finding {
+            detector: self.shape.kind(),
+            subject: S::subject(&key),
+            ts_ns: r.timestamp_ns,
+            value,
+            unit: Unit::PacketsPerSecond,
+            limit,
+            window_ns: NS,
+            sample_rate: w.max_rate,
+            distinct_sources: j.distinct_sources,
+            top_sources: w.top_sources.to_vec(),
+            evidence: w.evidence.to_vec(),
+            reason: j.reason,
+            deviations: Vec::new(),
+        });
     }
 
-    fn advance(&mut self, now_ns: u64, out: &mut Vec<Finding>) {
-        self.move_to(second_of(now_ns), out);
+    fn advance(&mut self, now_ns: u64, _out: &mut Vec<Finding>) {
+        self.housekeep(now_ns);
     }
 
     fn tracked(&self) -> (usize, u64) {
@@ -175,10 +186,6 @@ fn min_limit(groups: &[HostGroup], default: f64, pick: impl Fn(&HostGroup) -> Op
     groups.iter().filter_map(pick).fold(default, f64::min)
 }
 
-fn weight(r: &SampleRecord) -> u64 {
-    u64::from(r.sample_rate.max(1))
-}
-
 // --- SYN flood ---------------------------------------------------------
 
 pub struct SynFlood {
@@ -186,39 +193,37 @@ pub struct SynFlood {
     groups: Vec<HostGroup>,
 }
 
-#[derive(Default)]
-pub struct SynAux {
-    sources: Distinct,
-    /// Estimated TCP packets with ACK and without SYN to the destination:
-    /// what a completed handshake sends next.
-    acks: u64,
-}
-
 impl RateShape for SynFlood {
     type Key = Addr;
-    type Aux = SynAux;
+    /// Distinct sources of the SYNs. The context packets are ACKs without
+    /// SYN to the destination: what a completed handshake sends next.
+    type Aux = Distinct;
     fn kind(&self) -> DetectorKind {
         DetectorKind::SynFlood
     }
 
-    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+    fn classify(&self, r: &SampleRecord, flow: FlowNote) -> Option<(Addr, Role)> {
         if r.class != ProtocolClass::Tcp as u8 {
             return None;
         }
         let f = r.tcp_flags;
         if f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
             Some((r.dst_addr, Role::Rate))
-        } else if f & tcp_flags::ACK != 0 && f & (tcp_flags::SYN | tcp_flags::RST) == 0 {
+        } else if f & tcp_flags::ACK != 0
+            && f & (tcp_flags::SYN | tcp_flags::RST) == 0
+            // Only ACKs of flows someone opened with a SYN: bare ACKs sent
+            // alongside a flood must not pass for completed handshakes.
+            && flow.began_with_syn
+        {
             Some((r.dst_addr, Role::Context))
         } else {
             None
         }
     }
 
-    fn note(&self, aux: &mut SynAux, r: &SampleRecord, role: &Role) {
-        match role {
-            Role::Rate => aux.sources.insert(&r.src_addr),
-            Role::Context => aux.acks += weight(r),
+    fn note(&self, sources: &mut Distinct, r: &SampleRecord, role: &Role) {
+        if let Role::Rate = role {
+            sources.insert(&r.src_addr);
         }
     }
 
@@ -234,9 +239,14 @@ impl RateShape for SynFlood {
         Subject::Destination(*key)
     }
 
-    fn judge(&self, w: &RateWindow, aux: &SynAux) -> Option<Judgement> {
-        let sources = aux.sources.estimate() as u64;
-        let ratio = aux.acks as f64 / w.packets.max(1) as f64;
+    fn judge(
+        &self,
+        w: &SlidingWindow,
+        ts_ns: u64,
+        aux: &Generations<Distinct>,
+    ) -> Option<Judgement> {
+        let sources = distinct_sources(aux);
+        let ratio = w.context_packets(ts_ns) / w.packets(ts_ns).max(1.0);
         let reason = if sources >= self.config.min_sources {
             "many distinct sources (spoofed)"
         } else if ratio <= self.config.max_ack_ratio {
@@ -278,7 +288,7 @@ impl RateShape for TcpFlood {
         DetectorKind::TcpFlood
     }
 
-    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+    fn classify(&self, r: &SampleRecord, _flow: FlowNote) -> Option<(Addr, Role)> {
         (r.class == ProtocolClass::Tcp as u8 && r.tcp_flags & tcp_flags::SYN == 0)
             .then_some((r.dst_addr, Role::Rate))
     }
@@ -299,8 +309,13 @@ impl RateShape for TcpFlood {
         Subject::Destination(*key)
     }
 
-    fn judge(&self, _w: &RateWindow, sources: &Distinct) -> Option<Judgement> {
-        let sources = sources.estimate() as u64;
+    fn judge(
+        &self,
+        _w: &SlidingWindow,
+        _ts_ns: u64,
+        sources: &Generations<Distinct>,
+    ) -> Option<Judgement> {
+        let sources = distinct_sources(sources);
         (sources >= self.config.min_sources).then_some(Judgement {
             reason: "many distinct sources (spoofed)",
             distinct_sources: Some(sources),
@@ -332,7 +347,7 @@ impl RateShape for Amplification {
         DetectorKind::Amplification
     }
 
-    fn classify(&self, r: &SampleRecord) -> Option<((Addr, u16), Role)> {
+    fn classify(&self, r: &SampleRecord, _flow: FlowNote) -> Option<((Addr, u16), Role)> {
         if r.class != ProtocolClass::Udp as u8 || r.frame_len < self.config.min_size {
             return None;
         }
@@ -366,7 +381,7 @@ impl RateShape for Amplification {
         }
     }
 
-    fn judge(&self, _w: &RateWindow, _aux: &()) -> Option<Judgement> {
+    fn judge(&self, _w: &SlidingWindow, _ts_ns: u64, _aux: &Generations<()>) -> Option<Judgement> {
         Some(Judgement {
             reason: "large UDP responses from a reflector port",
             distinct_sources: None,
@@ -454,7 +469,7 @@ impl RateShape for PlainFlood {
         self.plain.kind
     }
 
-    fn classify(&self, r: &SampleRecord) -> Option<(Addr, Role)> {
+    fn classify(&self, r: &SampleRecord, _flow: FlowNote) -> Option<(Addr, Role)> {
         (self.plain.counts)(r).then_some((r.dst_addr, Role::Rate))
     }
 
@@ -470,7 +485,7 @@ impl RateShape for PlainFlood {
         Subject::Destination(*key)
     }
 
-    fn judge(&self, _w: &RateWindow, _aux: &()) -> Option<Judgement> {
+    fn judge(&self, _w: &SlidingWindow, _ts_ns: u64, _aux: &Generations<()>) -> Option<Judgement> {
         Some(Judgement {
             reason: self.plain.reason,
             distinct_sources: None,

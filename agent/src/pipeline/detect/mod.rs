@@ -8,34 +8,38 @@
 //! each record counts as `sample_rate` packets. Memory is fixed: every
 //! per-key table is a bounded [`tracked::Tracked`] map.
 
-pub mod baseline;
+pub mod budget;
 pub mod config;
 pub mod engine;
 pub mod finding;
 pub mod flood;
 pub mod incident;
+pub mod profile;
 pub mod scan;
+pub mod sliding;
 pub mod tracked;
 pub mod volume;
 pub mod window;
 
 use agent_common::sample::SampleRecord;
+
+pub use crate::pipeline::flow::FlowNote;
 pub use config::{DetectConfig, DetectConfigError};
 pub use engine::{Engine, EngineCounters};
-pub use finding::{DetectorKind, Evidence, Finding, Severity, Subject, Unit};
+pub use finding::{DetectorKind, Deviation, Evidence, Finding, Severity, Subject, Unit};
 pub use incident::{AlertEvent, Incidents, Transition};
 
 /// Nanoseconds per second.
 pub const NS: u64 = 1_000_000_000;
 
-/// One detector. `observe` sees every sample, with `new_flow` true when
-/// the sample started a flow in the flow table (a connection attempt or
-/// probe, not one more packet of a known conversation); `advance` tells
+/// One detector. `observe` sees every sample with what the flow table
+/// said about it (whether it started a flow, how the flow began);
+/// `advance` tells
 /// it that record time reached `now_ns` (called at least every few
 /// hundred milliseconds), so windows can close even when traffic stops.
 pub trait Detector: Send {
     fn kind(&self) -> DetectorKind;
-    fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<Finding>);
+    fn observe(&mut self, r: &SampleRecord, flow: FlowNote, out: &mut Vec<Finding>);
     fn advance(&mut self, now_ns: u64, out: &mut Vec<Finding>);
     /// Keys held now, and keys evicted so far to stay within the bound.
     fn tracked(&self) -> (usize, u64);

@@ -25,8 +25,8 @@ use cardinality_estimator::CardinalityEstimator;
 use crate::pipeline::keyed::KeyedHasher;
 
 use super::{
-    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit, config::ScanConfig, tracked::Tracked,
-    window::Evidence3,
+    Addr, Detector, DetectorKind, Finding, FlowNote, NS, Subject, Unit, config::ScanConfig,
+    tracked::Tracked, window::Evidence3,
 };
 
 /// Exact to 128 items, then a 2^10-register HyperLogLog (~3 % error).
@@ -205,13 +205,13 @@ impl<S: ScanShape> ScanDetector<S> {
             value: s.estimate() as f64,
             unit: S::UNIT,
             limit: self.config.distinct as f64,
-            baseline: None,
             window_ns: self.window_ns,
             sample_rate: s.max_rate,
             distinct_sources: None,
             top_sources: Vec::new(),
             evidence: s.evidence.as_ref().map_or_else(Vec::new, |e| e.to_vec()),
             reason,
+            deviations: Vec::new(),
         }
     }
 }
@@ -224,11 +224,11 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
         S::KIND
     }
 
-    fn observe(&mut self, r: &SampleRecord, new_flow: bool, out: &mut Vec<Finding>) {
+    fn observe(&mut self, r: &SampleRecord, flow: FlowNote, out: &mut Vec<Finding>) {
         // An echo request reuses its "flow" (ICMP has no ports), so a
         // second sweep of the same hosts would look old: echo requests
         // always count, TCP and UDP only when they start a flow.
-        if !new_flow && !is_echo_request(r) {
+        if !flow.new_flow && !is_echo_request(r) {
             return;
         }
         let Some((key, item)) = S::probe(r) else {
@@ -321,7 +321,7 @@ pub(crate) mod tests {
     fn run<S: ScanShape>(d: &mut ScanDetector<S>, recs: &[SampleRecord]) -> Vec<Finding> {
         let mut out = Vec::new();
         for r in recs {
-            d.observe(r, true, &mut out);
+            d.observe(r, FlowNote::first(r), &mut out);
         }
         out
     }
@@ -453,7 +453,7 @@ pub(crate) mod tests {
         let mut d = PortScanDetector::new(cfg(2), 1024);
         let mut out = Vec::new();
         for p in 1..=10 {
-            d.observe(&syn(p, 1, 2, p as u16), false, &mut out);
+            d.observe(&syn(p, 1, 2, p as u16), FlowNote::default(), &mut out);
         }
         assert!(out.is_empty());
         assert_eq!(d.tracked().0, 0);
@@ -469,7 +469,7 @@ pub(crate) mod tests {
             r.l4_proto = 1;
             r.tcp_flags = 0;
             r.src_port = ICMP_ECHO_REQUEST;
-            d.observe(&r, false, &mut out);
+            d.observe(&r, FlowNote::default(), &mut out);
         }
         assert_eq!(out.len(), 1);
     }
@@ -519,7 +519,7 @@ pub(crate) mod tests {
             let mut r = syn(u64::from(i), 0, 2, 80);
             r.src_addr = map_ipv4([198, 18, (i >> 8) as u8, i as u8]);
             r.src_addr[11] = (i >> 16) as u8;
-            d.observe(&r, true, &mut out);
+            d.observe(&r, FlowNote::first(&r), &mut out);
         }
         assert!(out.is_empty());
         assert_eq!(d.tracked().0, 4096);

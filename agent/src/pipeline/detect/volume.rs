@@ -1,14 +1,14 @@
-//! Volume anomalies per destination and per host group: packets and bits
-//! per second against static thresholds and against a learned baseline
-//! (EWMA mean and variance, with warm-up and a floor). Destinations are
-//! tracked in a bounded map that keeps the heavy ones, so a
-//! random-destination flood cannot grow memory.
+//! Volume per destination and per host group: packets and bits per
+//! second against static thresholds, judged per closed second (the
+//! learned side is the `baseline` detector, [`super::profile`]). It also
+//! keeps the heaviest destinations of the last second for the metrics.
+//! Destinations are tracked in a bounded map that keeps the heavy ones,
+//! so a random-destination flood cannot grow memory.
 
 use agent_common::sample::SampleRecord;
 
 use super::{
-    Addr, Detector, DetectorKind, Finding, NS, Subject, Unit,
-    baseline::{Baseline, BaselineConfig},
+    Addr, Detector, DetectorKind, Finding, FlowNote, NS, Subject, Unit,
     config::{DetectConfig, HostGroup, VolumeConfig},
     finding::Band,
     tracked::Tracked,
@@ -27,8 +27,6 @@ pub struct TopDestination {
 #[derive(Default)]
 struct Watched {
     window: RateWindow,
-    pps: Baseline,
-    bps: Baseline,
     /// Index of the host group holding this destination.
     group: Option<u16>,
 }
@@ -62,15 +60,14 @@ impl VolumeDetector {
         }
     }
 
-    /// The heaviest destinations of the last closed second, heaviest first.
+    /// The heaviest destinations of the last closed second, heaviest first
+    /// (their band is the engine's to add, from the learned profiles).
     pub fn top(&self) -> &[TopDestination] {
         &self.top
     }
 
     fn close(&mut self, out: &mut Vec<Finding>) {
         let closing = self.second;
-        let pps_cfg = self.config.pps_baseline();
-        let bps_cfg = self.config.bps_baseline();
         let mut top = Vec::with_capacity(self.destinations.len());
         for (addr, w) in self.destinations.iter_mut() {
             let (static_pps, static_bps) = static_limits(&self.config, &self.groups, w.group);
@@ -79,8 +76,6 @@ impl VolumeDetector {
                 Subject::Destination(*addr),
                 closing,
                 (static_pps, static_bps),
-                (&pps_cfg, &bps_cfg),
-                self.config.baseline,
                 out,
             );
             if w.window.second == closing {
@@ -88,21 +83,13 @@ impl VolumeDetector {
                     addr: *addr,
                     pps: w.window.packets as f64,
                     bps: w.window.bytes as f64 * 8.0,
-                    pps_band: w.pps.warmed_up(&pps_cfg).then(|| w.pps.band(&pps_cfg)),
+                    pps_band: None,
                 });
             }
         }
         for (i, w) in self.group_state.iter_mut().enumerate() {
             let g = &self.groups[i];
-            judge(
-                w,
-                Subject::Group(i as u16),
-                closing,
-                (g.pps, g.bps),
-                (&pps_cfg, &bps_cfg),
-                self.config.baseline,
-                out,
-            );
+            judge(w, Subject::Group(i as u16), closing, (g.pps, g.bps), out);
         }
         self.destinations.decay();
         let n = self.config.top_metrics;
@@ -136,59 +123,43 @@ fn static_limits(
     )
 }
 
-/// Judges one closed second of `w` and learns it when it was normal.
+/// Judges one closed second of `w` against the static thresholds.
 fn judge(
-    w: &mut Watched,
+    w: &Watched,
     subject: Subject,
     closing: u64,
     (static_pps, static_bps): (Option<f64>, Option<f64>),
-    (pps_cfg, bps_cfg): (&BaselineConfig, &BaselineConfig),
-    use_baseline: bool,
     out: &mut Vec<Finding>,
 ) {
-    let (pps, bps) = if w.window.second == closing {
-        (w.window.packets as f64, w.window.bytes as f64 * 8.0)
-    } else {
-        (0.0, 0.0)
-    };
-    let mut anomalous = false;
-    let checks = [
-        (pps, Unit::PacketsPerSecond, static_pps, &w.pps, pps_cfg),
-        (bps, Unit::BitsPerSecond, static_bps, &w.bps, bps_cfg),
-    ];
-    for (value, unit, limit, base, cfg) in checks {
-        let crossed = match limit {
-            Some(l) if value >= l => Some((l, None, "static threshold")),
-            _ if use_baseline => base
-                .exceeded_by(value, cfg)
-                .map(|band| (band.upper, Some(band), "above the learned baseline")),
-            _ => None,
-        };
-        if let Some((limit, baseline, reason)) = crossed {
-            anomalous = true;
-            out.push(Finding {
-                detector: DetectorKind::Volume,
-                subject,
-                ts_ns: (closing + 1) * NS,
-                value,
-                unit,
-                limit,
-                baseline,
-                window_ns: NS,
-                sample_rate: w.window.max_rate,
-                distinct_sources: None,
-                top_sources: w.window.top_sources.to_vec(),
-                evidence: w.window.evidence.to_vec(),
-                reason,
-            });
-            // One finding per second: packets first, then bits.
-            break;
-        }
+    if w.window.second != closing {
+        return;
     }
-    // An attack must not teach the baseline to accept it.
-    if !anomalous {
-        w.pps.learn(pps, pps_cfg);
-        w.bps.learn(bps, bps_cfg);
+    let pps = w.window.packets as f64;
+    let bps = w.window.bytes as f64 * 8.0;
+    let checks = [
+        (pps, Unit::PacketsPerSecond, static_pps),
+        (bps, Unit::BitsPerSecond, static_bps),
+    ];
+    // One finding per second: packets first, then bits.
+    if let Some((value, unit, limit)) = checks
+        .into_iter()
+        .find_map(|(v, u, l)| l.filter(|l| v >= *l).map(|l| (v, u, l)))
+    {
+        out.push(Finding {
+            detector: DetectorKind::Volume,
+            subject,
+            ts_ns: (closing + 1) * NS,
+            value,
+            unit,
+            limit,
+            window_ns: NS,
+            sample_rate: w.window.max_rate,
+            distinct_sources: None,
+            top_sources: w.window.top_sources.to_vec(),
+            evidence: w.window.evidence.to_vec(),
+            reason: "static threshold",
+            deviations: Vec::new(),
+        });
     }
 }
 
@@ -197,7 +168,7 @@ impl Detector for VolumeDetector {
         DetectorKind::Volume
     }
 
-    fn observe(&mut self, r: &SampleRecord, _new_flow: bool, out: &mut Vec<Finding>) {
+    fn observe(&mut self, r: &SampleRecord, _flow: FlowNote, out: &mut Vec<Finding>) {
         if r.ip_version == 0 {
             return;
         }

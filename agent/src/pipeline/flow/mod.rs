@@ -7,4 +7,6 @@ mod key;
 mod table;
 
 pub use key::FlowKey;
-pub use table::{ExpireReason, ExpiredFlow, FlowConfig, FlowStats, FlowTable, TableCounters};
+pub use table::{
+    ExpireReason, ExpiredFlow, FlowConfig, FlowNote, FlowStats, FlowTable, TableCounters,
+};

@@ -79,6 +79,28 @@ impl Default for FlowConfig {
     }
 }
 
+/// What the table says about a sample, for the detectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowNote {
+    /// The sample started a flow: a connection attempt or probe, not one
+    /// more packet of a known conversation.
+    pub new_flow: bool,
+    /// The flow's first sample was a SYN (without ACK): its ACKs complete
+    /// a handshake someone began, unlike bare ACKs sent to mask a flood.
+    pub began_with_syn: bool,
+}
+
+impl FlowNote {
+    /// The note of a sample that starts its flow.
+    pub fn first(r: &SampleRecord) -> FlowNote {
+        FlowNote {
+            new_flow: true,
+            began_with_syn: r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+                && r.l4_proto == 6,
+        }
+    }
+}
+
 /// What the table knows about one flow (for one export period).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -144,6 +166,8 @@ struct Entry {
     /// `stats.last_ns` when the entry was last moved to the tail. A flow
     /// touched since is `last_ns > linked_ns`; see [`RELINK_NS`].
     linked_ns: u64,
+    /// See [`FlowNote::began_with_syn`].
+    began_with_syn: bool,
     prev: u32,
     next: u32,
 }
@@ -341,14 +365,14 @@ impl FlowTable {
 
     /// Adds one sample. Flows that end because of it (TCP FIN/RST, active
     /// timeout, eviction to make room) are appended to `out`.
-    /// Counts `r` in its flow; returns true when the sample started a new
-    /// flow (the detectors' notion of a probe).
-    pub fn update(&mut self, r: &SampleRecord, out: &mut Vec<ExpiredFlow>) -> bool {
+    /// Counts `r` in its flow; says whether the sample started a new flow
+    /// (the detectors' notion of a probe) and how the flow began.
+    pub fn update(&mut self, r: &SampleRecord, out: &mut Vec<ExpiredFlow>) -> FlowNote {
         let Some(key) = FlowKey::from_record(r) else {
             self.counters.non_ip_samples += 1;
-            return false;
+            return FlowNote::default();
         };
-        let mut created = false;
+        let mut note = FlowNote::default();
         let i = match self.index.get(&key) {
             Some(&i) => {
                 let e = &self.slab[i as usize];
@@ -363,10 +387,12 @@ impl FlowTable {
                 {
                     out.push(self.remove(coldest, ExpireReason::Evicted));
                 }
+                note = FlowNote::first(r);
                 let entry = Entry {
                     key,
                     stats: FlowStats::start(r),
                     linked_ns: r.timestamp_ns,
+                    began_with_syn: note.began_with_syn,
                     prev: NIL,
                     next: NIL,
                 };
@@ -380,10 +406,10 @@ impl FlowTable {
                 self.index.insert(key, i);
                 self.push_tail(i);
                 self.counters.created += 1;
-                created = true;
                 i
             }
         };
+        note.began_with_syn = self.slab[i as usize].began_with_syn;
         let stats = &mut self.slab[i as usize].stats;
         // Active timeout: export the period so far and start a new one.
         if r.timestamp_ns.saturating_sub(stats.first_ns) >= self.config.active_timeout_ns
@@ -404,7 +430,7 @@ impl FlowTable {
         if key.protocol == 6 && r.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
             out.push(self.remove(i, ExpireReason::End));
         }
-        created
+        note
     }
 
     /// Expires flows idle since `now_ns - idle_timeout` (oldest first).
