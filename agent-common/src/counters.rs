@@ -57,6 +57,10 @@ pub struct SamplerState {
     pub window_seen: u32,
     /// Thinning in force: 1 in 2^shift control candidates is kept.
     pub shift: u32,
+    /// xorshift32 state for the thinning's coin, reseeded from the
+    /// kernel's random source at every clock read (never 0 after one).
+    pub coin: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -70,8 +74,8 @@ const _: () = assert!(
     core::mem::size_of::<Counters>()
         == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 6) * 8
 );
-const _: () = assert!(core::mem::size_of::<SamplerState>() == 32);
-const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 32);
+const _: () = assert!(core::mem::size_of::<SamplerState>() == 40);
+const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 40);
 
 impl Counters {
     /// Adds another CPU's counters to these (userspace sums per-CPU values).

@@ -3,8 +3,8 @@
 use agent_common::{
     class::ProtocolClass,
     config::{
-        BUDGET_WINDOW_NS, MAX_THINNING_SHIFT, SEEN_FLOW_SLOTS, SamplerConfig, flow_hash,
-        thinning_shift,
+        BUDGET_CLOCK_EVERY, BUDGET_WINDOW_NS, MAX_THINNING_SHIFT, SEEN_FLOW_SLOTS, SamplerConfig,
+        flow_hash, thinning_shift,
     },
     counters::{CpuState, SamplerState},
     parse::{self, Parsed},
@@ -172,8 +172,7 @@ fn sampling_decision(state: &mut CpuState, control: bool, config: &SamplerConfig
         return Some(rate);
     }
     let shift = budget_shift(&mut state.sampler, config.control_budget);
-    // SAFETY: plain helper without arguments.
-    if shift != 0 && unsafe { bpf_get_prandom_u32() } & ((1 << shift) - 1) != 0 {
+    if shift != 0 && coin(&mut state.sampler) & ((1 << shift) - 1) != 0 {
         bump(&mut state.counters.control_thinned, 1);
         return None;
     }
@@ -181,29 +180,50 @@ fn sampling_decision(state: &mut CpuState, control: bool, config: &SamplerConfig
     Some(rate.saturating_mul(1 << shift))
 }
 
-/// The thinning in force for this control packet: the last millisecond's
-/// count sets it when a window starts (none after an idle millisecond),
-/// and it grows within a window as soon as the window's count passes
-/// `budget << shift`, so a flood's first millisecond is cut down too.
+/// The thinning in force for this control packet. The clock is read on
+/// every [`BUDGET_CLOCK_EVERY`]-th candidate, and before the thinning
+/// grows (so it only grows within a window that is still current): when
+/// a window has ended, the last one's count sets the thinning (none
+/// after an idle millisecond); within a window it grows as soon as the
+/// count passes `budget << shift`, so a flood's first millisecond is cut
+/// down too.
 #[inline(always)]
 fn budget_shift(s: &mut SamplerState, budget: u32) -> u32 {
-    // SAFETY: plain helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    s.window_seen = s.window_seen.saturating_add(1);
+    let over = s.shift < MAX_THINNING_SHIFT && (s.window_seen >> s.shift) > budget;
+    if !over && s.window_seen % BUDGET_CLOCK_EVERY != 1 {
+        return s.shift;
+    }
+    // SAFETY: plain helpers without arguments.
+    let (now, seed) = unsafe { (bpf_ktime_get_ns(), bpf_get_prandom_u32()) };
+    s.coin ^= seed | 1;
     let elapsed = now.wrapping_sub(s.window_start_ns);
     if elapsed >= BUDGET_WINDOW_NS {
         s.shift = if elapsed < 2 * BUDGET_WINDOW_NS {
-            thinning_shift(s.window_seen, budget)
+            thinning_shift(s.window_seen - 1, budget)
         } else {
             0
         };
         s.window_start_ns = now;
-        s.window_seen = 0;
-    }
-    s.window_seen = s.window_seen.saturating_add(1);
-    if s.shift < MAX_THINNING_SHIFT && (s.window_seen >> s.shift) > budget {
+        s.window_seen = 1;
+    } else if over {
         s.shift += 1;
     }
     s.shift
+}
+
+/// A coin for the thinning: xorshift32 over per-CPU state the kernel's
+/// random source reseeds every few candidates, so nobody outside can
+/// predict which control packets are kept; cheaper than the helper on
+/// every candidate.
+#[inline(always)]
+fn coin(s: &mut SamplerState) -> u32 {
+    let mut x = s.coin | 1;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    s.coin = x;
+    x
 }
 
 #[inline(always)]

@@ -21,7 +21,9 @@ use std::{
 };
 
 use nta_lab::{
-    attack::{ATTACKER, AttackLab, VICTIM, in_lab_sources},
+    attack::{
+        ATTACKER, AttackLab, DNS_AMPLIFICATION, ICMP_FLOOD, SYN_FLOOD, VICTIM, in_lab_sources,
+    },
     netns::{LinkStats, run_in_netns},
     privileged,
     programs::GroupChild,
@@ -291,18 +293,7 @@ fn hping3_random_source_syn_flood_is_found_while_the_sensor_keeps_working() {
     let base = agent.scrape().sum("nta_packets_total", &[]);
 
     let start_wall = unix_now_s();
-    let mut flood = lab.attack(
-        6,
-        &[
-            "hping3",
-            "-S",
-            "--flood",
-            "--rand-source",
-            "-p",
-            "80",
-            VICTIM,
-        ],
-    );
+    let mut flood = lab.attack(6, SYN_FLOOD);
     // Scrape all along: /metrics must answer promptly under the flood.
     let mut max_rss = idle_rss;
     let mut max_control_rate = 0.0f64;
@@ -398,12 +389,7 @@ fn hping3_udp_from_port_53_is_amplification_and_icmp_flood_is_an_icmp_flood() {
     let dir = TempDir::new("amp");
     let agent = lab.agent(&dir, "", &[]);
     let alerts = dir.join("alerts.jsonl");
-    let mut udp = lab.attack(
-        3,
-        &[
-            "hping3", "--udp", "-s", "53", "-k", "-p", "33000", "-d", "1200", "--flood", VICTIM,
-        ],
-    );
+    let mut udp = lab.attack(3, DNS_AMPLIFICATION);
     let amp = wait_for_start(&alerts, "amplification", Duration::from_secs(5));
     let _ = udp.wait();
     let (a, _) = amp.unwrap_or_else(|| panic!("no amplification alert: {:?}", summary(&alerts)));
@@ -415,7 +401,7 @@ fn hping3_udp_from_port_53_is_amplification_and_icmp_flood_is_an_icmp_flood() {
         "{a}"
     );
 
-    let mut icmp = lab.attack(3, &["hping3", "--icmp", "--flood", VICTIM]);
+    let mut icmp = lab.attack(3, ICMP_FLOOD);
     let found = wait_for_start(&alerts, "icmp_flood", Duration::from_secs(5));
     let _ = icmp.wait();
     let (a, _) = found.unwrap_or_else(|| panic!("no ICMP-flood alert: {:?}", summary(&alerts)));

@@ -188,7 +188,7 @@ fn both(s: &[SampleRecord]) -> f64 {
 
 fn cost(rounds: usize) -> String {
     let mut md = String::from(
-        "| stream | flow table only, M records/s | detection only (7 detectors, incidents) | flows + detection (what `nta run` does per sample) | alert events |\n|---|---|---|---|---|\n",
+        "| stream | flow table only, M records/s | detection only (every detector, incidents) | flows + detection (what `nta run` does per sample) | alert events |\n|---|---|---|---|---|\n",
     );
     for (name, flood) in [
         (

@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use nta::pipeline::detect::DetectConfig;
 use nta_lab::{
-    attack::{AttackLab, VICTIM},
+    attack::{AttackLab, DNS_AMPLIFICATION, ICMP_FLOOD, SYN_FLOOD, VICTIM},
     netns::NetNs,
     programs::GroupChild,
 };
@@ -67,23 +67,13 @@ const ATTACKS: &[Attack] = &[
     },
     Attack {
         detector: "syn_flood",
-        tool: &[
-            "hping3",
-            "-S",
-            "--flood",
-            "--rand-source",
-            "-p",
-            "80",
-            VICTIM,
-        ],
+        tool: SYN_FLOOD,
         spoofs: true,
         threshold: Some(|c| c.syn_flood.pps),
     },
     Attack {
         detector: "amplification",
-        tool: &[
-            "hping3", "--udp", "-s", "53", "-k", "-p", "33000", "-d", "1200", "--flood", VICTIM,
-        ],
+        tool: DNS_AMPLIFICATION,
         spoofs: false,
         threshold: Some(|c| {
             c.amplification
@@ -103,7 +93,7 @@ const ATTACKS: &[Attack] = &[
     },
     Attack {
         detector: "icmp_flood",
-        tool: &["hping3", "--icmp", "--flood", VICTIM],
+        tool: ICMP_FLOOD,
         spoofs: false,
         threshold: Some(|c| c.icmp_flood.pps),
     },
@@ -127,14 +117,16 @@ const ATTACKS: &[Attack] = &[
 
 /// Incidents end 1 s after their last finding and scan windows last 2 s,
 /// so runs follow quickly and each starts from nothing; volume uses a
-/// static threshold. Flood thresholds are nta's defaults.
+/// static threshold and learned profiles are off (they would learn the
+/// runs). Flood thresholds are nta's defaults.
 fn latency_config() -> String {
     format!(
         "[detect]\n\
          port_scan = {{ window = \"2s\", distinct = 50 }}\n\
          sweep = {{ window = \"2s\", distinct = 32 }}\n\
          [detect.incidents]\nquiet = \"1s\"\nmax_starts_per_minute = 1000\n\
-         [detect.volume]\nbaseline = false\npps = {VOLUME_PPS}\n"
+         [detect.volume]\npps = {VOLUME_PPS}\n\
+         [detect.baseline]\nenabled = false\n"
     )
 }
 /// Longest scan window above.

@@ -21,6 +21,24 @@ pub const ATTACKER: &str = "198.18.0.2";
 /// Reached through the victim: sweeps and scans of many hosts.
 pub const SWEEP_RANGE: &str = "198.19.0.0/24";
 
+/// hping3's random-source SYN flood at the victim (only behind the spoof
+/// guard, [`AttackLab::install_spoof_guard`]).
+pub const SYN_FLOOD: &[&str] = &[
+    "hping3",
+    "-S",
+    "--flood",
+    "--rand-source",
+    "-p",
+    "80",
+    VICTIM,
+];
+/// Large UDP "answers" from port 53 at the victim: the amplification
+/// pattern.
+pub const DNS_AMPLIFICATION: &[&str] = &[
+    "hping3", "--udp", "-s", "53", "-k", "-p", "33000", "-d", "1200", "--flood", VICTIM,
+];
+pub const ICMP_FLOOD: &[&str] = &["hping3", "--icmp", "--flood", VICTIM];
+
 pub struct AttackLab {
     pub victim: NetNs,
     pub attacker: NetNs,

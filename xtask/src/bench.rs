@@ -87,11 +87,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Stage {
             title: "1. XDP program cost (BPF_PROG_TEST_RUN)",
             command: format!("nta-bench xdp-cost --rounds {rounds}"),
-            intro: "nta's XDP program against an empty `XDP_PASS` program, alternating, 1e6 runs per measurement. \
-                    `ratio` divides the kernel-reported ns per run (1 ns steps); `Δ ns` subtracts BPF_ENABLE_STATS run time \
-                    per run (sub-ns; a separate pass, because the stats themselves slow every run). A thread drains the \
-                    ring buffer meanwhile, as the agent does. With the default control sampling (1-in-1) every TCP SYN is \
-                    written to the ring buffer; the second sampling separates parsing and counting from that write.",
+            intro: "nta's XDP program against an empty `XDP_PASS` program, alternating, 1e6 runs per measurement (the same frame each run: a flood of it). `ratio` divides the kernel-reported ns per run (1 ns steps); `Δ ns` subtracts BPF_ENABLE_STATS run time per run (sub-ns; a separate pass, because the stats themselves slow every run). A thread drains the ring buffer meanwhile, as the agent does. The first rows are the defaults (control packets 1-in-1 within a per-CPU budget of 64 records a millisecond, first packets of flows sampled); the next turn the budget and first packets off, so every SYN is written to the ring buffer; the last sample control packets 1-in-64 like data, parsing and counting alone.",
             result: nta_bench(&["xdp-cost", "--rounds", &rounds]).and_then(|_| section("xdp_cost")),
         },
         Stage {
