@@ -14,7 +14,7 @@ use nta_bench::{
     live::{Lab, debug_nta_binary},
     mixes::MixName,
 };
-use nta_lab::privileged;
+use nta_lab::{privileged, programs::GroupChild};
 
 #[test]
 fn af_xdp_capture_takes_every_frame_over_many_ring_rounds() {
@@ -23,15 +23,16 @@ fn af_xdp_capture_takes_every_frame_over_many_ring_rounds() {
     }
     let lab = Lab::new().unwrap_or_else(|e| panic!("{e:#}"));
     let file = format!("/dev/shm/nta-afxdp-load-{}.pcapng", std::process::id());
-    let mut child = lab
+    let mut cmd = lab
         .recv_ns
         .command_built(&debug_nta_binary())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .args(["capture", "-i", &lab.veth.inner, "--af-xdp", "--mirror"])
-        .args(["--xdp-mode", "native", "-s", "64", "-w", &file])
-        .stderr(Stdio::piped())
-        .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
+    cmd.args(["capture", "-i", &lab.veth.inner, "--af-xdp", "--mirror"])
+        .args(["--xdp-mode", "native", "-s", "64", "-w", &file])
+        .stderr(Stdio::piped());
+    // A group of its own, killed when dropped: a failed assertion must
+    // not leave nta capturing.
+    let mut child = GroupChild::spawn(&mut cmd).unwrap_or_else(|e| panic!("{e}"));
     let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
     let mut lines = BufReader::new(stderr).lines();
     loop {
