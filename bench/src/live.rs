@@ -116,6 +116,31 @@ pub struct NtaProcess {
     pub addr: SocketAddr,
 }
 
+/// The last lines nta wrote to stderr, for an error that says why it
+/// stopped; a thread drains the pipe so nta never blocks on it.
+fn keep_stderr_tail(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead as _;
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let keep = tail.clone();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut t) = keep.lock() {
+                    t.push(line);
+                    let n = t.len();
+                    if n > 20 {
+                        t.drain(..n - 20);
+                    }
+                }
+            }
+        });
+    }
+    tail
+}
+
 impl NtaProcess {
     pub fn start(lab: &Lab, nta: &Path, extra: &[&str]) -> anyhow::Result<NtaProcess> {
         Self::start_in(&lab.recv_ns, &lab.veth.inner, nta, extra)
@@ -131,15 +156,17 @@ impl NtaProcess {
     ) -> anyhow::Result<NtaProcess> {
         let addr: SocketAddr = "127.0.0.1:9464".parse()?;
         let listen = addr.to_string();
-        let child = ns
+        let mut child = ns
             .command_built(nta)?
             .args(["run", "--iface", iface, "--xdp-mode", "native"])
             .args(["--listen", &listen])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", nta.display()))?;
+        let tail = keep_stderr_tail(&mut child);
+        let said = || tail.lock().map(|t| t.join("\n")).unwrap_or_default();
         let mut p = NtaProcess { child, addr };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -147,10 +174,15 @@ impl NtaProcess {
                 return Ok(p);
             }
             if let Some(status) = p.child.try_wait()? {
-                bail!("nta exited with {status} before becoming healthy");
+                // The drain thread reads the last lines after the exit.
+                thread::sleep(Duration::from_millis(50));
+                bail!(
+                    "nta exited with {status} before becoming healthy:\n{}",
+                    said()
+                );
             }
             if Instant::now() > deadline {
-                bail!("nta did not become healthy within 15 s");
+                bail!("nta did not become healthy within 15 s:\n{}", said());
             }
             thread::sleep(Duration::from_millis(50));
         }
