@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod detect;
 pub mod detect_latency;
+pub mod eval;
 pub mod fastnetmon;
 pub mod flows;
 pub mod generator;

@@ -2,7 +2,7 @@
 //! them and writes BENCHMARKS.md; each stage prints a markdown section or
 //! fails the whole run: no number is printed that was not measured.
 
-use nta_bench::{compare, detect, flows, generator, live, mixes, report, xdp_cost};
+use nta_bench::{compare, detect, eval, flows, generator, live, mixes, report, xdp_cost};
 
 use std::{path::PathBuf, time::Duration};
 
@@ -39,6 +39,9 @@ enum Command {
     /// Detection cost (records/s on one core, with and without flows) and
     /// latency from attack start to alert, with nmap and hping3 in a lab.
     Detect(detect::DetectArgs),
+    /// Detection accuracy: labelled scenarios (a benign week, six attacks
+    /// static thresholds miss) through the pipeline at accelerated time.
+    Eval,
 }
 
 #[derive(clap::Args)]
@@ -106,6 +109,11 @@ fn main() -> anyhow::Result<()> {
         Command::Detect(a) => {
             let md = detect::run(&a)?;
             write_section("detect", &md)?;
+        }
+        Command::Eval => {
+            let md = eval::run()?;
+            print!("{md}");
+            write_section("eval", &md)?;
         }
         Command::Compare(a) => {
             let md = compare::run(&a)?;

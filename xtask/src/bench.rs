@@ -135,6 +135,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .and_then(|_| section("detect")),
         },
         Stage {
+            title: "Detection accuracy",
+            command: "nta-bench eval".to_string(),
+            intro: "Labelled scenarios through the pipeline core (flow table and every detector, as `nta analyze`) at \
+                    accelerated time. Target: every scenario found, no false alarm in the benign run.",
+            result: nta_bench(&["eval"]).and_then(|_| section("eval")),
+        },
+        Stage {
             title: "4-5. Against tcpdump: lossless rate and CPU (counting, and capturing every frame to a file)",
             command: format!("nta-bench compare --rounds {rounds}"),
             intro: "",

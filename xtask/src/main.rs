@@ -41,6 +41,11 @@ enum Command {
     /// files, capture filter, config, web config) for a bounded time;
     /// corpora stay under target/fuzz.
     Fuzz(fuzz::FuzzArgs),
+    /// Detection accuracy: labelled scenarios (a benign week compressed
+    /// into 35 minutes, six attacks that static thresholds miss) replayed
+    /// through the pipeline at accelerated time; prints the table that
+    /// `bench` puts in BENCHMARKS.md. No root needed.
+    Eval,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +59,15 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::Eval => {
+            util::cargo(&["build", "--release", "-p", "nta-bench"])?;
+            util::run(
+                util::program("setsid")?
+                    .arg("--wait")
+                    .arg(util::workspace_root().join("target/release/nta-bench"))
+                    .arg("eval"),
+            )
+        }
     }
 }
 

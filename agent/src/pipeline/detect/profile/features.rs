@@ -5,7 +5,7 @@
 
 use agent_common::{
     class::{ProtocolClass, tcp_flags},
-    sample::SampleRecord,
+    sample::{SampleRecord, record_flags},
 };
 
 /// Bins of the hashed histograms behind the entropies and the distinct
@@ -111,6 +111,20 @@ impl Feature {
         }
     }
 
+    /// The smallest change (in the learned space) that counts, however
+    /// many deviations it is: volume by 8x either way (a flash crowd or a
+    /// daily burst stays under it; a flood of that size has its own
+    /// thresholds), the mean size by 2x, a share by 0.25, an entropy by
+    /// 1.5 bits. Relative, so small hosts are watched as closely as big.
+    pub fn min_change(self) -> f64 {
+        match self {
+            Feature::MeanSize => std::f64::consts::LN_2,
+            Feature::SourceEntropy | Feature::PortEntropy => 1.5,
+            f if f.scale() == Scale::Log => 8f64.ln(),
+            _ => 0.25,
+        }
+    }
+
     /// The traffic's volume, judged even in a second without samples
     /// (a collapse); the rest describe its mix.
     pub fn is_volume(self) -> bool {
@@ -166,13 +180,19 @@ impl SecondCounts {
         self.samples = self.samples.saturating_add(1);
         self.packets += w;
         self.bytes += w * f64::from(r.frame_len);
-        if new_flow {
+        let syn = r.class == ProtocolClass::Tcp as u8
+            && r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        // A flow's real start: its SYN, or the first packet the kernel
+        // flagged. A sampled data packet of a long flow whose samples are
+        // further apart than the idle timeout also makes a table entry;
+        // weighted by the data rate it would read as dozens of new flows.
+        if new_flow && (syn || r.flags & record_flags::FIRST_PACKET != 0) {
             self.new_flows += w;
         }
         match r.class {
             c if c == ProtocolClass::Tcp as u8 => {
                 self.tcp += w;
-                if r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+                if syn {
                     self.syn += w;
                 }
             }
@@ -261,7 +281,9 @@ mod tests {
             c.add(&rec(ProtocolClass::Tcp, tcp_flags::SYN, 1, 60), true, i, 80);
         }
         for i in 0..10u64 {
-            c.add(&rec(ProtocolClass::Udp, 0, 64, 1000), false, i, 53);
+            // Data samples: the first one makes a table entry, not a flow
+            // start worth 64.
+            c.add(&rec(ProtocolClass::Udp, 0, 64, 1000), i == 0, i, 53);
         }
         assert_eq!(value(&c, Feature::Pps), Some(670.0));
         assert_eq!(value(&c, Feature::Bps), Some((1800.0 + 640_000.0) * 8.0));

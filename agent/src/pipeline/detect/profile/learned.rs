@@ -43,6 +43,8 @@ pub struct Deviation {
     pub high: f64,
     /// Standard deviations off (negative: below).
     pub score: f64,
+    /// The change is at least the feature's [`Feature::min_change`].
+    pub material: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -170,6 +172,7 @@ impl Profile {
                     low: untransform(f, r.median - k * sigma),
                     high: untransform(f, r.median + k * sigma),
                     score: r.score(transform(f, x), floor),
+                    material: (transform(f, x) - r.median).abs() >= f.min_change(),
                 })
             })
             .collect();
@@ -249,6 +252,16 @@ mod tests {
         // The same host at its usual rate is not.
         let d = p.judge(&second(201.0, 0.1), 0, 5.0);
         assert!(d[0].score.abs() < 5.0, "{d:?}");
+    }
+
+    #[test]
+    fn a_burst_of_three_times_is_off_but_not_material() {
+        let p = warm(5000.0);
+        let d = pps(&p.judge(&second(15_000.0, 0.1), 0, 5.0));
+        assert!(d.score > 5.0, "{d:?}");
+        assert!(!d.material, "3x is a burst, not an anomaly: {d:?}");
+        let d = pps(&p.judge(&second(45_000.0, 0.1), 0, 5.0));
+        assert!(d.material, "9x is: {d:?}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! interface, host group and busy destination. Each second every key's
 //! features (rates, new flows, SYN share, distinct sources, entropies,
 //! packet size, protocol shares) are scored against its profile in
-//! standard deviations; a key off by more than `k` for two seconds running
-//! is an anomaly whose finding names the features that deviated, their
-//! usual value and band. `k` comes from the configured false-alarm target
+//! standard deviations; a key off by more than `k` (and by a material
+//! change, [`features::Feature::min_change`]) for two seconds running is
+//! an anomaly whose finding names the features that deviated, their usual
+//! value and band. `k` comes from the configured false-alarm target
 //! per key, not from a floor, so small hosts are watched too.
 
 pub mod features;
@@ -208,7 +209,7 @@ fn judge(
         let deviations = w.profile.judge(&features, slot, k);
         let off: Vec<Deviation> = deviations
             .into_iter()
-            .filter(|d| d.score.abs() > k)
+            .filter(|d| d.material && d.score.abs() > k)
             .collect();
         if off.is_empty() {
             w.streak = 0;

@@ -10,6 +10,11 @@ use super::features::{Feature, Scale};
 /// Each second moves the median by this share of the spread, and the
 /// spread by this factor: about a minute to follow a real change.
 const STEP: f64 = 0.05;
+/// A run of normal seconds on the same side of the median lengthens the
+/// median's step, up to this many times (after Frugal-2U): a daily
+/// rhythm's rise is followed as it happens, while a lone burst still
+/// moves it one plain step.
+const MAX_RUN: i32 = 20;
 /// MAD to standard deviation for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
@@ -35,6 +40,8 @@ pub struct Robust {
     pub mad: f64,
     /// Seconds learned.
     pub seen: u32,
+    /// Normal seconds in a row above (positive) or below the median.
+    pub run: i32,
 }
 
 impl Robust {
@@ -49,6 +56,7 @@ impl Robust {
             median,
             mad: median_of(&mut dev),
             seen: values.len() as u32,
+            run: 0,
         }
     }
 
@@ -59,14 +67,31 @@ impl Robust {
     pub fn learn(&mut self, y: f64, floor: f64, weight: f64) {
         let step = STEP * weight;
         let sigma = self.sigma(floor);
+        let normal = weight >= 1.0;
+        if normal {
+            self.run = match (y > self.median, self.run) {
+                (true, r) if r > 0 => (r + 1).min(MAX_RUN),
+                (true, _) => 1,
+                (false, r) if r < 0 => (r - 1).max(-MAX_RUN),
+                (false, _) => -1,
+            };
+        }
+        // Anomalous seconds take plain (small) steps only.
+        let reach = step
+            * sigma
+            * if normal {
+                f64::from(self.run.abs())
+            } else {
+                1.0
+            };
         if y > self.median {
-            self.median += step * sigma;
+            self.median = (self.median + reach).min(y);
         } else if y < self.median {
-            self.median -= step * sigma;
+            self.median = (self.median - reach).max(y);
         }
         // The spread learns from normal seconds only: an attack must not
         // widen the band it is judged against.
-        if weight < 1.0 {
+        if !normal {
             return;
         }
         let dev = (y - self.median).abs();
@@ -145,6 +170,20 @@ mod tests {
         assert!((r.median - 8.0).abs() < 0.1, "{r:?}");
         // Uniform noise of width 1: MAD 0.25.
         assert!((r.mad - 0.25).abs() < 0.08, "{r:?}");
+    }
+
+    #[test]
+    fn a_steady_rise_is_followed_as_it_happens() {
+        // A daily rhythm's morning: 2.5x in 60 s, with 2 % noise.
+        let mut r = Robust::seeded(&mut [0.0, 0.01, -0.01, 0.02, -0.02]);
+        let mut worst: f64 = 0.0;
+        for t in 0..60 {
+            let y = f64::from(t) * (2.5f64.ln() / 60.0) + if t % 2 == 0 { 0.02 } else { -0.02 };
+            worst = worst.max(y - r.median);
+            r.learn(y, 0.02, 1.0);
+        }
+        // Plain steps would lag by the whole rise (0.9); runs keep up.
+        assert!(worst < 0.2, "lagged {worst}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{KeyName, learned::Profile};
 
 const MAGIC: &[u8; 8] = b"NTAPROF\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = MAGIC.len() + 4 + 4;
 /// Larger files are refused unread (1024 destinations take about 12 MB).
 const MAX_BYTES: u64 = 512 << 20;
