@@ -19,7 +19,8 @@ pub const BCRYPT_AT_ONCE: usize = 2;
 pub const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 pub const MAX_FAILURES: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
-/// Client addresses remembered at most; past it the oldest windows go.
+/// Client addresses remembered at most; past it the expired windows go,
+/// and if none has expired (a flood of addresses) all are forgotten.
 const ADDRESSES: usize = 4096;
 
 #[derive(Clone)]
