@@ -142,6 +142,13 @@ pub struct SampleMeta {
 }
 
 impl SampleRecord {
+    /// A TCP SYN without ACK: a connection attempt.
+    pub fn is_tcp_syn(&self) -> bool {
+        self.class == crate::class::ProtocolClass::Tcp as u8
+            && self.tcp_flags & (crate::class::tcp_flags::SYN | crate::class::tcp_flags::ACK)
+                == crate::class::tcp_flags::SYN
+    }
+
     /// The record for a parsed frame: the one way the XDP program and
     /// offline analysis turn a parse into a sample.
     #[inline(always)]

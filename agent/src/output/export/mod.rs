@@ -8,7 +8,7 @@ pub mod fields;
 mod ipfix;
 mod jsonl;
 mod record;
-mod rotate;
+pub(crate) mod rotate;
 
 use std::path::{Path, PathBuf};
 

@@ -50,8 +50,9 @@ pub struct RotatingFile {
     last_failure: Option<Instant>,
 }
 
-/// Opens `path` for appending: created 0600, never through a symlink.
-fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+/// Opens `path` for appending (or truncated): created 0600, never
+/// through a symlink. Also the learned-profile state file's opener.
+pub(crate) fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .write(true)

@@ -151,10 +151,10 @@ impl<S: RateShape> Detector for RateDetector<S> {
             unit: Unit::PacketsPerSecond,
             limit,
             window_ns: NS,
-            sample_rate: w.max_rate,
+            sample_rate: w.witness.max_rate,
             distinct_sources: j.distinct_sources,
-            top_sources: w.top_sources.to_vec(),
-            evidence: w.evidence.to_vec(),
+            top_sources: w.witness.top_sources.to_vec(),
+            evidence: w.witness.evidence.to_vec(),
             reason: j.reason,
             deviations: Vec::new(),
         });
@@ -207,7 +207,7 @@ impl RateShape for SynFlood {
             return None;
         }
         let f = r.tcp_flags;
-        if f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+        if r.is_tcp_syn() {
             Some((r.dst_addr, Role::Rate))
         } else if f & tcp_flags::ACK != 0
             && f & (tcp_flags::SYN | tcp_flags::RST) == 0

@@ -114,28 +114,28 @@ impl Incidents {
     }
 
     pub fn on_finding(&mut self, f: Finding, out: &mut Vec<AlertEvent>) {
-        if self.update(&f, out) {
+        let Some(f) = self.update(f, out) else {
             return;
-        }
+        };
         let target = budget::target(&f.subject);
         match self.budgets.spend(f.detector, target, f.ts_ns) {
             Spend::Start => self.open(f, out),
             Spend::HeldBack(held_back) => {
                 self.suppressed[f.detector as usize] += 1;
                 let notice = self.suppression(&f, target, held_back);
-                if !self.update(&notice, out) {
+                if let Some(notice) = self.update(notice, out) {
                     self.open(notice, out);
                 }
             }
         }
     }
 
-    /// Adds `f` to its open incident, if it has one.
-    fn update(&mut self, f: &Finding, out: &mut Vec<AlertEvent>) -> bool {
+    /// Adds `f` to its open incident; hands it back when there is none.
+    fn update(&mut self, f: Finding, out: &mut Vec<AlertEvent>) -> Option<Finding> {
         let update_ns = self.config.update_ns();
         let keep = self.config.evidence;
         let Some(inc) = self.active.get_mut(&(f.detector, f.subject)) else {
-            return false;
+            return Some(f);
         };
         let escalated = f.severity() > inc.severity;
         if escalated {
@@ -148,7 +148,7 @@ impl Incidents {
         inc.last_seen_ns = inc.last_seen_ns.max(f.ts_ns);
         inc.findings += 1;
         merge_evidence(&mut inc.evidence, &f.evidence, keep);
-        inc.latest = f.clone();
+        inc.latest = f;
         if escalated || inc.last_seen_ns >= inc.last_report_ns.saturating_add(update_ns) {
             inc.last_report_ns = inc.last_seen_ns;
             out.push(AlertEvent {
@@ -157,7 +157,7 @@ impl Incidents {
                 incident: inc.clone(),
             });
         }
-        true
+        None
     }
 
     /// The finding that opens or updates `target`'s suppression incident.

@@ -16,10 +16,7 @@
 //! count is scaled by their average rate; a busy flow shows the same few
 //! items again and again and is never scaled.
 
-use agent_common::{
-    class::{ProtocolClass, tcp_flags},
-    sample::SampleRecord,
-};
+use agent_common::{class::ProtocolClass, sample::SampleRecord};
 use cardinality_estimator::CardinalityEstimator;
 
 use crate::pipeline::keyed::KeyedHasher;
@@ -48,11 +45,6 @@ pub trait ScanShape: Send {
     fn subject(key: &Self::Key) -> Subject;
 }
 
-fn is_tcp_syn(r: &SampleRecord) -> bool {
-    r.class == ProtocolClass::Tcp as u8
-        && r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-}
-
 /// A UDP datagram, unless it goes from a well-known port to an ephemeral
 /// one: that is a server's answer (DNS, NTP, QUIC), not a probe. With the
 /// first packet of every flow sampled, a busy client's answers from its
@@ -75,7 +67,7 @@ impl ScanShape for PortScanShape {
     const UNIT: Unit = Unit::DistinctPorts;
 
     fn probe(r: &SampleRecord) -> Option<(Self::Key, u64)> {
-        if !(is_tcp_syn(r) || is_udp_probe(r)) {
+        if !(r.is_tcp_syn() || is_udp_probe(r)) {
             return None;
         }
         // TCP and UDP ports are different services.
@@ -101,7 +93,7 @@ impl ScanShape for SweepShape {
     const UNIT: Unit = Unit::DistinctHosts;
 
     fn probe(r: &SampleRecord) -> Option<(Self::Key, u64)> {
-        let port = if is_tcp_syn(r) || is_udp_probe(r) {
+        let port = if r.is_tcp_syn() || is_udp_probe(r) {
             r.dst_port
         } else if is_echo_request(r) {
             0
@@ -287,7 +279,10 @@ impl<S: ScanShape> Detector for ScanDetector<S> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use agent_common::sample::{RECORD_VERSION, map_ipv4};
+    use agent_common::{
+        class::tcp_flags,
+        sample::{RECORD_VERSION, map_ipv4},
+    };
 
     use super::*;
 

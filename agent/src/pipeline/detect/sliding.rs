@@ -11,11 +11,7 @@
 
 use agent_common::sample::SampleRecord;
 
-use super::{
-    NS,
-    window::{Evidence3, TopSources},
-};
-use crate::pipeline::detect::finding::Evidence;
+use super::{NS, window::Witness};
 
 /// Buckets in the sliding second.
 pub const BUCKETS: usize = 10;
@@ -82,12 +78,8 @@ pub struct SlidingWindow {
     bucket: u64,
     watched: Buckets,
     context: Buckets,
-    /// The highest sampling rate since the key last went quiet.
-    pub max_rate: u32,
-    samples: u32,
-    pub evidence: Evidence3,
-    /// Heaviest sources since the key last went quiet.
-    pub top_sources: TopSources,
+    /// Rate, evidence and heaviest sources since the key last went quiet.
+    pub witness: Witness,
     /// The bucket of the last finding, so a key over its limit reports
     /// once per bucket, not once per sample.
     reported: Option<u64>,
@@ -114,9 +106,7 @@ impl SlidingWindow {
         self.bucket = bucket;
         if self.watched.sum_packets == 0 && self.context.sum_packets == 0 {
             // Quiet for a whole second: the next burst starts afresh.
-            self.max_rate = 0;
-            self.samples = 0;
-            self.top_sources = TopSources::default();
+            self.witness.restart();
         }
     }
 
@@ -129,14 +119,7 @@ impl SlidingWindow {
         let w = u64::from(r.sample_rate.max(1));
         let slot = self.slot();
         self.watched.add(slot, w, w * u64::from(r.frame_len));
-        self.max_rate = self.max_rate.max(r.sample_rate);
-        // Evidence from the first samples of a burst, then from every
-        // 64th: copying every sample would be most of the window's cost.
-        if self.samples < super::window::EVIDENCE as u32 || self.samples.is_multiple_of(64) {
-            self.evidence.push(Evidence::of(r));
-        }
-        self.samples = self.samples.wrapping_add(1);
-        self.top_sources.add(r.src_addr, w);
+        self.witness.add(r, w);
     }
 
     /// Counts one context sample (call [`slide`](Self::slide) first).
@@ -287,7 +270,7 @@ mod tests {
         feed(&mut w, 51 * BUCKET_NS, 1);
         // 30 ms late, from the previous bucket: still counted.
         feed(&mut w, 51 * BUCKET_NS - 30_000_000, 1);
-        assert_eq!((w.packets(51 * BUCKET_NS), w.max_rate), (66.0, 64));
+        assert_eq!((w.packets(51 * BUCKET_NS), w.witness.max_rate), (66.0, 64));
         w.slide(61);
         assert_eq!(w.packets(61 * BUCKET_NS), 2.0, "bucket 50 left the window");
         w.slide(62);
@@ -340,10 +323,10 @@ mod tests {
     fn a_quiet_second_starts_the_sources_afresh() {
         let mut w = SlidingWindow::default();
         feed(&mut w, NS, 8);
-        assert_eq!(w.top_sources.to_vec().len(), 1);
+        assert_eq!(w.witness.top_sources.to_vec().len(), 1);
         w.slide(bucket_of(3 * NS));
-        assert!(w.top_sources.to_vec().is_empty());
-        assert_eq!(w.max_rate, 0);
+        assert!(w.witness.top_sources.to_vec().is_empty());
+        assert_eq!(w.witness.max_rate, 0);
     }
 
     #[test]

@@ -153,10 +153,10 @@ fn judge(
             unit,
             limit,
             window_ns: NS,
-            sample_rate: w.window.max_rate,
+            sample_rate: w.window.witness.max_rate,
             distinct_sources: None,
-            top_sources: w.window.top_sources.to_vec(),
-            evidence: w.window.evidence.to_vec(),
+            top_sources: w.window.witness.top_sources.to_vec(),
+            evidence: w.window.witness.evidence.to_vec(),
             reason: "static threshold",
             deviations: Vec::new(),
         });

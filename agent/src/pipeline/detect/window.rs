@@ -16,6 +16,40 @@ pub fn second_of(ts_ns: u64) -> u64 {
     ts_ns / NS
 }
 
+/// What a window keeps of its samples besides their counts, for the
+/// finding: the highest sampling rate, sample packets as evidence and
+/// the heaviest sources. Both the one-second windows and the sliding
+/// ones keep it.
+#[derive(Clone, Debug, Default)]
+pub struct Witness {
+    pub max_rate: u32,
+    /// Samples since the last restart.
+    samples: u32,
+    pub evidence: Evidence3,
+    pub top_sources: TopSources,
+}
+
+impl Witness {
+    /// Notes one sample standing for `weight` packets.
+    pub fn add(&mut self, r: &SampleRecord, weight: u64) {
+        self.max_rate = self.max_rate.max(r.sample_rate);
+        // Evidence from the first samples after a restart, then from every
+        // 64th: copying every sample would be most of the window's cost.
+        if self.samples < EVIDENCE as u32 || self.samples.is_multiple_of(64) {
+            self.evidence.push(Evidence::of(r));
+        }
+        self.samples = self.samples.wrapping_add(1);
+        self.top_sources.add(r.src_addr, weight);
+    }
+
+    /// Starts over; the last evidence stays until newer replaces it.
+    pub fn restart(&mut self) {
+        self.max_rate = 0;
+        self.samples = 0;
+        self.top_sources = TopSources::default();
+    }
+}
+
 /// Counts for one key in the current second.
 #[derive(Clone, Debug, Default)]
 pub struct RateWindow {
@@ -24,11 +58,7 @@ pub struct RateWindow {
     /// Estimated packets and bytes (samples × their rate).
     pub packets: u64,
     pub bytes: u64,
-    pub max_rate: u32,
-    /// Samples counted this second.
-    pub samples: u32,
-    pub evidence: Evidence3,
-    pub top_sources: TopSources,
+    pub witness: Witness,
 }
 
 impl RateWindow {
@@ -38,9 +68,7 @@ impl RateWindow {
             self.second = second;
             self.packets = 0;
             self.bytes = 0;
-            self.max_rate = 0;
-            self.samples = 0;
-            self.top_sources = TopSources::default();
+            self.witness.restart();
         }
     }
 
@@ -49,14 +77,7 @@ impl RateWindow {
         let w = u64::from(r.sample_rate.max(1));
         self.packets += w;
         self.bytes += w * u64::from(r.frame_len);
-        self.max_rate = self.max_rate.max(r.sample_rate);
-        // Evidence from the first samples of each second, then from every
-        // 64th: copying every sample would be most of the window's cost.
-        if self.samples < EVIDENCE as u32 || self.samples.is_multiple_of(64) {
-            self.evidence.push(Evidence::of(r));
-        }
-        self.samples = self.samples.wrapping_add(1);
-        self.top_sources.add(r.src_addr, w);
+        self.witness.add(r, w);
     }
 }
 
@@ -129,9 +150,9 @@ mod tests {
         w.roll(5);
         w.add(&rec(5 * NS, 1, 64, 100));
         w.add(&rec(5 * NS + 1, 1, 1, 60));
-        assert_eq!((w.packets, w.bytes, w.max_rate), (65, 6460, 64));
+        assert_eq!((w.packets, w.bytes, w.witness.max_rate), (65, 6460, 64));
         w.roll(6);
-        assert_eq!((w.packets, w.bytes, w.max_rate), (0, 0, 0));
+        assert_eq!((w.packets, w.bytes, w.witness.max_rate), (0, 0, 0));
         w.add(&rec(6 * NS, 2, 1, 60));
         assert_eq!(w.packets, 1);
         // Rolling to the same second keeps the counts.

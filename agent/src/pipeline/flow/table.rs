@@ -95,8 +95,7 @@ impl FlowNote {
     pub fn first(r: &SampleRecord) -> FlowNote {
         FlowNote {
             new_flow: true,
-            began_with_syn: r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-                && r.l4_proto == 6,
+            began_with_syn: r.is_tcp_syn(),
         }
     }
 }

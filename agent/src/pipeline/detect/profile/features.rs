@@ -4,7 +4,7 @@
 //! the samples.
 
 use agent_common::{
-    class::{ProtocolClass, tcp_flags},
+    class::ProtocolClass,
     sample::{SampleRecord, record_flags},
 };
 
@@ -180,8 +180,7 @@ impl SecondCounts {
         self.samples = self.samples.saturating_add(1);
         self.packets += w;
         self.bytes += w * f64::from(r.frame_len);
-        let syn = r.class == ProtocolClass::Tcp as u8
-            && r.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let syn = r.is_tcp_syn();
         // A flow's real start: its SYN, or the first packet the kernel
         // flagged. A sampled data packet of a long flow whose samples are
         // further apart than the idle timeout also makes a table entry;
@@ -256,6 +255,8 @@ fn entropy(bins: &[f64; BINS]) -> f64 {
 #[cfg(test)]
 mod tests {
     use agent_common::sample::map_ipv4;
+
+    use agent_common::class::tcp_flags;
 
     use super::*;
 

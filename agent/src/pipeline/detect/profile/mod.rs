@@ -36,10 +36,23 @@ const MAX_INTERFACES: usize = 64;
 const PERSIST: u32 = 2;
 
 #[derive(Default)]
-pub struct Watched {
+struct Watched {
     counts: SecondCounts,
-    pub profile: Profile,
+    profile: Profile,
     streak: u32,
+    /// The host group holding a destination, found once when it is first
+    /// seen rather than for every sample.
+    group: Option<u16>,
+}
+
+fn destination(groups: &[HostGroup], addr: &Addr) -> Watched {
+    Watched {
+        group: groups
+            .iter()
+            .position(|g| g.contains(addr))
+            .map(|i| i as u16),
+        ..Watched::default()
+    }
 }
 
 /// A key's identity in the state file: stable across restarts and
@@ -85,10 +98,6 @@ impl ProfileDetector {
 
     pub fn set_unix_offset_ns(&mut self, offset: i128) {
         self.unix_offset_ns = offset;
-    }
-
-    pub fn threshold(&self) -> f64 {
-        self.k
     }
 
     fn slot(&self, record_second: u64) -> usize {
@@ -181,7 +190,8 @@ impl ProfileDetector {
                         std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
                         std::net::IpAddr::V6(v6) => v6.octets(),
                     };
-                    self.destinations.entry(a, Watched::default)
+                    let groups = &self.groups;
+                    self.destinations.entry(a, || destination(groups, &a))
                 }
             };
             slot.profile = profile;
@@ -262,20 +272,26 @@ impl Detector for ProfileDetector {
         // Keyed per process: attackers choose these values.
         let src = KeyedState.hash_one(r.src_addr);
         let port = KeyedState.hash_one(r.dst_port);
-        if self.interfaces.len() < MAX_INTERFACES || self.interfaces.contains_key(&r.ifindex) {
-            self.interfaces
-                .entry(r.ifindex)
-                .or_default()
-                .counts
-                .add(r, flow.new_flow, src, port);
+        let room = self.interfaces.len() < MAX_INTERFACES;
+        let interface = match self.interfaces.get_mut(&r.ifindex) {
+            Some(w) => Some(w),
+            None if room => Some(self.interfaces.entry(r.ifindex).or_default()),
+            None => None,
+        };
+        if let Some(w) = interface {
+            w.counts.add(r, flow.new_flow, src, port);
         }
-        if let Some(i) = self.groups.iter().position(|g| g.contains(&r.dst_addr)) {
-            self.group_state[i].counts.add(r, flow.new_flow, src, port);
+        let groups = &self.groups;
+        let d = self
+            .destinations
+            .entry(r.dst_addr, || destination(groups, &r.dst_addr));
+        d.counts.add(r, flow.new_flow, src, port);
+        if let Some(g) = d
+            .group
+            .and_then(|i| self.group_state.get_mut(usize::from(i)))
+        {
+            g.counts.add(r, flow.new_flow, src, port);
         }
-        self.destinations
-            .entry(r.dst_addr, Watched::default)
-            .counts
-            .add(r, flow.new_flow, src, port);
     }
 
     fn advance(&mut self, now_ns: u64, out: &mut Vec<Finding>) {

@@ -151,7 +151,8 @@ mod tests {
             r.learn(1e6, 0.1, 1.0);
         }
         // Five seconds at ten thousand times the usual: the median moved
-        // by five small steps; a mean would have gone to ~200,000.
+        // by a few small steps (a run of five lengthens them to 15 in
+        // all); a mean would have gone to ~200,000.
         assert!(r.median - before < 5.0 * STEP * 10.0, "{}", r.median);
     }
 

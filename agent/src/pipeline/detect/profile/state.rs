@@ -14,6 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{KeyName, learned::Profile};
+use crate::output::export::rotate::open_private;
 
 const MAGIC: &[u8; 8] = b"NTAPROF\0";
 pub const VERSION: u32 = 2;
@@ -149,12 +150,7 @@ pub fn write(path: &Path, keys: Vec<(KeyName, Profile)>) -> Result<usize, StateE
         .unwrap_or_else(|| "baseline".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&tmp)?;
+        let mut f = open_private(&tmp, true)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -165,19 +161,6 @@ pub fn write(path: &Path, keys: Vec<(KeyName, Profile)>) -> Result<usize, StateE
         return Err(io(path)(e));
     }
     Ok(bytes.len())
-}
-
-/// Opens new state files readable by their owner only (traffic data).
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        self.mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-    }
 }
 
 #[cfg(test)]
