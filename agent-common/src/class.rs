@@ -84,17 +84,26 @@ pub enum ParseError {
     /// the header's ports and flags would come in a later fragment, out of
     /// sight of filters and detectors).
     TinyFragment = 10,
+    /// A later TCP fragment that starts inside the 20-byte TCP header,
+    /// which the first fragment (not tiny) already carried: reassembly
+    /// would overwrite ports or flags that filters and detectors judged
+    /// (RFC 1858 §3.2, the overlapping fragment attack).
+    OverlappingFragment = 11,
 }
 
-pub const PARSE_ERROR_COUNT: usize = 11;
+pub const PARSE_ERROR_COUNT: usize = 12;
 
 impl ParseError {
     /// Errors of frames built to get past parsers (more IPv6 extension
-    /// headers than walked, tiny first fragments): their ports and flags
-    /// are out of sight, so a scan or flood sent that way would be
+    /// headers than walked, tiny first fragments, fragments overwriting
+    /// the TCP header): their ports and flags are out of sight or not
+    /// what they seem, so a scan or flood sent that way would be
     /// invisible unless these are seen like control packets.
     pub fn is_evasive(self) -> bool {
-        matches!(self, Self::Ipv6ExtLimit | Self::TinyFragment)
+        matches!(
+            self,
+            Self::Ipv6ExtLimit | Self::TinyFragment | Self::OverlappingFragment
+        )
     }
 
     pub const ALL: [ParseError; PARSE_ERROR_COUNT] = [
@@ -109,6 +118,7 @@ impl ParseError {
         Self::Ipv6ExtLimit,
         Self::TruncatedL4,
         Self::TinyFragment,
+        Self::OverlappingFragment,
     ];
 
     /// The metric label value.
@@ -125,6 +135,7 @@ impl ParseError {
             Self::Ipv6ExtLimit => "ipv6_ext_limit",
             Self::TruncatedL4 => "truncated_l4",
             Self::TinyFragment => "tiny_fragment",
+            Self::OverlappingFragment => "overlapping_fragment",
         }
     }
 }

@@ -203,8 +203,7 @@ fn parse_ipv4<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
     let frag_offset = frag & 0x1fff;
     p.fragment = more_fragments || frag_offset != 0;
     if frag_offset != 0 {
-        p.class = ProtocolClass::Fragment;
-        return p;
+        return later_fragment(p, frag_offset);
     }
     parse_l4(frame, off + hlen, p)
 }
@@ -256,8 +255,7 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
             off += 8;
             if frag >> 3 != 0 {
                 p.l4_proto = next;
-                p.class = ProtocolClass::Fragment;
-                return p;
+                return later_fragment(p, frag >> 3);
             }
             continue;
         }
@@ -282,6 +280,18 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, off: usize, mut p: Parsed) -> Parsed
     }
     p.l4_proto = next;
     parse_l4(frame, off, p)
+}
+
+/// A non-first fragment (offset in 8-byte units): `fragment`, no ports,
+/// unless it starts inside the minimal TCP header, which the first
+/// fragment (not tiny) already carried: only an attacker overlaps it.
+#[inline(always)]
+fn later_fragment(mut p: Parsed, offset_units: u16) -> Parsed {
+    if p.l4_proto == ipproto::TCP && (offset_units as usize) * 8 < 20 {
+        return p.malformed(ParseError::OverlappingFragment);
+    }
+    p.class = ProtocolClass::Fragment;
+    p
 }
 
 /// The transport header of `N` bytes at `off`: it must lie inside the

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Capture(args) => {
             nta::cmd::capture::run(args)?;
         }
+        Command::ReattachHelper(args) => nta::kernel::reattach::helper::run(args)?,
         Command::CheckConfig { file } => {
             let (_, sha1) = nta::config::FileConfig::load_with_hash(&file)?;
             println!("{}: ok (sha1 {sha1})", file.display());

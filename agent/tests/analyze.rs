@@ -142,13 +142,15 @@ fn nta_layer(l: &str) -> bool {
 /// - checksums are not verified (tshark checks a few, e.g. IGMP's);
 /// - a non-first fragment is fragment, a first fragment is its L4;
 /// - a first fragment too short for its TCP header (tshark dissects what
-///   is there, without a header length) is malformed: tiny_fragment.
+///   is there, without a header length) is malformed: tiny_fragment;
+/// - a later TCP fragment at offset 8 or 16 bytes (inside the TCP header
+///   the first fragment carried) is malformed: overlapping_fragment.
 fn tshark_class(
     protocols: &str,
     malformed: bool,
     frag_v4: u32,
     frag_v6: u32,
-    tiny_first_fragment: bool,
+    evasive_fragment: bool,
 ) -> &'static str {
     let layers: Vec<&str> = protocols.split(':').collect();
     let tags = layers
@@ -170,7 +172,7 @@ fn tshark_class(
     let Some(ip) = ip else {
         return "non_ip";
     };
-    if broken || tiny_first_fragment || layers.iter().filter(|l| IPV6_EXT.contains(l)).count() > 6 {
+    if broken || evasive_fragment || layers.iter().filter(|l| IPV6_EXT.contains(l)).count() > 6 {
         return "malformed";
     }
     if frag_v4 > 0 || frag_v6 > 0 {
@@ -227,6 +229,10 @@ fn tshark_classes(path: &Path) -> Vec<&'static str> {
             "ipv6.fraghdr.more",
             "-e",
             "tcp.hdr_len",
+            "-e",
+            "ip.proto",
+            "-e",
+            "ipv6.fraghdr.nxt",
         ])
         .output()
         .unwrap_or_else(|e| panic!("tshark: {e}"));
@@ -260,7 +266,22 @@ fn tshark_classes(path: &Path) -> Vec<&'static str> {
                 && first(f.get(5)) == 0
                 && protocols.ends_with(":tcp")
                 && !tcp_header_read;
-            tshark_class(protocols, malformed, first(f.get(4)), first(f.get(5)), tiny)
+            // Offsets in 8-byte units, as the headers hold them.
+            let tcp_offset = if first(f.get(10)) == 6 {
+                first(f.get(4))
+            } else if first(f.get(11)) == 6 {
+                first(f.get(5))
+            } else {
+                0
+            };
+            let overlapping = (1..=2).contains(&tcp_offset);
+            tshark_class(
+                protocols,
+                malformed,
+                first(f.get(4)),
+                first(f.get(5)),
+                tiny || overlapping,
+            )
         })
         .collect()
 }

@@ -679,11 +679,33 @@ fn evasive_syn(ts: u64, port: u16) -> SampleRecord {
     })
     .with_ipv6(|h| h.ext = vec![Ext::DestOpts; 7])
     .build();
-    let p = agent_common::parse::parse(frame.as_slice());
+    evasive_record(ts, &frame)
+}
+
+/// The later half of RFC 1858's overlapping fragment attack: a TCP
+/// fragment at offset 8 whose bytes rewrite the flags to SYN.
+fn overlapping_fragment(ts: u64, id: u16) -> SampleRecord {
+    use nta_lab::frames::{FrameSpec, L4};
+    let frame = FrameSpec::ipv4(L4::Raw {
+        proto: 6,
+        header: vec![0, 0, 0, 0, 0x50, tcp_flags::SYN, 0xff, 0xff, 0, 0, 0, 0],
+    })
+    .with_ipv4(|h| {
+        h.frag_offset = 1;
+        // A different source per datagram, all to one destination.
+        h.src = std::net::Ipv4Addr::new(198, 18, 9, (id % 250) as u8 + 1);
+    })
+    .build();
+    evasive_record(ts, &frame)
+}
+
+/// A frame built to evade parsing, as the XDP program records it.
+fn evasive_record(ts: u64, frame: &[u8]) -> SampleRecord {
+    let p = agent_common::parse::parse(frame);
     assert!(p.is_control(), "evasive frames are sampled as control");
     SampleRecord::from_parsed(
         &p,
-        p.addresses(frame.as_slice()),
+        p.addresses(frame),
         agent_common::sample::SampleMeta {
             timestamp_ns: ts,
             frame_len: frame.len() as u32,
@@ -710,6 +732,25 @@ fn frames_built_to_evade_parsing_are_an_incident() {
     assert!(matches!(s[0].incident.subject, Subject::Destination(_)));
     assert!(starts(&ev, DetectorKind::PortScan).is_empty());
     assert_peak(&mut e, &ev, DetectorKind::Evasion, 20.0);
+
+    // Fragments overwriting the TCP header their first fragments carried:
+    // the same detector, the same threshold.
+    let mut e = engine(DetectConfig::default());
+    let quiet = feed(&mut e, 100, 2, 5, |ts, i| {
+        overlapping_fragment(ts, i as u16)
+    });
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let ev = feed(&mut e, 110, 2, 20, |ts, i| {
+        overlapping_fragment(ts, i as u16)
+    });
+    let s = starts(&ev, DetectorKind::Evasion);
+    assert_eq!(s.len(), 1, "{ev:?}");
+    assert!(
+        s[0].incident
+            .latest
+            .reason
+            .contains("overwriting the TCP header")
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::fs::DirBuilderExt,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -435,6 +436,55 @@ fn bad_flow_file_is_refused_before_attaching() {
         err.contains("/nonexistent-dir/f.jsonl") && err.contains("No such file"),
         "{err}"
     );
+}
+
+#[test]
+fn an_output_directory_the_user_cannot_write_is_refused_at_start() {
+    if !privileged("an_output_directory_the_user_cannot_write_is_refused_at_start") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nta-e2e-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flows = dir.join("flows.jsonl");
+    let base = ["run", "--iface", "lo", "--listen", "127.0.0.1:0"];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run_nta_expecting_error(&args)
+    };
+    // Root could open it, but nta writes there as nobody once attached
+    // (rotation creates files): refused now, not at the first rotation.
+    let err = with(&[
+        "--user",
+        "nobody",
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+    ]);
+    assert!(
+        err.contains("--flows")
+            && err.contains(dir.to_str().unwrap_or_default())
+            && err.contains("nta runs as nobody once attached"),
+        "{err}"
+    );
+    // A capture directory must be nobody's own.
+    let err = with(&[
+        "--user",
+        "nobody",
+        "--capture",
+        dir.to_str().unwrap_or_default(),
+    ]);
+    assert!(err.contains("owner uid 0"), "{err}");
+    let err = with(&["--user", "no-such-user-nta"]);
+    assert!(
+        err.contains("--user no-such-user-nta: no such user"),
+        "{err}"
+    );
+    assert!(!flows.exists(), "nothing opened");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A child process killed (SIGTERM, then SIGKILL) on drop.

@@ -478,8 +478,10 @@ fn frames_built_to_evade_parsing_are_sampled_as_control_with_their_reason() {
     let mut h = Harness::new(config(1000, 1));
     h.run(&by_name("ipv6-7-ext-headers"), 5);
     h.run(&by_name("ipv4-tiny-first-fragment-padded-syn"), 3);
+    h.run(&by_name("ipv4-tcp-fragment-overwriting-header"), 2);
+    h.run(&by_name("ipv6-tcp-fragment-overwriting-header"), 2);
     let r = h.records();
-    assert_eq!(r.len(), 8, "every evasive frame is sampled");
+    assert_eq!(r.len(), 12, "every evasive frame is sampled");
     assert!(r.iter().all(|r| r.flags & record_flags::CONTROL != 0));
     let reasons: Vec<_> = r.iter().map(|r| r.parse_error()).collect();
     assert_eq!(
@@ -495,6 +497,13 @@ fn frames_built_to_evade_parsing_are_sampled_as_control_with_their_reason() {
             .filter(|e| **e == Some(ParseError::TinyFragment))
             .count(),
         3
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|e| **e == Some(ParseError::OverlappingFragment))
+            .count(),
+        4
     );
 }
 

@@ -15,7 +15,7 @@ use nta_lab::{NetNs, mix::protocol_mix, privileged, scrape::http_get, send::send
 
 mod common;
 
-use common::{Agent, lab, thread_caps, xdp_attached};
+use common::{Agent, children, lab, thread_caps, thread_ids, xdp_attached};
 
 /// These tests time the agent under load on 2 CPUs: one at a time, so a
 /// stalled agent in one does not starve the scrapes of another.
@@ -266,7 +266,9 @@ fn a_deleted_and_recreated_interface_is_attached_again() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntre");
     let (o, p) = (veth.outer.clone(), veth.inner.clone());
-    let agent = Agent::start(&["--iface", &o]);
+    // As the least privileged nta runs: another user, no capability; the
+    // helper attaches again.
+    let agent = Agent::start(&["--iface", &o, "--user", "nobody"]);
     let attached = |a: &Agent| a.scrape().sum("nta_xdp_attached", &[("interface", &o)]);
     assert_eq!(attached(&agent), 1.0);
     let sent = send_paced(
@@ -473,6 +475,39 @@ fn systemd_ready_means_counting_and_the_watchdog_is_fed() {
     assert!(agent.wait_exit().success());
 }
 
+/// Sets this process's soft open-files limit; returns the old one.
+fn set_soft_open_files(soft: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        old
+    }
+}
+
+/// The soft and hard "Max open files" of a process.
+fn open_files_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default();
+    let mut values = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    (
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+    )
+}
+
 #[test]
 fn capabilities_are_dropped_in_every_thread_after_attach() {
     if !privileged("capabilities_are_dropped_in_every_thread_after_attach") {
@@ -481,17 +516,51 @@ fn capabilities_are_dropped_in_every_thread_after_attach() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, veth) = lab("ntcp");
     const NET_ADMIN: u64 = 1 << 12;
-    for (extra, kept) in [(None, NET_ADMIN), (Some("--reattach=false"), 0)] {
+    const NOBODY: (u32, u32) = (65534, 65534);
+    // (extra flags, the agent's ids, whether a re-attach helper runs)
+    let runs: [(&[&str], (u32, u32), bool); 3] = [
+        (&[], (0, 0), true),
+        (&["--reattach=false"], (0, 0), false),
+        (&["--user", "nobody:nogroup"], NOBODY, true),
+    ];
+    for (extra, ids, helper) in runs {
         let mut args = vec!["--iface", veth.outer.as_str()];
         args.extend(extra);
+        // Started with the common default of 1024 open files.
+        let ours = set_soft_open_files(1024);
         let mut agent = Agent::start(&args);
-        // Ready means attached, and the drop happened before serving.
-        let caps = thread_caps(agent.child.id());
+        set_soft_open_files(ours);
+        // Ready means attached, and the drop happened before serving:
+        // the agent keeps nothing, in every thread.
+        let pid = agent.child.id();
+        let caps = thread_caps(pid);
         assert!(caps.len() > 2, "{caps:?}");
         assert!(
-            caps.iter().all(|&c| c == (kept, kept, 0, kept)),
+            caps.iter().all(|&c| c == (0, 0, 0, 0)),
             "{extra:?}: {caps:x?}"
         );
+        let threads = thread_ids(pid);
+        assert!(
+            threads.iter().all(|&t| t == Some(ids)),
+            "{extra:?}: {threads:?}"
+        );
+        // Open files: raised to what nta can use (2048), not to the hard
+        // limit.
+        let (soft, hard) = open_files_limit(pid);
+        assert_eq!(soft, hard.min(2048), "{extra:?}");
+        // The helper keeps CAP_NET_ADMIN alone, as the same user.
+        let helpers = children(pid);
+        if helper {
+            assert_eq!(helpers.len(), 1, "{extra:?}: {helpers:?}");
+            assert_eq!(
+                thread_caps(helpers[0]),
+                [(NET_ADMIN, NET_ADMIN, 0, NET_ADMIN)],
+                "{extra:?}"
+            );
+            assert_eq!(thread_ids(helpers[0]), [Some(ids)], "{extra:?}");
+        } else {
+            assert!(helpers.is_empty(), "{extra:?}: {helpers:?}");
+        }
         // It still counts exactly, and reads its maps at scrapes.
         sent_and_counted_exactly(&agent, &ns, &veth.inner, &veth.outer, 500);
         agent.signal(libc::SIGTERM);
@@ -500,5 +569,11 @@ fn capabilities_are_dropped_in_every_thread_after_attach() {
             !xdp_attached(&veth.outer),
             "{extra:?}: a clean stop detaches"
         );
+        for h in helpers {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{h}")).exists(),
+                "{extra:?}: the helper stopped with nta"
+            );
+        }
     }
 }

@@ -294,7 +294,7 @@ pub fn protocol_cases() -> Vec<Case> {
                 proto: 6,
                 header: vec![0xbb; 4],
             })
-            .with_ipv4(|h| h.frag_offset = 1),
+            .with_ipv4(|h| h.frag_offset = 3),
             "fragment",
             4,
         ),
@@ -412,7 +412,47 @@ fn error_cases() -> Vec<Case> {
             6,
             0,
         ),
+        malformed(
+            "ipv4-tcp-fragment-overwriting-header",
+            overlapping_tcp(4),
+            "overlapping_fragment",
+            4,
+            0,
+        ),
+        malformed(
+            "ipv6-tcp-fragment-overwriting-header",
+            overlapping_tcp(6),
+            "overlapping_fragment",
+            6,
+            0,
+        ),
     ]
+}
+
+/// RFC 1858's overlapping fragment attack: a later fragment at offset 8
+/// (IPv4) or 16 (IPv6) bytes, inside the TCP header the first fragment
+/// carried, rewriting its flags to SYN on reassembly.
+fn overlapping_tcp(ip_version: u8) -> Vec<u8> {
+    // From byte 8 (IPv4) or 16 (IPv6) of a TCP header on.
+    let header = if ip_version == 4 {
+        vec![0, 0, 0, 0, 0x50, SYN, 0xff, 0xff, 0, 0, 0, 0]
+    } else {
+        vec![0, 0, 0, 0, 0, 0, 0, 0]
+    };
+    let l4 = L4::Raw { proto: 6, header };
+    let frame = if ip_version == 4 {
+        FrameSpec::ipv4(l4).with_ipv4(|h| h.frag_offset = 1).build()
+    } else {
+        FrameSpec::ipv6(l4)
+            .with_ipv6(|h| {
+                h.ext = vec![Ext::Fragment {
+                    offset: 2,
+                    more: false,
+                }]
+            })
+            .build()
+    };
+    pad_to_min(frame)
 }
 
 /// The RFC 1858 trick: a datagram carrying only 8 bytes of TCP header

@@ -19,7 +19,10 @@ use crate::{
             CaptureFilter, FilterError, afxdp,
             consumer::{self, CaptureRing, CaptureSummary, Limits},
         },
-        iface, least_privilege, privileges,
+        identity::{Identity, IdentityError},
+        iface,
+        least_privilege::{self, Role},
+        privileges,
         sensor::{KernelCapture, ModeChoice, Sensor, SensorError},
     },
     output::{
@@ -76,6 +79,13 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub mirror: bool,
 
+    /// Once attached, become this user (as tcpdump -Z): NAME,
+    /// NAME:GROUP, UID or UID:GID; `root` stays root with no
+    /// capabilities. Default: the user `nta` when it exists. The file is
+    /// opened before, so its directory need not be the user's.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
     /// Kernel ring buffer for captured frames, in MiB (a power of two).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub buffer_mib: u32,
@@ -118,6 +128,8 @@ pub enum CaptureCliError {
     AfXdp(#[from] afxdp::AfXdpError),
     #[error(transparent)]
     LeastPrivilege(#[from] least_privilege::LeastPrivilegeError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
@@ -135,6 +147,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
     }
     let snaplen = args.snaplen.min(MAX_SNAPLEN);
     privileges::check().map_err(CaptureCliError::Privileges)?;
+    let identity = Identity::resolve(args.user.as_deref())?;
     let names = iface::resolve_interfaces(&args.ifaces)?;
     let files = CaptureDir::open(
         DirConfig {
@@ -217,7 +230,7 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         sensors.push(sensor);
     }
     // Attached and bound: capture needs no capability from here on.
-    least_privilege::drop_after_attach(false)?;
+    least_privilege::drop_after_attach(Role::Agent, identity.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(CaptureCliError::Signals)?;

@@ -35,6 +35,10 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: std::path::PathBuf,
     },
+    /// Started by `nta run` to re-attach to interfaces that come back;
+    /// not for use by hand.
+    #[command(name = "reattach-helper", hide = true)]
+    ReattachHelper(crate::kernel::reattach::helper::HelperArgs),
 }
 
 #[derive(Debug, Args)]

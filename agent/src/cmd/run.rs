@@ -37,7 +37,10 @@ use crate::{
         adaptive::{Controlled, RateController, SamplingMetrics},
         events,
         events::{PipelineStats, SampleBatch},
-        iface, least_privilege, privileges, reattach,
+        identity::{Identity, IdentityError},
+        iface, least_privilege,
+        least_privilege::Role,
+        privileges, reattach,
         sensor::{AttachMode, CountersReader, KernelCapture, Sensor, SensorError},
     },
     output::capture::{
@@ -97,6 +100,10 @@ pub enum RunError {
     AfXdp(#[from] AfXdpError),
     #[error(transparent)]
     LeastPrivilege(#[from] least_privilege::LeastPrivilegeError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Reattach(#[from] reattach::ReattachError),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -113,9 +120,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .collect(),
     )?)?);
     let (capture, flight) = start_capture(&start, &mut kernel, &metrics)?;
-    // Loaded, attached, sockets bound: from here on nta needs at most
-    // CAP_NET_ADMIN (to re-attach), in every thread.
-    least_privilege::drop_after_attach(start.settings.reattach)?;
+    // Loaded, attached, sockets bound: from here on nta needs no
+    // capability in any thread; the helper that re-attaches keeps
+    // CAP_NET_ADMIN (started first, so it has it to keep).
+    let helper = start_reattach_helper(&start, &kernel)?;
+    least_privilege::drop_after_attach(Role::Agent, start.identity.as_ref())?;
     let (sampling_tx, sampling_rx) = mpsc::channel(4);
     let controller = tokio::spawn(adaptive::run(
         kernel
@@ -128,11 +137,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         shutdown_rx.clone(),
     ));
     let reattacher = tokio::spawn(reattach::run(
-        kernel
-            .interfaces
-            .iter()
-            .map(|i| i.watched(start.settings.xdp_mode, start.settings.reattach))
-            .collect(),
+        kernel.interfaces.iter().map(Attached::watched).collect(),
+        helper,
         shutdown_rx.clone(),
     ));
     let (stage_tx, stage_rx) = mpsc::channel(4);
@@ -235,6 +241,8 @@ struct Prepared {
     web: SharedWebConfig,
     outputs: Outputs,
     listener: server::Listeners,
+    /// Who nta becomes once attached (None: it stays who it is).
+    identity: Option<Identity>,
 }
 
 /// The flow exporters and alert sinks, opened before the kernel is touched.
@@ -253,6 +261,13 @@ impl Prepared {
         let settings = RunSettings::resolve(&args, &file_config);
         let names = iface::resolve_interfaces(&settings.interfaces)?;
         privileges::check().map_err(RunError::Privileges)?;
+        let identity = Identity::resolve(settings.user.as_deref())?;
+        if let Some(id) = &identity {
+            id.own_what_is_written();
+            for (what, dir) in written_dirs(&settings) {
+                id.check_writable(what, &dir)?;
+            }
+        }
         let ifaces = names
             .into_iter()
             .map(|name| iface::ifindex(&name).map(|i| (name, i)))
@@ -298,8 +313,66 @@ impl Prepared {
                 alert_metrics,
             },
             listener,
+            identity,
         })
     }
+}
+
+/// The directories nta creates files in while it runs (rotation, atomic
+/// saves), with the option that names each. Capture directories are
+/// checked where they are opened (they must belong to nta's user).
+fn written_dirs(settings: &RunSettings) -> Vec<(&'static str, std::path::PathBuf)> {
+    let dir = |file: &std::path::Path| match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut dirs: Vec<(&'static str, std::path::PathBuf)> = settings
+        .outputs
+        .flows
+        .files
+        .iter()
+        .map(|f| ("--flows", dir(f)))
+        .collect();
+    dirs.extend(
+        settings
+            .outputs
+            .alerts
+            .sinks
+            .iter()
+            .filter_map(|s| s.written_file())
+            .map(|f| ("--alerts", dir(f))),
+    );
+    if let Some(state) = &settings.detect.baseline.state_file {
+        dirs.push(("[detect.baseline] state_file", dir(state)));
+    }
+    dirs
+}
+
+/// Starts the re-attach helper (`--reattach`) with every interface's
+/// program, before nta drops its capabilities.
+fn start_reattach_helper(
+    start: &Prepared,
+    kernel: &Kernel,
+) -> Result<Option<reattach::Helper>, RunError> {
+    if !start.settings.reattach {
+        return Ok(None);
+    }
+    let sensors: Vec<_> = kernel
+        .interfaces
+        .iter()
+        .map(|i| i.sensor.lock().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    let mut programs = Vec::with_capacity(sensors.len());
+    for (sensor, i) in sensors.iter().zip(&kernel.interfaces) {
+        let fd = sensor.program_fd().map_err(|e| RunError::Sensor {
+            iface: i.name.clone(),
+            source: Box::new(e),
+        })?;
+        programs.push((i.name.clone(), i.ifindex, fd));
+    }
+    let helper =
+        reattach::Helper::spawn(&programs, start.settings.xdp_mode, start.identity.as_ref())?;
+    Ok(Some(helper))
 }
 
 /// One watched interface with its program attached: the one handle the
@@ -336,17 +409,12 @@ impl Attached {
         }
     }
 
-    fn watched(
-        &self,
-        mode: crate::kernel::sensor::ModeChoice,
-        reattach: bool,
-    ) -> reattach::Watched {
+    fn watched(&self) -> reattach::Watched {
         reattach::Watched {
             name: self.name.clone(),
+            ifindex: self.ifindex,
             sensor: self.sensor.clone(),
             attached: self.attached.clone(),
-            mode,
-            reattach,
         }
     }
 }
@@ -609,18 +677,22 @@ fn serve(
         .map_err(|source| RunError::from(bind_error(source)))
 }
 
-/// Raises the soft open-files limit to the hard one (as Go programs do):
-/// a burst of scrapers must not run nta out of file descriptors at the
-/// 1024 that many systems set by default.
+/// Raises the soft open-files limit to what nta can use, no further: the
+/// HTTP server holds at most `MAX_CONNECTIONS` sockets (it accepts only
+/// with a free slot), and the rest (maps, rings, AF_XDP sockets, output
+/// files, the webhook) is set by the config, far below the headroom
+/// here. Raising it to the hard limit (as Go programs do) would only let
+/// a leak or a flood take more of the system before it shows.
 fn raise_fd_limit() {
+    const WANTED: libc::rlim_t = (server::MAX_CONNECTIONS as libc::rlim_t) * 2 + 1024;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < WANTED {
+            lim.rlim_cur = lim.rlim_max.min(WANTED);
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 tracing::debug!("could not raise the open-files limit");
             }

@@ -45,10 +45,19 @@ section! {
         pub mirror: Option<bool>,
         /// Attach again to a watched interface that is deleted and comes
         /// back under its name (a VM's tap, a container's veth). Once
-        /// attached nta drops every capability but CAP_NET_ADMIN, which
-        /// this needs; with false it keeps none at all.
+        /// attached nta keeps no capability; this runs in a small helper
+        /// process that keeps only CAP_NET_ADMIN and does nothing else.
+        /// With false there is no helper.
         #[arg(id = "reattach", long = "reattach", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
         pub reattach: Option<bool>,
+        /// Started as root, become this user once attached: NAME,
+        /// NAME:GROUP, UID or UID:GID (`root` stays root, with no
+        /// capabilities). Default: the user `nta` when it exists. Output
+        /// directories must be writable by it (checked at start); files
+        /// re-read on SIGHUP must be readable by it. Under systemd's
+        /// User= leave it out.
+        #[arg(id = "user", long = "user", value_name = "USER")]
+        pub user: Option<String>,
     }
 }
 

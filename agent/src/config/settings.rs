@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub xdp_mode: ModeChoice,
     pub mirror: bool,
     pub reattach: bool,
+    /// `--user` as given (resolved at start).
+    pub user: Option<String>,
     pub listen: SocketAddr,
     /// Plain /healthz and /readyz for probes.
     pub health_listen: Option<SocketAddr>,
@@ -114,6 +116,7 @@ impl RunSettings {
             xdp_mode: defaulted(sensor.xdp_mode),
             mirror: defaulted(sensor.mirror),
             reattach: defaulted(sensor.reattach),
+            user: sensor.user,
             listen: defaulted(metrics.listen),
             health_listen: metrics.health_listen,
             web_config_file: metrics.web_config_file,
@@ -223,6 +226,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         key: "sensor.reattach",
         changed: |a, b| a.reattach != b.reattach,
         keep: |new, old| new.reattach = old.reattach,
+    },
+    RestartKey {
+        key: "sensor.user",
+        changed: |a, b| a.user != b.user,
+        keep: |new, old| new.user = old.user.clone(),
     },
     RestartKey {
         key: "metrics.listen",

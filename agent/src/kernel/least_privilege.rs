@@ -3,32 +3,43 @@
 //! CAP_NET_ADMIN (and CAP_NET_RAW); afterwards nta only reads maps and
 //! rings through descriptors it holds, which needs no capability on
 //! kernels from 6.5 on. So once everything is attached, nta drops every
-//! capability but CAP_NET_ADMIN, which re-attaching to an interface that
-//! comes back needs (none with `--reattach=false`), clears the ambient
-//! set, and empties the bounding set where it may (as root).
+//! capability (re-attaching to an interface that comes back is the job
+//! of a separate helper process that keeps only CAP_NET_ADMIN, see
+//! `reattach`), clears the ambient set, empties the bounding set where it
+//! may (as root), and, started as root, becomes its own user
+//! (`identity`).
 //!
-//! Capabilities belong to threads, and by then the runtime's threads
-//! exist: each thread is sent a signal whose handler drops its own
-//! capabilities (capset and prctl are plain system calls, safe in a
-//! handler), and every thread's sets are read back from /proc until all
-//! show the reduced sets. Threads started later inherit them. Written by
-//! hand because the crates that wrap capset act on the calling thread
-//! only.
+//! Capabilities and user ids belong to threads, and by then the
+//! runtime's threads exist: each thread is sent a signal whose handler
+//! switches and drops its own (setresuid, capset and prctl are plain
+//! system calls, safe in a handler), and every thread's sets and ids are
+//! read back from /proc until all show the reduced ones. Threads started
+//! later inherit them. Written by hand because the crates that wrap
+//! capset act on the calling thread only.
 
 use std::{
     fs,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
-use crate::kernel::privileges::{CAP_BPF, CAP_NET_ADMIN, Capability};
+use crate::kernel::{
+    identity::Identity,
+    privileges::{CAP_BPF, CAP_NET_ADMIN, Capability},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeastPrivilegeError {
     #[error("installing the capability-drop signal handler: {0}")]
     Handler(std::io::Error),
-    #[error("dropping capabilities: thread {tid} still has {sets} after 1 s")]
-    Stuck { tid: u32, sets: String },
+    #[error(
+        "dropping privileges: thread {tid} still has {sets} after 1 s (switching to {user} needs CAP_SETUID and CAP_SETGID)"
+    )]
+    Stuck {
+        tid: u32,
+        sets: String,
+        user: String,
+    },
 }
 
 /// The capability sets of one thread, from its /proc status.
@@ -39,14 +50,30 @@ pub struct CapSets {
     pub inheritable: u64,
     pub ambient: u64,
     pub bounding: u64,
+    /// Real, effective, saved and file-system uid (`Uid:`).
+    pub uids: [u32; 4],
+    /// The same for the group (`Gid:`).
+    pub gids: [u32; 4],
+    /// Supplementary groups (`Groups:`).
+    pub groups: usize,
 }
 
 impl CapSets {
-    /// Parses `CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`.
+    /// Parses `CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`, `Uid`,
+    /// `Gid` and `Groups`.
     pub fn parse(status: &str) -> Option<CapSets> {
-        let field = |name: &str| {
+        let value = |name: &str| {
             let line = status.lines().find(|l| l.starts_with(name))?;
-            u64::from_str_radix(line[name.len()..].trim_start_matches(':').trim(), 16).ok()
+            Some(line[name.len()..].trim_start_matches(':').trim())
+        };
+        let field = |name: &str| u64::from_str_radix(value(name)?, 16).ok();
+        let ids = |name: &str| {
+            let mut ids = [0u32; 4];
+            let mut words = value(name)?.split_whitespace();
+            for id in &mut ids {
+                *id = words.next()?.parse().ok()?;
+            }
+            Some(ids)
         };
         Some(CapSets {
             effective: field("CapEff")?,
@@ -54,27 +81,42 @@ impl CapSets {
             inheritable: field("CapInh")?,
             ambient: field("CapAmb")?,
             bounding: field("CapBnd")?,
+            uids: ids("Uid")?,
+            gids: ids("Gid")?,
+            groups: value("Groups").map_or(0, |g| g.split_whitespace().count()),
         })
     }
 
     /// Whether these sets hold nothing beyond `keep` (the bounding set
-    /// only when it was to be emptied).
-    fn within(&self, keep: u64, bounding: bool) -> bool {
+    /// only when it was to be emptied) and the ids are `became`'s.
+    fn within(&self, keep: u64, bounding: bool, became: Option<(u32, u32)>) -> bool {
         let beyond = |set: u64| set & !keep != 0;
-        !(beyond(self.effective)
-            || beyond(self.permitted)
-            || self.inheritable != 0
-            || self.ambient != 0
-            || (bounding && beyond(self.bounding)))
+        let switched = became.is_none_or(|(uid, gid)| {
+            self.uids == [uid; 4] && self.gids == [gid; 4] && self.groups == 0
+        });
+        switched
+            && !(beyond(self.effective)
+                || beyond(self.permitted)
+                || self.inheritable != 0
+                || self.ambient != 0
+                || (bounding && beyond(self.bounding)))
     }
 }
 
-/// The capabilities nta keeps once attached: CAP_NET_ADMIN while it
-/// re-attaches, and CAP_BPF on kernels older than 6.5, where every bpf(2)
-/// call (reading a map at a scrape) asks for it.
-fn kept(reattach: bool, kernel_release: &str) -> Vec<Capability> {
+/// Which process drops: the agent, or the helper that re-attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Reattacher,
+}
+
+/// The capabilities a process keeps once attached: CAP_NET_ADMIN in the
+/// helper that re-attaches, and CAP_BPF on kernels older than 6.5, where
+/// every bpf(2) call (reading a map at a scrape, creating a link) asks
+/// for it.
+fn kept(role: Role, kernel_release: &str) -> Vec<Capability> {
     let mut keep = Vec::new();
-    if reattach {
+    if role == Role::Reattacher {
         keep.push(CAP_NET_ADMIN);
     }
     if kernel_older_than(kernel_release, (6, 5)) {
@@ -103,6 +145,10 @@ fn kernel_release() -> String {
 
 static KEEP: AtomicU64 = AtomicU64::new(0);
 static BOUNDING: AtomicBool = AtomicBool::new(false);
+/// Switch user ids (to UID and GID) as well.
+static SWITCH: AtomicBool = AtomicBool::new(false);
+static UID: AtomicU32 = AtomicU32::new(0);
+static GID: AtomicU32 = AtomicU32::new(0);
 
 #[repr(C)]
 struct CapHeader {
@@ -120,10 +166,22 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Drops the calling thread's capabilities to KEEP. Only system calls:
-/// it runs inside the signal handler.
+/// Drops the calling thread's capabilities to KEEP, switching to UID
+/// and GID first when asked. Only system calls: it runs inside the
+/// signal handler. The raw calls act on this thread alone, which is the
+/// point (glibc's wrappers would signal every thread themselves).
 fn drop_this_thread() {
     let keep = KEEP.load(Ordering::SeqCst);
+    let switch = SWITCH.load(Ordering::SeqCst);
+    let (uid, gid) = (UID.load(Ordering::SeqCst), GID.load(Ordering::SeqCst));
+    if switch {
+        // SAFETY: setgroups with no groups and a null list; setresgid
+        // with integer ids. A failure shows in the /proc check.
+        unsafe {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+            libc::syscall(libc::SYS_setresgid, gid, gid, gid);
+        }
+    }
     if BOUNDING.load(Ordering::SeqCst) {
         for cap in 0..64u64 {
             if keep & (1 << cap) == 0 {
@@ -143,6 +201,16 @@ fn drop_this_thread() {
             0,
         )
     };
+    if switch {
+        // Keep the permitted set across the uid change (it would be
+        // cleared), so capset below can keep what KEEP names.
+        // SAFETY: prctl and setresuid with integer arguments.
+        unsafe {
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+            libc::syscall(libc::SYS_setresuid, uid, uid, uid);
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        }
+    }
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -183,26 +251,43 @@ fn threads() -> Vec<(u32, CapSets)> {
         .collect()
 }
 
-/// Drops every thread to what running on needs once attached (see the
-/// module's text) and logs what was kept: the one call of `nta run` and
-/// `nta capture`.
-pub fn drop_after_attach(reattach: bool) -> Result<(), LeastPrivilegeError> {
-    let keep = kept(reattach, &kernel_release());
-    let sets = drop_to(&keep)?;
+/// Drops every thread to what `role` needs once attached (see the
+/// module's text), becomes `identity` when given, and logs what was kept:
+/// the one call of `nta run`, `nta capture` and the re-attach helper.
+pub fn drop_after_attach(
+    role: Role,
+    identity: Option<&Identity>,
+) -> Result<(), LeastPrivilegeError> {
+    let keep = kept(role, &kernel_release());
+    let sets = drop_to(&keep, identity)?;
     let names: Vec<&str> = keep
         .iter()
         .filter(|c| sets.effective & (1 << c.bit) != 0)
         .map(|c| c.name)
         .collect();
-    tracing::info!(
-        kept = %if names.is_empty() { "none".to_string() } else { names.join(", ") },
-        "capabilities dropped in every thread"
-    );
+    let kept = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    match identity {
+        Some(id) => tracing::info!(
+            kept = %kept,
+            user = %id.name,
+            uid = id.uid,
+            "capabilities dropped and user switched in every thread"
+        ),
+        None => tracing::info!(kept = %kept, "capabilities dropped in every thread"),
+    }
     Ok(())
 }
 
-/// Drops every thread of this process to `keep` (what it has of it).
-fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
+/// Drops every thread of this process to `keep` (what it has of it),
+/// becoming `identity` on the way.
+fn drop_to(
+    keep: &[Capability],
+    identity: Option<&Identity>,
+) -> Result<CapSets, LeastPrivilegeError> {
     let mine = threads()
         .into_iter()
         .map(|(_, s)| s.permitted)
@@ -210,8 +295,12 @@ fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
     let keep_mask = keep.iter().fold(0u64, |m, c| m | (1 << c.bit)) & mine;
     // Emptying the bounding set takes CAP_SETPCAP (root has it).
     let bounding = mine & (1 << 8) != 0;
+    let became = identity.map(|id| (id.uid, id.gid));
     KEEP.store(keep_mask, Ordering::SeqCst);
     BOUNDING.store(bounding, Ordering::SeqCst);
+    SWITCH.store(became.is_some(), Ordering::SeqCst);
+    UID.store(became.map_or(0, |b| b.0), Ordering::SeqCst);
+    GID.store(became.map_or(0, |b| b.1), Ordering::SeqCst);
     let signal = libc::SIGRTMIN();
     // SAFETY: a handler that only makes system calls; sigaction reads
     // the struct we built.
@@ -231,7 +320,7 @@ fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
     loop {
         let left: Vec<(u32, CapSets)> = threads()
             .into_iter()
-            .filter(|(_, s)| !s.within(keep_mask, bounding))
+            .filter(|(_, s)| !s.within(keep_mask, bounding, became))
             .collect();
         let Some(&(tid, sets)) = left.first() else {
             break;
@@ -240,6 +329,7 @@ fn drop_to(keep: &[Capability]) -> Result<CapSets, LeastPrivilegeError> {
             return Err(LeastPrivilegeError::Stuck {
                 tid,
                 sets: format!("{sets:x?}"),
+                user: identity.map_or_else(|| "the same user".into(), |id| id.name.clone()),
             });
         }
         for (tid, _) in &left {
@@ -258,27 +348,42 @@ mod tests {
 
     #[test]
     fn parses_every_set() {
-        let s = "Name:\tnta\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
+        let s = "Name:\tnta\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t0 4 \n\
+                 CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
                  CapEff:\t0000000000001000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n";
         let c = CapSets::parse(s).unwrap_or_default();
         assert_eq!(c.effective, 1 << 12);
         assert_eq!(c.permitted, 0x1ff_ffff_ffff);
-        assert!(!c.within(1 << 12, false), "permitted still holds more");
+        assert_eq!((c.uids, c.groups), ([0; 4], 2));
+        assert!(
+            !c.within(1 << 12, false, None),
+            "permitted still holds more"
+        );
         let dropped = CapSets {
             effective: 1 << 12,
             permitted: 1 << 12,
             bounding: 1 << 12,
             ..CapSets::default()
         };
-        assert!(dropped.within(1 << 12, true));
+        assert!(dropped.within(1 << 12, true, None));
+        assert!(
+            !dropped.within(1 << 12, true, Some((65534, 65534))),
+            "still root"
+        );
+        let became = CapSets {
+            uids: [65534; 4],
+            gids: [65534; 4],
+            ..dropped
+        };
+        assert!(became.within(1 << 12, true, Some((65534, 65534))));
     }
 
     #[test]
-    fn what_is_kept_depends_on_reattach_and_the_kernel() {
-        assert_eq!(kept(true, "6.18.44-fc"), [CAP_NET_ADMIN]);
-        assert!(kept(false, "6.5.0").is_empty());
-        assert_eq!(kept(false, "6.1.0-18-amd64"), [CAP_BPF]);
-        assert_eq!(kept(true, "5.15.0"), [CAP_NET_ADMIN, CAP_BPF]);
-        assert_eq!(kept(false, "garbage"), [CAP_BPF]);
+    fn what_is_kept_depends_on_the_role_and_the_kernel() {
+        assert_eq!(kept(Role::Reattacher, "6.18.44-fc"), [CAP_NET_ADMIN]);
+        assert!(kept(Role::Agent, "6.5.0").is_empty());
+        assert_eq!(kept(Role::Agent, "6.1.0-18-amd64"), [CAP_BPF]);
+        assert_eq!(kept(Role::Reattacher, "5.15.0"), [CAP_NET_ADMIN, CAP_BPF]);
+        assert_eq!(kept(Role::Agent, "garbage"), [CAP_BPF]);
     }
 }

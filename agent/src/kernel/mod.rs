@@ -6,6 +6,7 @@
 pub mod adaptive;
 pub mod capture;
 pub mod events;
+pub mod identity;
 pub mod iface;
 pub mod least_privilege;
 pub mod objects;

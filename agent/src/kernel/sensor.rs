@@ -130,9 +130,6 @@ pub struct Sensor {
     capture_config: Array<MapData, CaptureConfig>,
     filters: Array<MapData, FilterTable>,
     attachment: Option<(String, AttachMode, XdpLinkId)>,
-    /// The ifindex the program was attached to (a recreated interface of
-    /// the same name gets a new one).
-    attached_ifindex: Option<u32>,
     /// Key of the program's flow hash, random per sensor, stamped into
     /// every sampling config written (callers never see it).
     flow_key: u64,
@@ -213,7 +210,6 @@ impl Sensor {
             capture_config,
             filters,
             attachment: None,
-            attached_ifindex: None,
             flow_key: crate::pipeline::keyed::process_random(FLOW_KEY_SALT),
         };
         sensor.set_sampling(config)?;
@@ -249,6 +245,12 @@ impl Sensor {
             .program(objects::NTA_PROGRAM)
             .ok_or(SensorError::MissingProgram(objects::NTA_PROGRAM))?;
         p.try_into().map_err(SensorError::Program)
+    }
+
+    /// The loaded program's descriptor, for the re-attach helper.
+    pub fn program_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, SensorError> {
+        use std::os::fd::AsFd;
+        Ok(self.program()?.fd().map_err(SensorError::Program)?.as_fd())
     }
 
     fn program_mut(&mut self) -> Result<&mut Xdp, SensorError> {
@@ -305,18 +307,14 @@ impl Sensor {
         iface_name: &str,
         choice: ModeChoice,
     ) -> Result<AttachMode, SensorError> {
-        let ifindex = iface::ifindex(iface_name)?;
-        let modes: &[AttachMode] = match choice {
-            ModeChoice::Auto => &[AttachMode::Native, AttachMode::Skb],
-            ModeChoice::Native => &[AttachMode::Native],
-            ModeChoice::Skb => &[AttachMode::Skb],
-        };
+        // A clear error for a missing interface.
+        iface::ifindex(iface_name)?;
+        let modes = crate::kernel::reattach::link::modes(choice);
         let mut last = None;
         for &mode in modes {
             match self.program_mut()?.attach(iface_name, mode.xdp_mode()) {
                 Ok(link) => {
                     self.attachment = Some((iface_name.to_string(), mode, link));
-                    self.attached_ifindex = Some(ifindex);
                     return Ok(mode);
                 }
                 Err(e) => {
@@ -334,11 +332,6 @@ impl Sensor {
         }))
     }
 
-    /// The ifindex of the interface the program is attached to.
-    pub fn attached_ifindex(&self) -> Option<u32> {
-        self.attached_ifindex
-    }
-
     /// Forgets a link whose interface is gone (its link died with it).
     pub fn forget_attachment(&mut self) {
         if let Some((_, _, link)) = self.attachment.take()
@@ -347,12 +340,10 @@ impl Sensor {
             // The interface is gone: detaching its dead link may fail.
             let _ = p.detach(link);
         }
-        self.attached_ifindex = None;
     }
 
     /// Detaches now (dropping the sensor also detaches).
     pub fn detach(&mut self) -> Result<(), SensorError> {
-        self.attached_ifindex = None;
         if let Some((_, _, link)) = self.attachment.take() {
             self.program_mut()?
                 .detach(link)

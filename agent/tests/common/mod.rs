@@ -267,3 +267,46 @@ pub fn thread_caps(pid: u32) -> Vec<(u64, u64, u64, u64)> {
         })
         .unwrap_or_default()
 }
+
+/// Every thread's uid and gid, when real, effective, saved and
+/// file-system ids agree (`None` for a thread where they differ).
+pub fn thread_ids(pid: u32) -> Vec<Option<(u32, u32)>> {
+    let same = |status: &str, name: &str| {
+        let ids: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (ids.len() == 4 && ids.iter().all(|&i| i == ids[0])).then(|| ids[0])
+    };
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                .map(|s| Some((same(&s, "Uid:")?, same(&s, "Gid:")?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The processes whose parent is `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|child| {
+                    std::fs::read_to_string(format!("/proc/{child}/status"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find_map(|l| l.strip_prefix("PPid:"))
+                                .and_then(|p| p.trim().parse::<u32>().ok())
+                        })
+                        == Some(pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -30,6 +30,10 @@ impl AlertOutput for AlertFile {
         "alerts.file"
     }
 
+    fn written_file(&self) -> Option<&std::path::Path> {
+        Some(&self.0)
+    }
+
     fn open(&self, cx: &AlertContext) -> Result<Box<dyn AlertSink>, AlertError> {
         Ok(Box::new(FileSink::open(&self.0, cx.rotation)?))
     }

@@ -113,6 +113,10 @@ pub trait AlertOutput: SameConfig + std::fmt::Debug + Send + Sync {
     /// Its config key, for errors (`alerts.webhook`).
     fn key(&self) -> &'static str;
     fn open(&self, cx: &AlertContext) -> Result<Box<dyn AlertSink>, AlertError>;
+    /// The file it writes, if any (its directory must stay writable).
+    fn written_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The structured log line (always on).

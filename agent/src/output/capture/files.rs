@@ -167,8 +167,8 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CaptureFilesError> {
             why: "exists and is not a directory".into(),
         }),
         Ok(m) => {
-            // SAFETY: geteuid has no arguments and cannot fail.
-            let me = unsafe { libc::geteuid() };
+            // The user nta writes as (it may become it after attaching).
+            let (me, _) = crate::kernel::identity::writer();
             if m.uid() == me && m.mode() & 0o077 == 0 {
                 Ok(())
             } else {
@@ -182,11 +182,15 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CaptureFilesError> {
                 })
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+            let (uid, gid) = crate::kernel::identity::writer();
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io)
+        }
         Err(e) => Err(io(e)),
     }
 }

@@ -427,7 +427,8 @@ pub const FRAGMENT_FLOOD: Plain = Plain {
 
 /// Frames nta could not classify because they were built not to be: more
 /// IPv6 extension headers than any stack needs, first fragments too short
-/// for their transport header. Ports and flags hide behind them, so scans
+/// for their transport header, later fragments that overwrite the TCP
+/// header on reassembly. Ports and flags hide behind them, so scans
 /// and floods sent that way show up here instead of in their own
 /// detectors. They are sampled like control packets, so counts are exact
 /// at the default rates.
@@ -435,7 +436,7 @@ pub const EVASION: Plain = Plain {
     kind: DetectorKind::Evasion,
     counts: |r| r.parse_error().is_some_and(ParseError::is_evasive),
     group_pps: |_| None,
-    reason: "frames built to evade parsing (too many IPv6 extension headers, or tiny first fragments)",
+    reason: "frames built to evade parsing (too many IPv6 extension headers, tiny first fragments, or fragments overwriting the TCP header)",
 };
 
 pub const UDP_FLOOD: Plain = Plain {
