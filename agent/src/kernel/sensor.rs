@@ -76,6 +76,17 @@ pub enum ModeChoice {
     Skb,
 }
 
+impl ModeChoice {
+    /// The modes this choice tries, in order.
+    pub fn modes(self) -> &'static [AttachMode] {
+        match self {
+            ModeChoice::Auto => &[AttachMode::Native, AttachMode::Skb],
+            ModeChoice::Native => &[AttachMode::Native],
+            ModeChoice::Skb => &[AttachMode::Skb],
+        }
+    }
+}
+
 /// The mode an attachment actually has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -309,7 +320,7 @@ impl Sensor {
     ) -> Result<AttachMode, SensorError> {
         // A clear error for a missing interface.
         iface::ifindex(iface_name)?;
-        let modes = crate::kernel::reattach::link::modes(choice);
+        let modes = choice.modes();
         let mut last = None;
         for &mode in modes {
             match self.program_mut()?.attach(iface_name, mode.xdp_mode()) {

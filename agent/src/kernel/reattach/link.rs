@@ -25,15 +25,6 @@ fn flags(mode: AttachMode) -> u32 {
     }
 }
 
-/// The modes `choice` tries, in order.
-pub fn modes(choice: ModeChoice) -> &'static [AttachMode] {
-    match choice {
-        ModeChoice::Auto => &[AttachMode::Native, AttachMode::Skb],
-        ModeChoice::Native => &[AttachMode::Native],
-        ModeChoice::Skb => &[AttachMode::Skb],
-    }
-}
-
 /// Attaches `program` to `ifindex` in `mode`; the returned descriptor is
 /// the link (closing it detaches).
 pub fn attach(program: BorrowedFd<'_>, ifindex: u32, mode: AttachMode) -> io::Result<OwnedFd> {
@@ -70,7 +61,7 @@ pub fn attach_first(
     choice: ModeChoice,
 ) -> Result<(OwnedFd, AttachMode), String> {
     let mut last = String::new();
-    for &mode in modes(choice) {
+    for &mode in choice.modes() {
         match attach(program, ifindex, mode) {
             Ok(link) => return Ok((link, mode)),
             Err(e) => last = format!("{mode} mode: {}", explain(&e)),
