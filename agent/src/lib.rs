@@ -9,6 +9,7 @@
 //! `offline` reads capture files into the same pipeline, and `cmd` holds
 //! the `nta` subcommands, which nothing else imports.
 
+pub mod app;
 pub mod cmd;
 pub mod config;
 pub mod kernel;
