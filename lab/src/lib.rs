@@ -10,5 +10,6 @@ pub mod netns;
 pub mod programs;
 pub mod scrape;
 pub mod send;
+pub mod tls;
 
 pub use netns::{LabError, NetNs, VethPair, privileged};

@@ -26,12 +26,13 @@ pub struct FuzzArgs {
 }
 
 /// Every target, each with the seeds it starts from.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "parse_frame",
     "capture_file",
     "capture_filter",
     "config",
     "web_config",
+    "tls_hello",
 ];
 
 fn work_dir() -> PathBuf {
@@ -84,6 +85,13 @@ fn write_seeds(seeds: &Path) -> anyhow::Result<()> {
             .collect(),
         ),
         ("config", vec![example.into_bytes()]),
+        (
+            "tls_hello",
+            vec![
+                nta_lab::tls::browser_like("www.example.org").record(),
+                nta_lab::tls::browser_like("example.net").handshake(),
+            ],
+        ),
         (
             "web_config",
             vec![

@@ -174,10 +174,9 @@ fn alpn_code(first: Option<&[u8]>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::tls::{
-        Hello, parse_record,
-        tests::{HelloBuilder, alpn, list16, sni, versions},
-    };
+    use nta_lab::tls::{HelloBuilder, alpn, list16, sni, versions};
+
+    use crate::app::tls::{Hello, parse_record};
 
     /// The specification's example ClientHello: its ciphers, extensions
     /// and signature algorithms in the order given there, with GREASE

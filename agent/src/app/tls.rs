@@ -250,80 +250,10 @@ pub fn offered_version(hello: &ClientHello) -> u16 {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
+    use nta_lab::tls::{HelloBuilder, alpn, list16, sni, versions};
+
     use super::*;
-
-    /// Builds the bytes of a ClientHello, for tests here and in `ja4`.
-    pub struct HelloBuilder {
-        pub ciphers: Vec<u16>,
-        /// (type, data) in wire order.
-        pub extensions: Vec<(u16, Vec<u8>)>,
-    }
-
-    fn u16s(values: &[u16]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_be_bytes()).collect()
-    }
-
-    fn with_len16(body: Vec<u8>) -> Vec<u8> {
-        let mut out = (body.len() as u16).to_be_bytes().to_vec();
-        out.extend(body);
-        out
-    }
-
-    pub fn sni(name: &str) -> Vec<u8> {
-        let mut entry = vec![0u8];
-        entry.extend(with_len16(name.as_bytes().to_vec()));
-        with_len16(entry)
-    }
-
-    pub fn alpn(protocols: &[&[u8]]) -> Vec<u8> {
-        let mut list = Vec::new();
-        for p in protocols {
-            list.push(p.len() as u8);
-            list.extend_from_slice(p);
-        }
-        with_len16(list)
-    }
-
-    pub fn list16(values: &[u16]) -> Vec<u8> {
-        with_len16(u16s(values))
-    }
-
-    pub fn versions(values: &[u16]) -> Vec<u8> {
-        let mut out = vec![(values.len() * 2) as u8];
-        out.extend(u16s(values));
-        out
-    }
-
-    impl HelloBuilder {
-        /// The handshake message (type 1, length, body).
-        pub fn handshake(&self) -> Vec<u8> {
-            let mut body = vec![0x03, 0x03];
-            body.extend([0x11; 32]);
-            body.push(0);
-            body.extend(with_len16(u16s(&self.ciphers)));
-            body.extend([1, 0]);
-            let mut ext = Vec::new();
-            for (t, data) in &self.extensions {
-                ext.extend(t.to_be_bytes());
-                ext.extend(with_len16(data.clone()));
-            }
-            body.extend(with_len16(ext));
-            let mut msg = vec![1];
-            msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
-            msg.extend(body);
-            msg
-        }
-
-        /// The handshake in a TLS record.
-        pub fn record(&self) -> Vec<u8> {
-            let msg = self.handshake();
-            let mut rec = vec![22, 0x03, 0x01];
-            rec.extend((msg.len() as u16).to_be_bytes());
-            rec.extend(msg);
-            rec
-        }
-    }
 
     fn chrome_like() -> HelloBuilder {
         HelloBuilder {
