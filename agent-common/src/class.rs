@@ -87,7 +87,7 @@ pub enum ParseError {
     /// A later TCP fragment that starts inside the 20-byte TCP header,
     /// which the first fragment (not tiny) already carried: reassembly
     /// would overwrite ports or flags that filters and detectors judged
-    /// (RFC 1858 §3.2, the overlapping fragment attack).
+    /// (the overlapping fragment attack of RFC 1858).
     OverlappingFragment = 11,
 }
 

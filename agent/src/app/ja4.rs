@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
 
-use super::tls::{ClientHello, is_grease, offered_version};
+use super::tls::{ClientHello, is_grease, offered_version, version_code};
 
 /// What carried the hello: the fingerprint's first character.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,22 +137,6 @@ fn prefix(hello: &ClientHello, transport: Transport, parts: &Parts) -> String {
         parts.extension_count.min(99),
         alpn_code(hello.alpn.first().map(Vec::as_slice))
     )
-}
-
-fn version_code(v: u16) -> &'static str {
-    match v {
-        0x0304 => "13",
-        0x0303 => "12",
-        0x0302 => "11",
-        0x0301 => "10",
-        0x0300 => "s3",
-        0x0200 => "s2",
-        0x0100 => "s1",
-        0xfeff => "d1",
-        0xfefd => "d2",
-        0xfefc => "d3",
-        _ => "00",
-    }
 }
 
 /// The first and last characters of the first ALPN value; "00" without

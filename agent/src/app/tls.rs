@@ -16,32 +16,21 @@ pub const MAX_SERVER_NAME: usize = 255;
 pub const MAX_ALPN: usize = 16;
 pub const MAX_ALPN_LEN: usize = 64;
 
-/// Why a payload gave no hello, as a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a payload gave no hello; its text is the metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsError {
     /// The bytes end before the record or message does (more segments
     /// may complete it).
-    #[error("incomplete")]
     Incomplete,
     /// Not a TLS handshake record.
-    #[error("not_handshake")]
     NotHandshake,
     /// A handshake, but neither ClientHello nor ServerHello.
-    #[error("not_hello")]
     NotHello,
     /// The hello or its extensions do not parse.
-    #[error("malformed")]
     Malformed,
 }
 
 impl TlsError {
-    pub const ALL: [TlsError; 4] = [
-        TlsError::Incomplete,
-        TlsError::NotHandshake,
-        TlsError::NotHello,
-        TlsError::Malformed,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             TlsError::Incomplete => "incomplete",
@@ -51,6 +40,14 @@ impl TlsError {
         }
     }
 }
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::error::Error for TlsError {}
 
 /// What a ClientHello offers, lists in wire order with GREASE kept (JA4
 /// and the outputs drop it where they must).
@@ -213,21 +210,36 @@ fn bounded(bytes: &[u8], max: usize) -> Vec<u8> {
     bytes[..bytes.len().min(max)].to_vec()
 }
 
+/// Every version nta names: number, JA4's two characters, ECS
+/// `tls.version_protocol` and `tls.version`.
+const VERSIONS: [(u16, &str, &str, &str); 10] = [
+    (0x0304, "13", "tls", "1.3"),
+    (0x0303, "12", "tls", "1.2"),
+    (0x0302, "11", "tls", "1.1"),
+    (0x0301, "10", "tls", "1.0"),
+    (0x0300, "s3", "ssl", "3.0"),
+    (0x0200, "s2", "ssl", "2.0"),
+    (0x0100, "s1", "ssl", "1.0"),
+    (0xfeff, "d1", "dtls", "1.0"),
+    (0xfefd, "d2", "dtls", "1.2"),
+    (0xfefc, "d3", "dtls", "1.3"),
+];
+
 /// ECS `tls.version_protocol` and `tls.version` for a version number
 /// (`None`: not a version nta knows).
 pub fn version_words(v: u16) -> Option<(&'static str, &'static str)> {
-    Some(match v {
-        0x0304 => ("tls", "1.3"),
-        0x0303 => ("tls", "1.2"),
-        0x0302 => ("tls", "1.1"),
-        0x0301 => ("tls", "1.0"),
-        0x0300 => ("ssl", "3.0"),
-        0x0200 => ("ssl", "2.0"),
-        0xfeff => ("dtls", "1.0"),
-        0xfefd => ("dtls", "1.2"),
-        0xfefc => ("dtls", "1.3"),
-        _ => return None,
-    })
+    VERSIONS
+        .iter()
+        .find(|row| row.0 == v)
+        .map(|row| (row.2, row.3))
+}
+
+/// JA4's two characters for a version ("00": unknown).
+pub fn version_code(v: u16) -> &'static str {
+    VERSIONS
+        .iter()
+        .find(|row| row.0 == v)
+        .map_or("00", |row| row.1)
 }
 
 /// The version a ClientHello offers at best: supported_versions' highest
@@ -327,6 +339,7 @@ mod tests {
         assert_eq!(version_words(0x0304), Some(("tls", "1.3")));
         assert_eq!(version_words(0x0300), Some(("ssl", "3.0")));
         assert_eq!(version_words(0x1234), None);
+        assert_eq!((version_code(0xfefc), version_code(0x1234)), ("d3", "00"));
         let dtls = ClientHello {
             supported_versions: vec![0xfeff, 0xfefc, 0xfefd],
             ..ClientHello::default()

@@ -333,6 +333,10 @@ fn written_dirs(settings: &RunSettings) -> Vec<(&'static str, std::path::PathBuf
         .iter()
         .map(|f| ("--flows", dir(f)))
         .collect();
+    // Alert files and learned profiles are written only with detection.
+    if !settings.detect_on {
+        return dirs;
+    }
     dirs.extend(
         settings
             .outputs
@@ -342,7 +346,8 @@ fn written_dirs(settings: &RunSettings) -> Vec<(&'static str, std::path::PathBuf
             .filter_map(|s| s.written_file())
             .map(|f| ("--alerts", dir(f))),
     );
-    if let Some(state) = &settings.detect.baseline.state_file {
+    let baseline = &settings.detect.baseline;
+    if let (true, Some(state)) = (baseline.enabled, &baseline.state_file) {
         dirs.push(("[detect.baseline] state_file", dir(state)));
     }
     dirs

@@ -94,6 +94,7 @@ impl Identity {
         let Ok(meta) = std::fs::metadata(dir) else {
             return Ok(());
         };
+        // The primary group alone: nta drops supplementary groups.
         let bits = if meta.uid() == self.uid {
             meta.mode() >> 6
         } else if meta.gid() == self.gid {

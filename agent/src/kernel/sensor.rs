@@ -102,6 +102,13 @@ impl AttachMode {
         }
     }
 
+    /// The mode a [`label`](Self::label) names.
+    pub fn from_label(label: &str) -> Option<AttachMode> {
+        [AttachMode::Native, AttachMode::Skb]
+            .into_iter()
+            .find(|m| m.label() == label)
+    }
+
     fn xdp_mode(self) -> XdpMode {
         match self {
             AttachMode::Native => XdpMode::Driver,

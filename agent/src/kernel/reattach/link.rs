@@ -27,7 +27,7 @@ fn flags(mode: AttachMode) -> u32 {
 
 /// Attaches `program` to `ifindex` in `mode`; the returned descriptor is
 /// the link (closing it detaches).
-pub fn attach(program: BorrowedFd<'_>, ifindex: u32, mode: AttachMode) -> io::Result<OwnedFd> {
+fn attach(program: BorrowedFd<'_>, ifindex: u32, mode: AttachMode) -> io::Result<OwnedFd> {
     // `union bpf_attr`'s link_create: prog_fd, target_ifindex,
     // attach_type, flags; the rest must be zero.
     let mut attr = [0u32; 16];

@@ -89,11 +89,7 @@ impl Report {
                 let (mode, ifindex) = rest.split_once(' ')?;
                 Some(Report::Attached {
                     index,
-                    mode: match mode {
-                        "native" => AttachMode::Native,
-                        "skb" => AttachMode::Skb,
-                        _ => return None,
-                    },
+                    mode: AttachMode::from_label(mode)?,
                     ifindex: ifindex.parse().ok()?,
                 })
             }
@@ -139,15 +135,13 @@ impl Helper {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| ReattachError::Socket(e.into()))?;
+        let mode = clap::ValueEnum::to_possible_value(&mode)
+            .ok_or_else(|| ReattachError::Protocol(format!("{mode:?} has no flag value")))?;
         let mut command = tokio::process::Command::new(OWN_BINARY);
         command
             .arg("reattach-helper")
             .arg("--xdp-mode")
-            .arg(match mode {
-                ModeChoice::Auto => "auto",
-                ModeChoice::Native => "native",
-                ModeChoice::Skb => "skb",
-            });
+            .arg(mode.get_name());
         for (name, ifindex, _) in interfaces {
             command.arg("--iface").arg(format!("{name}={ifindex}"));
         }
