@@ -3,6 +3,7 @@
 //! down and up, and a storm of concurrent scrapes.
 
 use std::{
+    os::unix::fs::MetadataExt,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -523,8 +524,14 @@ fn capabilities_are_dropped_in_every_thread_after_attach() {
         (&["--reattach=false"], (0, 0), false),
         (&["--user", "nobody:nogroup"], NOBODY, true),
     ];
+    // A capture directory nta creates, parent included: the user it
+    // becomes owns both, so it can reach and write them after the switch.
+    let top = std::env::temp_dir().join(format!("nta-caps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&top);
+    let pcaps = top.join("pcaps");
+    let pcaps_arg = pcaps.to_str().unwrap_or_default().to_string();
     for (extra, ids, helper) in runs {
-        let mut args = vec!["--iface", veth.outer.as_str()];
+        let mut args = vec!["--iface", veth.outer.as_str(), "--capture", &pcaps_arg];
         args.extend(extra);
         // Started with the common default of 1024 open files.
         let ours = set_soft_open_files(1024);
@@ -540,6 +547,10 @@ fn capabilities_are_dropped_in_every_thread_after_attach() {
             "{extra:?}: {caps:x?}"
         );
         let threads = thread_ids(pid);
+        for d in [&top, &pcaps] {
+            let owner = std::fs::metadata(d).map(|m| (m.uid(), m.gid())).ok();
+            assert_eq!(owner, Some(ids), "{extra:?}: {}", d.display());
+        }
         assert!(
             threads.iter().all(|&t| t == Some(ids)),
             "{extra:?}: {threads:?}"
@@ -575,5 +586,7 @@ fn capabilities_are_dropped_in_every_thread_after_attach() {
                 "{extra:?}: the helper stopped with nta"
             );
         }
+        // Created afresh for the next run's user.
+        let _ = std::fs::remove_dir_all(&top);
     }
 }

@@ -183,13 +183,23 @@ pub fn prepare_dir(dir: &Path) -> Result<(), CaptureFilesError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Every directory created here belongs to the user nta writes
+            // as, parents too: it must reach the last one after it
+            // switches.
+            let created: Vec<&Path> = dir
+                .ancestors()
+                .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                .collect();
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(io)?;
             let (uid, gid) = crate::kernel::identity::writer();
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io)
+            for d in created {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid)).map_err(io)?;
+            }
+            Ok(())
         }
         Err(e) => Err(io(e)),
     }
