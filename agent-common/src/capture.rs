@@ -44,7 +44,8 @@ pub struct CaptureHeader {
     pub frame_len: u32,
     /// Bytes that follow this header.
     pub cap_len: u32,
-    pub _pad: u32,
+    /// 0 in the capture ring; an [`crate::app::AppKind`] in the app ring.
+    pub kind: u32,
 }
 
 pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();

@@ -1,5 +1,7 @@
 //! Run-time configuration the agent writes into the `CONFIG` array map.
 
+use crate::app::MAX_DNS_PORTS;
+
 /// Sampling configuration, entry 0 of `CONFIG`. A rate of 0 disables that
 /// kind of sampling; 1 samples every packet.
 #[repr(C)]
@@ -28,9 +30,18 @@ pub struct SamplerConfig {
     /// Key of the program's flow hash ([`flow_hash`]); drawn at random by
     /// the agent for each process.
     pub flow_key: u64,
+    /// Which application frames are copied to the app ring
+    /// ([`crate::app::select`] bits; 0 = none).
+    pub app: u32,
+    /// Ports whose UDP and TCP payloads are DNS (0 = unused slot).
+    pub dns_ports: [u16; MAX_DNS_PORTS],
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 32);
+const _: () = assert!(core::mem::size_of::<SamplerConfig>() == 48);
+
+/// DNS ports unless configured: DNS and multicast DNS.
+pub const DEFAULT_DNS_PORTS: [u16; MAX_DNS_PORTS] = [53, 5353, 0, 0];
 
 pub const DEFAULT_DATA_RATE: u32 = 64;
 pub const DEFAULT_CONTROL_RATE: u32 = 1;
@@ -62,6 +73,9 @@ impl Default for SamplerConfig {
             control_budget: DEFAULT_CONTROL_BUDGET,
             first_packet: 1,
             flow_key: 0,
+            app: crate::app::select::ALL,
+            dns_ports: DEFAULT_DNS_PORTS,
+            _pad: 0,
         }
     }
 }

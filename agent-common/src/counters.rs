@@ -2,6 +2,7 @@
 //! position. One map entry per CPU so a packet costs one map lookup.
 
 use crate::{
+    app::APP_KIND_COUNT,
     class::{
         CLASS_COUNT, PARSE_ERROR_COUNT, ParseError, ProtocolClass, TCP_FLAG_COUNTER_COUNT,
         TcpFlagCounter, tcp_flags,
@@ -40,6 +41,11 @@ pub struct Counters {
     /// budget of records for the millisecond was spent: the records kept
     /// carry the thinning in their rate.
     pub control_thinned: u64,
+    /// Frames copied into the app ring, per [`crate::app::AppKind`]
+    /// (index `kind - 1`).
+    pub app_frames: [u64; APP_KIND_COUNT],
+    /// Selected frames lost because the app ring was full.
+    pub app_dropped: u64,
 }
 
 /// Where the 1-in-N samplers are on this CPU.
@@ -60,6 +66,11 @@ pub struct SamplerState {
     /// xorshift32 state for the thinning's coin, reseeded from the
     /// kernel's random source at every clock read (never 0 after one).
     pub coin: u32,
+    /// TCP payload segments this CPU still looks up in the follow table
+    /// (see [`crate::app::FOLLOW_WINDOW`]).
+    pub follow_left: u32,
+    /// App records since the last consumer wakeup.
+    pub app_since_wakeup: u32,
     pub _pad: u32,
 }
 
@@ -72,10 +83,18 @@ pub struct CpuState {
 
 const _: () = assert!(
     core::mem::size_of::<Counters>()
-        == (2 * CLASS_COUNT + 2 + 1 + TCP_FLAG_COUNTER_COUNT + PARSE_ERROR_COUNT + 6) * 8
+        == (2 * CLASS_COUNT
+            + 2
+            + 1
+            + TCP_FLAG_COUNTER_COUNT
+            + PARSE_ERROR_COUNT
+            + 6
+            + APP_KIND_COUNT
+            + 1)
+            * 8
 );
-const _: () = assert!(core::mem::size_of::<SamplerState>() == 40);
-const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 40);
+const _: () = assert!(core::mem::size_of::<SamplerState>() == 48);
+const _: () = assert!(core::mem::size_of::<CpuState>() == core::mem::size_of::<Counters>() + 48);
 
 impl Counters {
     /// Adds another CPU's counters to these (userspace sums per-CPU values).
@@ -97,6 +116,8 @@ impl Counters {
         self.capture_dropped = self.capture_dropped.wrapping_add(other.capture_dropped);
         self.first_packets = self.first_packets.wrapping_add(other.first_packets);
         self.control_thinned = self.control_thinned.wrapping_add(other.control_thinned);
+        add(&mut self.app_frames, &other.app_frames);
+        self.app_dropped = self.app_dropped.wrapping_add(other.app_dropped);
     }
 
     /// Counts one parsed frame of `frame_len` bytes: the one counting rule

@@ -9,6 +9,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod app;
 pub mod capture;
 pub mod class;
 pub mod config;
@@ -28,4 +29,6 @@ mod pod {
     unsafe impl aya::Pod for crate::generator::GenTemplate {}
     unsafe impl aya::Pod for crate::capture::CaptureConfig {}
     unsafe impl aya::Pod for crate::filter::FilterTable {}
+    unsafe impl aya::Pod for crate::app::FollowKey {}
+    unsafe impl aya::Pod for crate::app::FollowState {}
 }

@@ -11,6 +11,7 @@ use agent_common::{
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
     helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
+    maps::RingBuf,
     programs::XdpContext,
 };
 
@@ -78,22 +79,14 @@ pub fn redirect(ctx: &XdpContext, state: &mut CpuState) -> Option<u32> {
 /// Copies the first snaplen bytes of a selected frame into `CAPTURES`.
 #[inline(always)]
 pub fn copy_frame(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, config: CaptureConfig) {
-    let len = copy_len(frame_len as u32, config.snaplen);
-    // One constant-size reservation per size class (the ring buffer
-    // needs a constant size).
-    let copied = if len <= 128 {
-        copy::<128>(ctx, state, frame_len, len)
-    } else if len <= 256 {
-        copy::<256>(ctx, state, frame_len, len)
-    } else if len <= 512 {
-        copy::<512>(ctx, state, frame_len, len)
-    } else if len <= 1024 {
-        copy::<1024>(ctx, state, frame_len, len)
-    } else if len <= 2048 {
-        copy::<2048>(ctx, state, frame_len, len)
-    } else {
-        copy::<4096>(ctx, state, frame_len, len)
-    };
+    let copied = copy_into(
+        &CAPTURES,
+        ctx,
+        frame_len,
+        copy_len(frame_len as u32, config.snaplen),
+        0,
+        &mut state.sampler.capture_since_wakeup,
+    );
     if copied {
         bump(&mut state.counters.captured, 1);
     } else {
@@ -101,9 +94,46 @@ pub fn copy_frame(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, config
     }
 }
 
+/// Copies the first `len` bytes of the frame into `ring` behind a header
+/// of `kind` (the capture ring and the app ring share the record
+/// layout); `since_wakeup` is this CPU's count of that ring's records
+/// since the last wakeup. False when the ring is full.
 #[inline(always)]
-fn copy<const N: usize>(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, len: u32) -> bool {
-    let Some(mut entry) = CAPTURES.reserve::<CaptureRecord<N>>(0) else {
+pub fn copy_into(
+    ring: &RingBuf,
+    ctx: &XdpContext,
+    frame_len: u64,
+    len: u32,
+    kind: u32,
+    since_wakeup: &mut u32,
+) -> bool {
+    // One constant-size reservation per size class (the ring buffer
+    // needs a constant size).
+    if len <= 128 {
+        copy::<128>(ring, ctx, frame_len, len, kind, since_wakeup)
+    } else if len <= 256 {
+        copy::<256>(ring, ctx, frame_len, len, kind, since_wakeup)
+    } else if len <= 512 {
+        copy::<512>(ring, ctx, frame_len, len, kind, since_wakeup)
+    } else if len <= 1024 {
+        copy::<1024>(ring, ctx, frame_len, len, kind, since_wakeup)
+    } else if len <= 2048 {
+        copy::<2048>(ring, ctx, frame_len, len, kind, since_wakeup)
+    } else {
+        copy::<4096>(ring, ctx, frame_len, len, kind, since_wakeup)
+    }
+}
+
+#[inline(always)]
+fn copy<const N: usize>(
+    ring: &RingBuf,
+    ctx: &XdpContext,
+    frame_len: u64,
+    len: u32,
+    kind: u32,
+    since_wakeup: &mut u32,
+) -> bool {
+    let Some(mut entry) = ring.reserve::<CaptureRecord<N>>(0) else {
         return false;
     };
     let record = entry.as_mut_ptr();
@@ -124,7 +154,7 @@ fn copy<const N: usize>(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, 
             ifindex: ctx.ingress_ifindex() as u32,
             frame_len: frame_len as u32,
             cap_len: len,
-            _pad: 0,
+            kind,
         };
         bpf_xdp_load_bytes(
             ctx.ctx,
@@ -137,9 +167,9 @@ fn copy<const N: usize>(ctx: &XdpContext, state: &mut CpuState, frame_len: u64, 
         entry.discard(0);
         return false;
     }
-    let since = state.sampler.capture_since_wakeup + 1;
+    let since = *since_wakeup + 1;
     let wake = since >= WAKEUP_BATCH;
-    state.sampler.capture_since_wakeup = if wake { 0 } else { since };
+    *since_wakeup = if wake { 0 } else { since };
     entry.submit(if wake {
         BPF_RB_FORCE_WAKEUP as u64
     } else {

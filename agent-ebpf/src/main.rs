@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod app;
+#[cfg(target_arch = "bpf")]
 mod capture;
 #[cfg(target_arch = "bpf")]
 mod frame;

@@ -2,6 +2,7 @@
 //! `agent/src/kernel/sensor.rs`.
 
 use agent_common::{
+    app::{APP_RING_BYTES, FOLLOW_TABLE_ENTRIES, FollowKey, FollowState},
     capture::{CaptureConfig, DEFAULT_CAPTURE_RING_BYTES, MAX_QUEUES},
     config::{SAMPLES_RING_BYTES, SEEN_FLOW_SLOTS, SamplerConfig},
     counters::CpuState,
@@ -10,7 +11,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf, XskMap},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap},
 };
 
 /// Adds to a per-CPU counter of [`COUNTERS`] (wraps, like the kernel's own
@@ -68,3 +69,14 @@ pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 /// When the AF_XDP reader last showed life (monotonic ns, entry 0).
 #[map]
 pub static XSK_HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Frames selected for application metadata (TLS and QUIC handshakes,
+/// DNS), whole up to `APP_SNAPLEN`, in the capture record layout.
+#[map]
+pub static APP_FRAMES: RingBuf = RingBuf::with_byte_size(APP_RING_BYTES, 0);
+
+/// Handshakes whose hello continues in later segments, by the sending
+/// direction of their flow (see `app.rs`).
+#[map]
+pub static FOLLOW: LruHashMap<FollowKey, FollowState> =
+    LruHashMap::with_max_entries(FOLLOW_TABLE_ENTRIES, 0);

@@ -98,11 +98,32 @@ pub fn observe(ctx: &XdpContext) -> u32 {
         };
         submit_sample(state, &frame, parsed, meta, config);
     }
+    observe_app(ctx, state, config);
     match verdict {
         Some(v) => v,
         None if config.mirror != 0 => xdp_action::XDP_DROP,
         None => xdp_action::XDP_PASS,
     }
+}
+
+/// App selection, last, from the parse and length read back from map
+/// memory once more and the frame's pointers taken afresh: then every
+/// path through sampling and capture reaches it in the same state and
+/// the verifier walks it once (it ran out of instructions walking it
+/// after each of those paths).
+#[inline(always)]
+fn observe_app(ctx: &XdpContext, state: &mut CpuState, config: &SamplerConfig) {
+    if config.app == 0 {
+        return;
+    }
+    let Some(slot) = PARSED.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: per-CPU map value written above on this CPU; volatile so
+    // LLVM does not forward what it knows of the values.
+    let (parsed, frame_len) = unsafe { (&(*slot).0, core::ptr::read_volatile(&(*slot).1)) };
+    let frame = XdpFrame::new(ctx);
+    crate::app::observe(ctx, state, &frame, parsed, frame_len, config);
 }
 
 /// Whether the frame may continue past its first buffer (XDP multi-buffer),

@@ -4,6 +4,7 @@
 //! build of the same parser on every frame of the corpus.
 
 use agent_common::{
+    app::{self, AppKind, Candidate},
     capture::CaptureHeader,
     class::{ParseError, ProtocolClass, TcpFlagCounter},
     config::SamplerConfig,
@@ -33,6 +34,7 @@ struct Harness {
     counters: CountersReader,
     samples: RingBuf<MapData>,
     captures: RingBuf<MapData>,
+    app_frames: RingBuf<MapData>,
 }
 
 /// Plain 1-in-N samplers: no first-packet sampling, no control budget
@@ -79,6 +81,7 @@ impl Harness {
             counters: maps.counters,
             samples: maps.samples,
             captures: maps.captures,
+            app_frames: maps.app_frames,
         }
     }
 
@@ -89,6 +92,18 @@ impl Harness {
             let (h, data) = decode_capture(&item)
                 .unwrap_or_else(|| panic!("kernel wrote a bad capture record"));
             out.push((h, data.to_vec()));
+        }
+        out
+    }
+
+    /// App ring records: kind and the frame bytes copied.
+    fn app_records(&mut self) -> Vec<(u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(item) = self.app_frames.next() {
+            let (h, data) =
+                decode_capture(&item).unwrap_or_else(|| panic!("kernel wrote a bad app record"));
+            assert_eq!(h.frame_len as usize, data.len(), "copied whole");
+            out.push((h.kind, data.to_vec()));
         }
         out
     }
@@ -175,6 +190,25 @@ fn expected_counters(case: &Case, n: u64) -> Counters {
         c.parse_errors[reason_index(r)] = n;
     }
     c.samples = n;
+    // The corpus holds single frames: the app selection's first test
+    // alone decides (no handshake is being followed).
+    let p = parse::parse(&case.frame[..]);
+    let app = SamplerConfig::default();
+    let kind = match app::classify(
+        &case.frame[..],
+        &p,
+        case.frame.len() as u64,
+        app.app,
+        &app.dns_ports,
+    ) {
+        Candidate::Dns => Some(AppKind::Dns),
+        Candidate::QuicInitial => Some(AppKind::QuicInitial),
+        Candidate::Handshake { .. } => Some(AppKind::TlsHandshake),
+        Candidate::Segment { .. } | Candidate::None => None,
+    };
+    if let Some(kind) = kind {
+        c.app_frames[kind as usize - 1] = n;
+    }
     c
 }
 
@@ -196,6 +230,8 @@ fn difference(after: &Counters, before: &Counters) -> Counters {
         capture_dropped: after.capture_dropped - before.capture_dropped,
         first_packets: after.first_packets - before.first_packets,
         control_thinned: after.control_thinned - before.control_thinned,
+        app_frames: sub(&after.app_frames, &before.app_frames),
+        app_dropped: after.app_dropped - before.app_dropped,
     }
 }
 
@@ -279,6 +315,9 @@ fn run_corpus(cases: &[Case]) {
         );
         let records = h.records();
         assert_eq!(records.len(), 3, "{}: records", case.name);
+        for (_, data) in h.app_records() {
+            assert_eq!(data, case.frame, "{}: app record", case.name);
+        }
         for r in &records {
             assert_record_matches_userspace(case, r, 1);
             assert_record_matches_expectations(case, r);
@@ -905,4 +944,177 @@ fn the_program_verifies_with_room_to_spare() {
         .unwrap_or_else(|| panic!("this kernel does not report verified instructions"));
     println!("the verifier walked {walked} instructions");
     assert!(walked < 850_000, "{walked} of the verifier's 1,000,000");
+}
+
+/// An IPv4 TCP segment (PSH|ACK) from `sport` to `dport` carrying `payload`.
+fn tcp_segment(sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    FrameSpec::ipv4(L4::Tcp {
+        sport,
+        dport,
+        flags: 0x18,
+    })
+    .with_tcp_seq(seq)
+    .with_payload_bytes(payload)
+    .build()
+}
+
+fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    FrameSpec::ipv6(L4::Udp { sport, dport })
+        .with_payload_bytes(payload)
+        .build()
+}
+
+/// The start of a QUIC long-header packet: first byte, version, then
+/// bytes that only need to be there.
+fn quic_long_header(first: u8, version: u32) -> Vec<u8> {
+    let mut p = vec![first];
+    p.extend(version.to_be_bytes());
+    p.extend([8; 1200]);
+    p
+}
+
+const TLS_HANDSHAKE: u32 = AppKind::TlsHandshake as u32;
+const TLS_CONTINUATION: u32 = AppKind::TlsContinuation as u32;
+const DNS: u32 = AppKind::Dns as u32;
+const QUIC_INITIAL: u32 = AppKind::QuicInitial as u32;
+
+/// Which frames reach the app ring, whole: hellos, DNS on its ports,
+/// QUIC Initials; and what does not (data, other UDP, handshake records
+/// of other kinds, QUIC Handshake packets, bare ACKs).
+#[test]
+fn hellos_dns_and_quic_initials_are_copied_whole_and_nothing_else() {
+    if !privileged("hellos_dns_and_quic_initials_are_copied_whole_and_nothing_else") {
+        return;
+    }
+    let mut h = Harness::new(config(64, 1));
+    let hello = nta_lab::tls::browser_like("example.test").record();
+    let mut server_hello = vec![0x16, 0x03, 0x03, 0x00, 0x36, 0x02, 0x00, 0x00, 0x32];
+    server_hello.extend([0; 50]);
+    let dns_query = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    let selected = [
+        (tcp_segment(40000, 443, 7, &hello), TLS_HANDSHAKE),
+        (tcp_segment(443, 40000, 9, &server_hello), TLS_HANDSHAKE),
+        (tcp_segment(40001, 8443, 1, &hello), TLS_HANDSHAKE),
+        (udp_datagram(50000, 53, &dns_query), DNS),
+        (udp_datagram(53, 50000, &dns_query), DNS),
+        (udp_datagram(5353, 5353, &dns_query), DNS),
+        (tcp_segment(50001, 53, 1, &dns_query), DNS),
+        (
+            udp_datagram(50002, 443, &quic_long_header(0xc3, 1)),
+            QUIC_INITIAL,
+        ),
+        (
+            udp_datagram(50003, 8443, &quic_long_header(0xd1, 0x6b33_43cf)),
+            QUIC_INITIAL,
+        ),
+    ];
+    let mut finished = hello.clone();
+    finished[5] = 20;
+    let ignored = [
+        tcp_segment(40000, 443, 1, b"GET / HTTP/1.1\r\n\r\n"),
+        tcp_segment(40000, 443, 1, &finished),
+        tcp_segment(40000, 443, 1, &[0x17, 0x03, 0x03, 0x00, 0x10, 1, 2, 3, 4]),
+        syn(),
+        udp_datagram(50000, 54, &dns_query),
+        udp_datagram(50002, 443, &quic_long_header(0xe3, 1)),
+        udp_datagram(50002, 443, &quic_long_header(0x43, 1)),
+    ];
+    for (frame, _) in &selected {
+        assert_eq!(h.run(frame, 1), XDP_PASS);
+    }
+    for frame in &ignored {
+        assert_eq!(h.run(frame, 1), XDP_PASS);
+    }
+    let got = h.app_records();
+    let want: Vec<(u32, Vec<u8>)> = selected.iter().map(|(f, k)| (*k, f.clone())).collect();
+    assert_eq!(got, want);
+    let c = h.counters();
+    assert_eq!(c.app_frames, [3, 0, 4, 2]);
+    assert_eq!(c.app_dropped, 0);
+}
+
+/// A post-quantum ClientHello spans two segments: the second is copied
+/// as a continuation, in order or before the first's retransmission,
+/// while data of other flows and the flow's own later data are not.
+#[test]
+fn a_hello_split_over_segments_is_followed_to_its_end() {
+    if !privileged("a_hello_split_over_segments_is_followed_to_its_end") {
+        return;
+    }
+    let mut h = Harness::new(config(64, 1));
+    let hello = nta_lab::tls::post_quantum("example.test").record();
+    assert!(hello.len() > 1460 && hello.len() < 2900, "{}", hello.len());
+    let (first, rest) = hello.split_at(1460);
+    let seq = 0xffff_ff00; // wraps inside the hello
+    let frames = [
+        (tcp_segment(40000, 443, seq, first), Some(TLS_HANDSHAKE)),
+        (tcp_segment(40001, 443, seq.wrapping_add(1460), rest), None),
+        (tcp_segment(443, 40000, 1, b"not yet"), None),
+        (
+            tcp_segment(40000, 443, seq.wrapping_add(1460), rest),
+            Some(TLS_CONTINUATION),
+        ),
+        // The hello is complete: the flow's next data is not followed.
+        (
+            tcp_segment(40000, 443, seq.wrapping_add(hello.len() as u32), rest),
+            None,
+        ),
+    ];
+    for (frame, _) in &frames {
+        h.run(frame, 1);
+    }
+    let want: Vec<(u32, Vec<u8>)> = frames
+        .iter()
+        .filter_map(|(f, k)| k.map(|k| (k, f.clone())))
+        .collect();
+    assert_eq!(h.app_records(), want);
+
+    // Out of order: the rest in two pieces, the later one first.
+    let (middle, last) = rest.split_at(100);
+    let seq = 5000;
+    let frames = [
+        tcp_segment(40002, 443, seq, first),
+        tcp_segment(40002, 443, seq + 1560, last),
+        tcp_segment(40002, 443, seq + 1460, middle),
+    ];
+    for frame in &frames {
+        h.run(frame, 1);
+    }
+    let kinds: Vec<u32> = h.app_records().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, [TLS_HANDSHAKE, TLS_CONTINUATION, TLS_CONTINUATION]);
+    assert_eq!(h.counters().app_frames, [2, 3, 0, 0]);
+}
+
+/// `--app-metadata=false` (app 0) copies nothing; DNS ports come from
+/// the config.
+#[test]
+fn app_selection_follows_its_config() {
+    if !privileged("app_selection_follows_its_config") {
+        return;
+    }
+    let hello = nta_lab::tls::browser_like("example.test").record();
+    let query = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    let frames = [
+        tcp_segment(40000, 443, 7, &hello),
+        udp_datagram(50000, 53, &query),
+        udp_datagram(50000, 5300, &query),
+        udp_datagram(50002, 443, &quic_long_header(0xc3, 1)),
+    ];
+    let run = |app: u32, dns_ports: [u16; 4]| {
+        let mut h = Harness::new(SamplerConfig {
+            app,
+            dns_ports,
+            ..config(64, 1)
+        });
+        for f in &frames {
+            h.run(f, 1);
+        }
+        (h.counters().app_frames, h.app_records().len())
+    };
+    assert_eq!(run(0, [53, 5353, 0, 0]), ([0; 4], 0));
+    assert_eq!(run(app::select::DNS, [5300, 0, 0, 0]), ([0, 0, 1, 0], 1));
+    assert_eq!(
+        run(app::select::TLS | app::select::QUIC, [53, 0, 0, 0]),
+        ([1, 0, 0, 1], 2)
+    );
 }

@@ -198,6 +198,10 @@ pub struct FrameSpec {
     pub l3: L3,
     pub l4: L4,
     pub payload_len: usize,
+    /// These payload bytes instead of `payload_len` counting bytes.
+    pub payload: Option<Vec<u8>>,
+    /// The TCP sequence number (L4::Tcp only).
+    pub tcp_seq: u32,
 }
 
 impl FrameSpec {
@@ -207,6 +211,8 @@ impl FrameSpec {
             l3: L3::Ipv4(Ipv4::default()),
             l4,
             payload_len: 0,
+            payload: None,
+            tcp_seq: 1,
         }
     }
 
@@ -216,6 +222,8 @@ impl FrameSpec {
             l3: L3::Ipv6(Ipv6::default()),
             l4,
             payload_len: 0,
+            payload: None,
+            tcp_seq: 1,
         }
     }
 
@@ -225,6 +233,8 @@ impl FrameSpec {
             l3: L3::Arp,
             l4: L4::None,
             payload_len: 0,
+            payload: None,
+            tcp_seq: 1,
         }
     }
 
@@ -234,6 +244,8 @@ impl FrameSpec {
             l3: L3::Raw { ethertype, payload },
             l4: L4::None,
             payload_len: 0,
+            payload: None,
+            tcp_seq: 1,
         }
     }
 
@@ -244,6 +256,17 @@ impl FrameSpec {
 
     pub fn with_payload(mut self, len: usize) -> Self {
         self.payload_len = len;
+        self
+    }
+
+    /// Carries exactly these payload bytes (a TLS record, a DNS message).
+    pub fn with_payload_bytes(mut self, bytes: &[u8]) -> Self {
+        self.payload = Some(bytes.to_vec());
+        self
+    }
+
+    pub fn with_tcp_seq(mut self, seq: u32) -> Self {
+        self.tcp_seq = seq;
         self
     }
 
@@ -272,7 +295,13 @@ impl FrameSpec {
             f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
         }
         let mut l4 = self.l4.header();
-        let payload = payload_bytes(self.payload_len);
+        if let L4::Tcp { .. } = self.l4 {
+            l4[4..8].copy_from_slice(&self.tcp_seq.to_be_bytes());
+        }
+        let payload = match &self.payload {
+            Some(bytes) => bytes.clone(),
+            None => payload_bytes(self.payload_len),
+        };
         if let L4::Udp { .. } = self.l4 {
             // A real UDP length, so dissectors (tshark) accept the frame.
             let len = (l4.len() + payload.len()) as u16;

@@ -158,6 +158,9 @@ pub struct SensorMaps {
     pub counters: CountersReader,
     pub samples: RingBuf<MapData>,
     pub captures: RingBuf<MapData>,
+    /// Frames selected for application metadata (capture record layout,
+    /// `kind` set).
+    pub app_frames: RingBuf<MapData>,
     /// AF_XDP sockets by receive queue.
     pub xsks: XskMap<MapData>,
     /// The AF_XDP reader's heartbeat (monotonic ns).
@@ -219,6 +222,8 @@ impl Sensor {
         let capture_config = Array::try_from(take(&mut ebpf, "CAPTURE_CONFIG")?)
             .map_err(map_err("CAPTURE_CONFIG"))?;
         let filters = Array::try_from(take(&mut ebpf, "FILTERS")?).map_err(map_err("FILTERS"))?;
+        let app_frames =
+            RingBuf::try_from(take(&mut ebpf, "APP_FRAMES")?).map_err(map_err("APP_FRAMES"))?;
         let xsks = XskMap::try_from(take(&mut ebpf, "XSKS")?).map_err(map_err("XSKS"))?;
         let heartbeat =
             Array::try_from(take(&mut ebpf, "XSK_HEARTBEAT")?).map_err(map_err("XSK_HEARTBEAT"))?;
@@ -250,6 +255,7 @@ impl Sensor {
                 counters: CountersReader { map: counters },
                 samples,
                 captures,
+                app_frames,
                 xsks,
                 heartbeat,
             },

@@ -6,7 +6,10 @@
 
 use std::sync::{Arc, Mutex, atomic::Ordering};
 
-use agent_common::class::{ParseError, ProtocolClass, TcpFlagCounter};
+use agent_common::{
+    app::AppKind,
+    class::{ParseError, ProtocolClass, TcpFlagCounter},
+};
 use prometheus::{
     Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
@@ -50,6 +53,8 @@ struct Families {
     map_read_errors: IntCounterVec,
     captured: IntCounterVec,
     capture_dropped: IntCounterVec,
+    app_frames: IntCounterVec,
+    app_dropped: IntCounterVec,
     xdp_attached: IntGaugeVec,
 }
 
@@ -124,6 +129,16 @@ impl Families {
                 "Frames that passed the capture filter but found the capture ring full.",
                 &["interface"],
             )?,
+            app_frames: c(
+                "nta_app_frames_total",
+                "Frames XDP copied for application metadata, by kind: tls_handshake (begins a ClientHello or ServerHello record), tls_continuation (the rest of one), dns, quic_initial.",
+                &["interface", "kind"],
+            )?,
+            app_dropped: c(
+                "nta_app_frames_dropped_total",
+                "Frames selected for application metadata that found the app ring full.",
+                &["interface"],
+            )?,
             xdp_attached: IntGaugeVec::new(
                 Opts::new(
                     "nta_xdp_attached",
@@ -134,7 +149,7 @@ impl Families {
         })
     }
 
-    fn counters(&self) -> [&IntCounterVec; 13] {
+    fn counters(&self) -> [&IntCounterVec; 15] {
         [
             &self.packets,
             &self.bytes,
@@ -149,6 +164,8 @@ impl Families {
             &self.map_read_errors,
             &self.captured,
             &self.capture_dropped,
+            &self.app_frames,
+            &self.app_dropped,
         ]
     }
 
@@ -247,6 +264,12 @@ impl SensorCollector {
             f.capture_dropped
                 .with_label_values(&[i])
                 .inc_by(c.capture_dropped);
+            for kind in AppKind::ALL {
+                f.app_frames
+                    .with_label_values(&[i, kind.label()])
+                    .inc_by(c.app_frames[kind as usize - 1]);
+            }
+            f.app_dropped.with_label_values(&[i]).inc_by(c.app_dropped);
         }
     }
 }

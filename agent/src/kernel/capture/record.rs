@@ -29,7 +29,7 @@ mod tests {
             ifindex: 3,
             frame_len,
             cap_len,
-            _pad: 0,
+            kind: 0,
         };
         // SAFETY: viewing a plain integer struct as bytes.
         let mut v = unsafe {
