@@ -687,6 +687,9 @@ mod robustness {
             progress: None,
             baseline_in: None,
             baseline_out: None,
+            app: agent_common::app::select::ALL,
+            dns_ports: agent_common::config::DEFAULT_DNS_PORTS,
+            tls_log: None,
         }
     }
 

@@ -102,7 +102,7 @@ pub fn run(n: usize) -> String {
             "IPv4 UDP, 128 B",
             FrameSpec::ipv4(L4::Udp {
                 sport: 5000,
-                dport: 53,
+                dport: 5001,
             })
             .with_payload(86)
             .build(),
@@ -119,9 +119,7 @@ pub fn run(n: usize) -> String {
         ("QinQ IPv6 3 ext hdrs TCP SYN, 122 B", deep),
     ];
 
-    let mut md = String::from(
-        "| frame | sampling (data, control) | empty XDP_PASS ns | nta ns | ratio | Δ ns (run stats) |\n|---|---|---|---|---|---|\n",
-    );
+    let header = "| frame | {what} | empty XDP_PASS ns | nta ns | ratio | Δ ns (run stats) |\n|---|---|---|---|---|---|\n";
     println!("XDP program cost, {n} rounds x {REPEAT} runs per program and frame");
     let default = SamplerConfig::default();
     // As before the control budget and first-packet sampling: every SYN
@@ -135,22 +133,107 @@ pub fn run(n: usize) -> String {
         control_rate: default.data_rate,
         ..unbudgeted
     };
-    for config in [default, unbudgeted, sparse] {
-        let (sensor, maps) = Sensor::load(config).unwrap_or_else(|e| panic!("{e}"));
-        let nta = sensor.program().unwrap_or_else(|e| panic!("{e}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let drainer = spawn_drainer(maps.samples, stop.clone());
-        let sampling = format!(
+    let sampling = |c: &SamplerConfig| {
+        format!(
             "1-in-{}, 1-in-{}{}",
-            config.data_rate,
-            config.control_rate,
-            if config.control_budget == 0 {
+            c.data_rate,
+            c.control_rate,
+            if c.control_budget == 0 {
                 String::from(", no budget, no first packets")
             } else {
-                format!(", budget {}/ms, first packets", config.control_budget)
+                format!(", budget {}/ms, first packets", c.control_budget)
             }
-        );
-        for (name, frame) in &frames {
+        )
+    };
+    let mut md = header.replace("{what}", "sampling (data, control)");
+    md.push_str(&rows(
+        empty,
+        &[default, unbudgeted, sparse].map(|c| (sampling(&c), c)),
+        &frames,
+        n,
+    ));
+
+    // Application metadata: the same defaults with the selection on and
+    // off, for frames it passes over and frames it copies.
+    let hello = nta_lab::tls::browser_like("www.example.test").record();
+    let mut quic = vec![0xc3, 0, 0, 0, 1];
+    quic.resize(1200, 0);
+    let app_frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "IPv4 TCP data segment, 1514 B",
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: 0x10,
+            })
+            .with_payload(1460)
+            .build(),
+        ),
+        frames[1].clone(),
+        frames[0].clone(),
+        (
+            "IPv4 TCP ClientHello (copied)",
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: 0x18,
+            })
+            .with_payload_bytes(&hello)
+            .build(),
+        ),
+        (
+            "IPv4 UDP DNS query (copied)",
+            FrameSpec::ipv4(L4::Udp {
+                sport: 40000,
+                dport: 53,
+            })
+            .with_payload_bytes(&[
+                0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
+            ])
+            .build(),
+        ),
+        (
+            "IPv6 UDP QUIC Initial, 1262 B (copied)",
+            FrameSpec::ipv6(L4::Udp {
+                sport: 40000,
+                dport: 443,
+            })
+            .with_payload_bytes(&quic)
+            .build(),
+        ),
+    ];
+    md.push_str(
+        "\nApplication metadata selection (`[app]`): the defaults with it on and off (`--app-metadata=false`). Frames it passes over pay the on/off difference; copied frames are written whole to the app ring (a thread drains it).\n\n",
+    );
+    md.push_str(&header.replace("{what}", "app metadata"));
+    let off = SamplerConfig { app: 0, ..default };
+    md.push_str(&rows(
+        empty,
+        &[("on".to_string(), default), ("off".to_string(), off)],
+        &app_frames,
+        n,
+    ));
+    md
+}
+
+/// Table rows: every frame under every labelled config, nta against the
+/// empty program.
+fn rows(
+    empty: &Xdp,
+    configs: &[(String, SamplerConfig)],
+    frames: &[(&str, Vec<u8>)],
+    n: usize,
+) -> String {
+    let mut md = String::new();
+    for (label, config) in configs {
+        let (sensor, maps) = Sensor::load(*config).unwrap_or_else(|e| panic!("{e}"));
+        let nta = sensor.program().unwrap_or_else(|e| panic!("{e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainers = [
+            spawn_drainer(maps.samples, stop.clone()),
+            spawn_drainer(maps.app_frames, stop.clone()),
+        ];
+        for (name, frame) in frames {
             let (mut e_d, mut n_d, mut ratio, mut delta) = (vec![], vec![], vec![], vec![]);
             for _ in 0..n {
                 // Run-time stats slow every run down, so durations are
@@ -171,13 +254,15 @@ pub fn run(n: usize) -> String {
             let (rm, rmin, rmax) = stats(ratio);
             let (dm, dmin, dmax) = stats(delta);
             let row = format!(
-                "| {name} | {sampling} | {em:.0} | {nm:.0} | {rm:.2} ({rmin:.2}-{rmax:.2}) | {dm:.1} ({dmin:.1}-{dmax:.1}) |\n"
+                "| {name} | {label} | {em:.0} | {nm:.0} | {rm:.2} ({rmin:.2}-{rmax:.2}) | {dm:.1} ({dmin:.1}-{dmax:.1}) |\n"
             );
             print!("{row}");
             md.push_str(&row);
         }
         stop.store(true, Ordering::Relaxed);
-        let _ = drainer.join();
+        for d in drainers {
+            let _ = d.join();
+        }
     }
     md
 }

@@ -22,6 +22,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Metric label and the ECS `network.transport` keyword it runs over.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+            Transport::Dtls => "dtls",
+        }
+    }
+
     fn letter(self) -> char {
         match self {
             Transport::Tcp => 't',

@@ -1,7 +1,14 @@
-//! What nta reads above L4, from the first bytes of selected payloads:
-//! TLS handshakes (server name, ALPN, versions, cipher, JA4). Every
-//! parser here takes bytes an attacker wrote: it returns a reason for
-//! what it cannot read, never panics, and keeps what it copies bounded.
+//! What nta reads above L4, from the frames the XDP program selects (or,
+//! offline, the same rule picks): TLS handshakes (server name, ALPN,
+//! versions, cipher, JA4). Every parser here takes bytes an attacker
+//! wrote: it returns a reason for what it cannot read, never panics, and
+//! keeps what it holds bounded.
 
+pub mod engine;
+pub mod handshakes;
 pub mod ja4;
+pub mod packet;
+pub mod reassemble;
+pub mod select;
+pub mod stats;
 pub mod tls;

@@ -31,6 +31,13 @@ pub enum TlsError {
 }
 
 impl TlsError {
+    pub const ALL: [TlsError; 4] = [
+        TlsError::Incomplete,
+        TlsError::NotHandshake,
+        TlsError::NotHello,
+        TlsError::Malformed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             TlsError::Incomplete => "incomplete",
@@ -232,6 +239,26 @@ pub fn version_words(v: u16) -> Option<(&'static str, &'static str)> {
         .iter()
         .find(|row| row.0 == v)
         .map(|row| (row.2, row.3))
+}
+
+/// Slots of [`version_slot`]: one per version nta names, one for the rest.
+pub const VERSION_SLOTS: usize = VERSIONS.len() + 1;
+
+/// A version's slot in per-version counters (the last: unknown).
+pub fn version_slot(v: u16) -> usize {
+    VERSIONS
+        .iter()
+        .position(|row| row.0 == v)
+        .unwrap_or(VERSIONS.len())
+}
+
+/// The metric label of a slot: the ECS words joined ("tls1.3"), or
+/// "unknown".
+pub fn version_slot_label(slot: usize) -> String {
+    VERSIONS.get(slot).map_or_else(
+        || "unknown".to_string(),
+        |row| format!("{}{}", row.2, row.3),
+    )
 }
 
 /// JA4's two characters for a version ("00": unknown).

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
     cmd::cli::AnalyzeArgs,
-    config::{ConfigError, FileConfig},
+    config::{ConfigError, FileConfig, Merge, flags::RunArgs, settings::AppSettings},
     offline::{AnalyzeError, AnalyzeOptions, analyze, analyze::Progress, summary},
     pipeline::flow::FlowConfig,
 };
@@ -19,6 +19,8 @@ pub enum OfflineError {
     Analyze(#[from] AnalyzeError),
     #[error("writing the report")]
     Report(#[from] crate::offline::report::ReportError),
+    #[error("--dns-port: {0}")]
+    App(String),
     #[error("printing the summary: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -50,6 +52,13 @@ pub fn run(args: AnalyzeArgs) -> Result<(), OfflineError> {
             bar.set_message(format!("{packets} packets, {:.0}/s", packets as f64 / secs));
         }) as Progress
     });
+    let app = AppSettings::from_merged(
+        args.app
+            .clone()
+            .or(config.app.clone())
+            .or(RunArgs::defaults().app),
+    );
+    let (selection, dns_ports) = app.kernel().map_err(OfflineError::App)?;
     let analysis = analyze(AnalyzeOptions {
         files: args.files.clone(),
         flow_files: args.flow_files.clone(),
@@ -63,6 +72,9 @@ pub fn run(args: AnalyzeArgs) -> Result<(), OfflineError> {
         progress,
         baseline_in: args.baseline_in.clone(),
         baseline_out: args.baseline_out.clone(),
+        app: selection,
+        dns_ports,
+        tls_log: app.tls_log,
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();

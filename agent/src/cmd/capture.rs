@@ -183,6 +183,8 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
         let sampling = SamplerConfig {
             data_rate: 0,
             control_rate: 0,
+            // Capture only: no application metadata (nobody reads it).
+            app: 0,
             mirror: u32::from(args.mirror),
             ..SamplerConfig::default()
         };
@@ -220,11 +222,11 @@ pub fn run(args: CaptureArgs) -> Result<CaptureSummary, CaptureCliError> {
             }
             xsk_maps.push(xsks);
         } else {
-            rings.push(Box::new(CaptureRing {
+            rings.push(Box::new(CaptureRing::capture(
                 ifindex,
-                ring: maps.captures,
-                counters: Arc::new(maps.counters),
-            }));
+                maps.captures,
+                Arc::new(maps.counters),
+            )));
         }
         sensor.attach(name, args.xdp_mode).map_err(err)?;
         sensors.push(sensor);

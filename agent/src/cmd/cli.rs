@@ -59,7 +59,8 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<std::path::PathBuf>,
 
-    /// Config file: the `[detect]` section as for `nta run`.
+    /// Config file: the `[detect]` and `[app]` sections as for `nta run`
+    /// (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
@@ -73,6 +74,12 @@ pub struct AnalyzeArgs {
     /// a sensor's `[detect.baseline] state_file` or the next analysis.
     #[arg(long, value_name = "FILE")]
     pub baseline_out: Option<std::path::PathBuf>,
+
+    #[command(
+        flatten,
+        next_help_heading = "Application metadata ([app] in --config)"
+    )]
+    pub app: crate::config::AppSection,
 
     /// Print the summary as JSON instead of text.
     #[arg(long)]

@@ -23,6 +23,7 @@ use tokio::{
 };
 
 use crate::{
+    app::stats::AppStats,
     config::{
         ConfigError, FileConfig, flags::RunArgs, reload, reload::ReloadMetrics,
         settings::RunSettings,
@@ -30,6 +31,7 @@ use crate::{
     kernel::capture::{
         afxdp,
         afxdp::{AfXdpError, AfXdpMetrics},
+        consumer,
         consumer::{CaptureRing, FrameSource},
     },
     kernel::{
@@ -51,14 +53,17 @@ use crate::{
         alert::{AlertError, AlertMetrics, AlertSink, Alerts},
         export,
         export::{ExportError, FlowExporter, WallClock},
+        metadata::TlsLog,
         open::{open_alert_sinks, open_flow_exporters},
     },
     pipeline::{
         Pipeline,
         alerting::{DetectMetrics, DetectionStage},
         live::{FlowMetrics, FlowStage, StageReload},
+        metadata::{AppSink, MetadataStage},
     },
     serve::{
+        app_metrics::AppCollector,
         health::Health,
         metrics::{InterfaceSource, Metrics, MetricsError, SensorCollector},
         server,
@@ -104,11 +109,15 @@ pub enum RunError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Reattach(#[from] reattach::ReattachError),
+    #[error("--dns-port / [app] dns_ports: {0}")]
+    AppPorts(String),
+    #[error("--tls-log")]
+    TlsLog(#[source] ExportError),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     raise_fd_limit();
-    let start = Prepared::prepare(args).await?;
+    let mut start = Prepared::prepare(args).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (samples_tx, samples_rx) = events::queue();
     let mut kernel = attach(&start, samples_tx, &shutdown_rx)?;
@@ -120,6 +129,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .collect(),
     )?)?);
     let (capture, flight) = start_capture(&start, &mut kernel, &metrics)?;
+    let metadata = start_metadata(&mut start, &mut kernel, &metrics)?;
     // Loaded, attached, sockets bound: from here on nta needs no
     // capability in any thread; the helper that re-attaches keeps
     // CAP_NET_ADMIN (started first, so it has it to keep).
@@ -214,6 +224,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             );
         }
     }
+    if let Some(m) = metadata {
+        let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+    }
     while let Some(r) = kernel.consumers.join_next().await {
         if let Ok(Err(e)) = r {
             tracing::warn!(error = %e, "sample consumer stopped with an error");
@@ -243,6 +256,8 @@ struct Prepared {
     listener: server::Listeners,
     /// Who nta becomes once attached (None: it stays who it is).
     identity: Option<Identity>,
+    /// `--tls-log`, opened before the kernel is touched.
+    tls_log: Option<TlsLog>,
 }
 
 /// The flow exporters and alert sinks, opened before the kernel is touched.
@@ -295,8 +310,18 @@ impl Prepared {
                 None => None,
             },
         };
+        let (app, dns_ports) = settings.app.kernel().map_err(RunError::AppPorts)?;
+        let tls_log = settings
+            .app
+            .tls_log
+            .as_deref()
+            .map(|p| TlsLog::open(p, settings.outputs.flows.rotation))
+            .transpose()
+            .map_err(RunError::TlsLog)?;
         let sampler = settings.sampling.applied_to(SamplerConfig {
             mirror: u32::from(settings.mirror),
+            app,
+            dns_ports,
             ..SamplerConfig::default()
         });
         Ok(Prepared {
@@ -314,6 +339,7 @@ impl Prepared {
             },
             listener,
             identity,
+            tls_log,
         })
     }
 }
@@ -333,6 +359,7 @@ fn written_dirs(settings: &RunSettings) -> Vec<(&'static str, std::path::PathBuf
         .iter()
         .map(|f| ("--flows", dir(f)))
         .collect();
+    dirs.extend(settings.app.tls_log.iter().map(|f| ("--tls-log", dir(f))));
     // Alert files and learned profiles are written only with detection.
     if !settings.detect_on {
         return dirs;
@@ -430,6 +457,8 @@ struct Kernel {
     interfaces: Vec<Attached>,
     consumers: JoinSet<Result<(), events::EventsError>>,
     capture_sources: Vec<Box<dyn FrameSource>>,
+    /// Each interface's app ring (application metadata on).
+    app_sources: Vec<Box<dyn FrameSource>>,
     afxdp_metrics: Option<AfXdpMetrics>,
     /// Kept open while nta runs.
     xsk_maps: Vec<aya::maps::XskMap<aya::maps::MapData>>,
@@ -459,6 +488,7 @@ fn attach(
         interfaces: Vec::new(),
         consumers: JoinSet::new(),
         capture_sources: Vec::new(),
+        app_sources: Vec::new(),
         afxdp_metrics: None,
         xsk_maps: Vec::new(),
     };
@@ -495,11 +525,18 @@ fn attach(
             }
             kernel.xsk_maps.push(xsks);
         } else {
-            kernel.capture_sources.push(Box::new(CaptureRing {
+            kernel.capture_sources.push(Box::new(CaptureRing::capture(
                 ifindex,
-                ring: maps.captures,
-                counters: counters.clone(),
-            }));
+                maps.captures,
+                counters.clone(),
+            )));
+        }
+        if config.app != 0 {
+            kernel.app_sources.push(Box::new(CaptureRing::app(
+                ifindex,
+                maps.app_frames,
+                counters.clone(),
+            )));
         }
         let mode = sensor.attach(name, mode_choice).map_err(err)?;
         tracing::info!(interface = %name, mode = %mode, sample_rate = config.data_rate, control_sample_rate = config.control_rate, mirror = start.settings.mirror, "XDP sensor attached");
@@ -553,6 +590,62 @@ fn start_capture(
     }
     let running = prepared.start(std::mem::take(&mut kernel.capture_sources));
     Ok((Some(running), flight))
+}
+
+/// The application-metadata thread: the app rings into the parsers and
+/// the TLS log. None with `--app-metadata=false`.
+fn start_metadata(
+    start: &mut Prepared,
+    kernel: &mut Kernel,
+    metrics: &Metrics,
+) -> Result<Option<MetadataThread>, RunError> {
+    if kernel.app_sources.is_empty() {
+        return Ok(None);
+    }
+    let stats = Arc::new(AppStats::default());
+    metrics
+        .registry()
+        .register(Box::new(
+            AppCollector::new(stats.clone()).map_err(MetricsError::from)?,
+        ))
+        .map_err(MetricsError::from)?;
+    let names = kernel
+        .interfaces
+        .iter()
+        .map(|i| (i.ifindex, i.name.clone()))
+        .collect();
+    let sink = AppSink::new(MetadataStage::new(stats, start.tls_log.take()), names);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = consumer::spawn(
+        std::mem::take(&mut kernel.app_sources),
+        vec![Box::new(sink)],
+        WallClock::monotonic(),
+        consumer::Limits::default(),
+        stop.clone(),
+    );
+    Ok(Some(MetadataThread { stop, handle }))
+}
+
+/// The running metadata thread.
+struct MetadataThread {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<consumer::CaptureSummary>,
+}
+
+impl MetadataThread {
+    /// Drains the app rings, writes what is pending; blocks.
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(s) = self.handle.join()
+            && s.bad_records + s.kernel_dropped > 0
+        {
+            tracing::warn!(
+                bad_records = s.bad_records,
+                ring_dropped = s.kernel_dropped,
+                "application metadata lost frames"
+            );
+        }
+    }
 }
 
 /// The sample stage: the pipeline core over the sample queue, the flow

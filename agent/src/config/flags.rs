@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, FromArgMatches};
 
 use super::sections::{
-    AlertsSection, CaptureSection, FlowsSection, MetricsSection, SamplingSection, SensorSection,
+    AlertsSection, AppSection, CaptureSection, FlowsSection, MetricsSection, SamplingSection,
+    SensorSection,
 };
 
 #[derive(Clone, Debug, Default, Args)]
@@ -26,9 +27,12 @@ pub struct RunArgs {
         next_help_heading = "Capture ([capture], [capture.flight_recorder])"
     )]
     pub capture: CaptureSection,
+    #[command(flatten, next_help_heading = "Application metadata ([app])")]
+    pub app: AppSection,
 
     /// Config file (TOML): every flag has a key there ([sensor],
-    /// [metrics], [sampling], [flows], [flows.ipfix], [alerts], [capture])
+    /// [metrics], [sampling], [flows], [flows.ipfix], [alerts], [capture],
+    /// [app])
     /// plus the [detect] thresholds; a flag given on the command line wins
     /// (see deploy/nta.example.toml). Unknown keys are errors. SIGHUP
     /// reloads it (sampling, flow timeouts and outputs, alert outputs,
@@ -57,8 +61,22 @@ impl RunArgs {
     /// away, so that parsing yields `Some` only for flags the user gave.
     /// `--help` shows the defaults: parse with the full command first.
     pub fn without_defaults(cmd: clap::Command) -> clap::Command {
+        // `analyze` shares the [app] section, merged the same way.
+        let app: Vec<String> = AppSection::augment_args(clap::Command::new("app"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
         cmd.mut_subcommand("run", |run| {
             run.mut_args(|a| a.default_value(None::<&'static str>))
+        })
+        .mut_subcommand("analyze", |analyze| {
+            analyze.mut_args(|a| {
+                if app.iter().any(|id| id == a.get_id().as_str()) {
+                    a.default_value(None::<&'static str>)
+                } else {
+                    a
+                }
+            })
         })
     }
 }

@@ -10,8 +10,8 @@ pub mod settings;
 
 pub use merge::Merge;
 pub use sections::{
-    AlertsSection, CaptureSection, FlightSection, FlowsSection, MetricsSection, SamplingSection,
-    SensorSection,
+    AlertsSection, AppSection, CaptureSection, FlightSection, FlowsSection, MetricsSection,
+    SamplingSection, SensorSection,
 };
 
 use std::{
@@ -56,6 +56,7 @@ pub struct FileConfig {
     pub flows: FlowsSection,
     pub alerts: AlertsSection,
     pub capture: CaptureSection,
+    pub app: AppSection,
     pub detect: DetectConfig,
 }
 
@@ -166,6 +167,9 @@ impl FileConfig {
                 crate::output::export::flow_file_format(f)
                     .map_err(|e| ("flows.files", e.to_string()))?;
             }
+        }
+        if let Some(ports) = &self.app.dns_ports {
+            AppSection::dns_port_slots(ports).map_err(|why| ("app.dns_ports", why))?;
         }
         let c = &self.capture;
         if let Some(f) = &c.filter {

@@ -14,6 +14,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use clap::Args;
 use serde::Deserialize;
 
+use agent_common::app::MAX_DNS_PORTS;
+
 use crate::{
     config::merge::section,
     kernel::sensor::ModeChoice,
@@ -184,6 +186,48 @@ impl AlertsSection {
         sinks.extend(self.file.clone().map(|s| Arc::new(s) as _));
         sinks.extend(self.webhook.clone().map(|s| Arc::new(s) as _));
         sinks
+    }
+}
+
+section! {
+    /// `[app]`: what nta reads above L4 (TLS and QUIC handshakes, DNS)
+    /// and where it writes it. Changing these takes a restart.
+    #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct AppSection {
+        /// Read the frames that begin TLS handshakes (and the rest of a
+        /// ClientHello split over segments), DNS on --dns-port and QUIC
+        /// Initials: the XDP program copies them whole to nta, which reads
+        /// server names, versions, ciphers and JA4 from them. false: XDP
+        /// copies none and the metadata logs stay empty.
+        #[arg(id = "app_metadata", long = "app-metadata", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
+        pub metadata: Option<bool>,
+        /// A port whose UDP and TCP payloads are DNS (repeat; at most 4).
+        #[arg(id = "dns_ports", long = "dns-port", value_name = "PORT", default_values = ["53", "5353"], value_parser = clap::value_parser!(u16).range(1..))]
+        pub dns_ports: Option<Vec<u16>>,
+        /// Write one JSON document per TLS handshake to FILE (Elastic
+        /// Common Schema tls.* fields, server name, ALPN, cipher, JA4),
+        /// rotated like --flows.
+        #[arg(id = "tls_log", long = "tls-log", value_name = "FILE")]
+        pub tls_log: Option<PathBuf>,
+    }
+}
+
+impl AppSection {
+    /// The DNS ports as the XDP program takes them (unused slots 0).
+    pub fn dns_port_slots(ports: &[u16]) -> Result<[u16; MAX_DNS_PORTS], String> {
+        if ports.len() > MAX_DNS_PORTS {
+            return Err(format!(
+                "at most {MAX_DNS_PORTS} DNS ports, not {}",
+                ports.len()
+            ));
+        }
+        if ports.contains(&0) {
+            return Err("port 0 is not a DNS port".into());
+        }
+        let mut slots = [0; MAX_DNS_PORTS];
+        slots[..ports.len()].copy_from_slice(ports);
+        Ok(slots)
     }
 }
 

@@ -5,9 +5,11 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 pub use crate::output::capture::settings::{CaptureSettings, FlightSettings};
+use agent_common::app::{MAX_DNS_PORTS, select};
+
 use crate::{
     config::{
-        CaptureSection, FileConfig, Sampling,
+        AppSection, CaptureSection, FileConfig, Sampling,
         flags::RunArgs,
         merge::{Merge, defaulted},
     },
@@ -41,6 +43,33 @@ pub struct RunSettings {
     pub detect: DetectConfig,
     /// Packet capture, when a directory is given.
     pub capture: Option<CaptureSettings>,
+    pub app: AppSettings,
+}
+
+/// `[app]`: the XDP program's selection and the metadata logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSettings {
+    pub metadata: bool,
+    pub dns_ports: Vec<u16>,
+    pub tls_log: Option<PathBuf>,
+}
+
+impl AppSettings {
+    /// From the section merged with its defaults.
+    pub fn from_merged(app: AppSection) -> AppSettings {
+        AppSettings {
+            metadata: defaulted(app.metadata),
+            dns_ports: defaulted(app.dns_ports),
+            tls_log: app.tls_log,
+        }
+    }
+
+    /// The selection bits and DNS port slots for the XDP program (the
+    /// port list is checked here for flags and files alike).
+    pub fn kernel(&self) -> Result<(u32, [u16; MAX_DNS_PORTS]), String> {
+        let ports = AppSection::dns_port_slots(&self.dns_ports)?;
+        Ok((if self.metadata { select::ALL } else { 0 }, ports))
+    }
 }
 
 /// Where flows and alerts go, as two groups that a reload compares whole:
@@ -107,6 +136,11 @@ impl RunSettings {
             .or(defaults.flows.clone());
         let alerts = args.alerts.clone().or(file.alerts.clone());
         let capture = args.capture.clone().or(file.capture.clone());
+        let app = args
+            .app
+            .clone()
+            .or(file.app.clone())
+            .or(defaults.app.clone());
         let rotation = RotationConfig {
             max_bytes: defaulted(flows.max_bytes),
             keep: defaulted(flows.keep),
@@ -147,6 +181,7 @@ impl RunSettings {
             detect: file.detect.clone(),
             // Capture options take their defaults only when capture is on.
             capture: resolve_capture(capture, defaults.capture.clone()),
+            app: AppSettings::from_merged(app),
         }
     }
 
@@ -251,6 +286,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         key: "detect.enabled",
         changed: |a, b| a.detect_on != b.detect_on,
         keep: |new, old| new.detect_on = old.detect_on,
+    },
+    RestartKey {
+        key: "app",
+        changed: |a, b| a.app != b.app,
+        keep: |new, old| new.app = old.app.clone(),
     },
     // Everything of capture but the filter and snaplen of a running one.
     RestartKey {

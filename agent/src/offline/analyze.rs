@@ -15,6 +15,7 @@ use std::{
 };
 
 use agent_common::{
+    app::{APP_SNAPLEN, MAX_DNS_PORTS},
     counters::Counters,
     parse,
     sample::{SampleMeta, SampleRecord},
@@ -27,16 +28,19 @@ use super::{
     timeline::Timeline,
 };
 use crate::{
+    app::{engine::AppFrame, select::Selector, stats::AppStats},
     output::{
         alert,
         alert::{AlertMetrics, AlertSink, Alerts, FileSink},
         export,
         export::{ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
+        metadata::{Origin, TlsLog},
     },
     pipeline::{
         Pipeline, Produced,
         detect::{AlertEvent, DetectConfig, Transition, Unit, display_addr},
         flow::{ExpiredFlow, FlowConfig},
+        metadata::{MetadataStage, MetadataSummary},
     },
 };
 
@@ -71,6 +75,12 @@ pub struct AnalyzeOptions {
     pub baseline_in: Option<PathBuf>,
     /// Where to write the profiles learned by the end.
     pub baseline_out: Option<PathBuf>,
+    /// Which frames are read above L4 (`agent_common::app::select` bits)
+    /// and the DNS ports, as for the sensor.
+    pub app: u32,
+    pub dns_ports: [u16; MAX_DNS_PORTS],
+    /// `--tls-log FILE`.
+    pub tls_log: Option<PathBuf>,
 }
 
 /// A talker or port with its packets and bytes.
@@ -130,6 +140,8 @@ pub struct Analysis {
     pub top_talkers: Vec<Top>,
     pub top_ports: Vec<Top>,
     pub incidents: Vec<IncidentSummary>,
+    /// TLS handshakes (and, next, DNS) read from the payloads.
+    pub metadata: MetadataSummary,
     #[serde(skip)]
     pub timeline: Timeline,
 }
@@ -371,6 +383,18 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             Err(e) => tracing::warn!("{e}; starting unlearned"),
         }
     }
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| f.path().display().to_string())
+        .collect();
+    let tls_log = o
+        .tls_log
+        .as_deref()
+        .map(|p| TlsLog::open(p, rotation))
+        .transpose()?;
+    let mut selector = Selector::new(o.app, o.dns_ports);
+    let mut metadata = MetadataStage::new(Arc::new(AppStats::default()), tls_log);
+    let origin = Origin::Files(&paths);
     let mut merged = Merged::new(files);
 
     let mut counters = Counters::default();
@@ -419,6 +443,20 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         last_ns = last_ns.max(ts);
         tops.add(&r);
         timeline.add(&r, &p);
+        if let Some(kind) = selector.select(eth, wire_len) {
+            // What the XDP program would copy of it.
+            let copied = &eth[..eth.len().min(APP_SNAPLEN as usize)];
+            metadata.push(
+                &AppFrame {
+                    kind,
+                    unix_ns: ts,
+                    ifindex,
+                    frame_len: wire_len,
+                    data: copied,
+                },
+                &origin,
+            );
+        }
         // One record at a time: the packets' own time decides every tick.
         pipeline.push(std::slice::from_ref(&r), &mut out);
         if pipeline.notes().first().is_some_and(|n| n.new_flow) {
@@ -437,8 +475,10 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     if let Some(cb) = &mut o.progress {
         cb(read.load(Ordering::Relaxed), total, frames);
     }
-    // The end of the input ends every flow and incident.
+    // The end of the input ends every flow, incident and handshake.
     pipeline.finish(last_ns, &mut out);
+    metadata.tick(last_ns, &origin);
+    let metadata = metadata.finish(&origin);
     export(&mut exporters, &mut out.expired, &names)?;
     for e in &mut exporters {
         e.flush()?;
@@ -516,6 +556,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             format!("{port}/{}", transport(*proto))
         }),
         incidents,
+        metadata,
         counters,
         timeline,
     })

@@ -7,4 +7,5 @@ pub mod alert;
 pub mod capture;
 pub mod component;
 pub mod export;
+pub mod metadata;
 pub mod open;

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod flow;
 pub mod keyed;
 pub mod live;
+pub mod metadata;
 pub mod profile_store;
 
 use agent_common::sample::SampleRecord;

@@ -360,6 +360,7 @@ impl FrameSource for AfXdpQueue {
                 ifindex: self.ifindex,
                 unix_ns,
                 orig_len: desc.len,
+                kind: 0,
                 data: &data[..data.len().min(self.snaplen as usize)],
             };
             consumer::deliver(sinks, &frame, now, summary);

@@ -16,6 +16,8 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 
 use super::record::decode_capture;
+use agent_common::counters::Counters;
+
 use crate::{kernel::sensor::CountersReader, output::export::WallClock};
 
 /// One captured frame.
@@ -24,6 +26,9 @@ pub struct Frame<'a> {
     pub ifindex: u32,
     pub unix_ns: u64,
     pub orig_len: u32,
+    /// 0 for captured frames; an `agent_common::app::AppKind` for frames
+    /// from the app ring.
+    pub kind: u32,
     pub data: &'a [u8],
 }
 
@@ -41,11 +46,35 @@ const TIMER_POLL: Duration = Duration::from_millis(1);
 /// Records taken from one ring before looking at the others.
 const DRAIN_BATCH: usize = 65_536;
 
-/// One interface's capture ring and its kernel counters.
+/// One interface's capture ring (or app ring) and its kernel counters.
 pub struct CaptureRing {
     pub ifindex: u32,
     pub ring: RingBuf<MapData>,
     pub counters: Arc<CountersReader>,
+    /// The kernel counter of this ring's drops.
+    pub dropped: fn(&Counters) -> u64,
+}
+
+impl CaptureRing {
+    /// The capture ring of an interface.
+    pub fn capture(ifindex: u32, ring: RingBuf<MapData>, counters: Arc<CountersReader>) -> Self {
+        CaptureRing {
+            ifindex,
+            ring,
+            counters,
+            dropped: |c| c.capture_dropped,
+        }
+    }
+
+    /// The app ring of an interface.
+    pub fn app(ifindex: u32, ring: RingBuf<MapData>, counters: Arc<CountersReader>) -> Self {
+        CaptureRing {
+            ifindex,
+            ring,
+            counters,
+            dropped: |c| c.app_dropped,
+        }
+    }
 }
 
 /// What a capture thread did.
@@ -218,7 +247,7 @@ pub(super) fn deliver(
 }
 
 fn kernel_dropped(r: &CaptureRing) -> u64 {
-    r.counters.read().map_or(0, |c| c.capture_dropped)
+    r.counters.read().map_or(0, |c| (r.dropped)(&c))
 }
 
 fn drain(
@@ -245,6 +274,7 @@ fn drain(
                     ifindex: h.ifindex,
                     unix_ns,
                     orig_len: h.frame_len,
+                    kind: h.kind,
                     data,
                 };
                 deliver(sinks, &frame, now, summary);

@@ -719,6 +719,7 @@ mod tests {
                 ifindex: if i % 2 == 0 { 7 } else { 9 },
                 unix_ns: ts,
                 orig_len: 200,
+                kind: 0,
                 data: &data,
             };
             c.write(&f, now, ts);
@@ -791,6 +792,7 @@ mod tests {
             ifindex: 7,
             unix_ns: ts,
             orig_len: 200,
+            kind: 0,
             data: &data,
         };
         c.write(&f, Instant::now(), ts);

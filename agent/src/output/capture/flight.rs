@@ -313,6 +313,7 @@ impl Writer {
                     ifindex: h.ifindex,
                     unix_ns: h.unix_ns,
                     orig_len: h.orig_len,
+                    kind: 0,
                     data: &h.data,
                 },
                 now,
@@ -472,6 +473,7 @@ mod tests {
                     ifindex: 1,
                     unix_ns: t + k,
                     orig_len: frame.len() as u32,
+                    kind: 0,
                     data: &frame,
                 };
                 recorder.write(&f, now, t + k);

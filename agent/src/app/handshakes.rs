@@ -1,0 +1,218 @@
+//! A connection's ClientHello and ServerHello, paired into one record:
+//! the client's hello waits (bounded, for a few seconds) for the
+//! server's answer in the other direction. A hello whose partner never
+//! comes is still reported, alone.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{
+    ja4::Transport,
+    tls::{ClientHello, ServerHello},
+};
+use crate::pipeline::{flow::FlowKey, keyed::KeyedState};
+
+/// ClientHellos waiting for their ServerHello at once; past it the oldest
+/// is reported without one.
+pub const MAX_WAITING: usize = 16_384;
+/// How long a ClientHello waits for its ServerHello.
+pub const WAIT_NS: u64 = 5_000_000_000;
+
+/// One TLS or QUIC handshake as seen: either hello may be missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    /// When its first hello was seen.
+    pub unix_ns: u64,
+    pub ifindex: u32,
+    /// Client to server.
+    pub client: FlowKey,
+    pub transport: Transport,
+    pub client_hello: Option<ClientHello>,
+    pub server_hello: Option<ServerHello>,
+}
+
+#[derive(Default)]
+pub struct Handshakes {
+    waiting: HashMap<FlowKey, (Handshake, u64), KeyedState>,
+    order: VecDeque<(FlowKey, u64)>,
+    serial: u64,
+    done: Vec<Handshake>,
+}
+
+impl Handshakes {
+    /// A ClientHello sent on `key` (its sender is the client).
+    pub fn client(
+        &mut self,
+        key: FlowKey,
+        hello: ClientHello,
+        transport: Transport,
+        unix_ns: u64,
+        ifindex: u32,
+    ) {
+        // A second hello on the connection (after a HelloRetryRequest, or
+        // a port reused): the first is reported as it stands.
+        if let Some((h, _)) = self.waiting.remove(&key) {
+            self.done.push(h);
+        }
+        while self.waiting.len() >= MAX_WAITING {
+            let Some((k, serial)) = self.order.pop_front() else {
+                break;
+            };
+            if self.waiting.get(&k).is_some_and(|(_, s)| *s == serial) {
+                self.report(&k);
+            }
+        }
+        self.serial += 1;
+        self.order.push_back((key, self.serial));
+        let h = Handshake {
+            unix_ns,
+            ifindex,
+            client: key,
+            transport,
+            client_hello: Some(hello),
+            server_hello: None,
+        };
+        self.waiting.insert(key, (h, self.serial));
+    }
+
+    /// A ServerHello sent on `key` (its sender is the server).
+    pub fn server(
+        &mut self,
+        key: FlowKey,
+        hello: ServerHello,
+        transport: Transport,
+        unix_ns: u64,
+        ifindex: u32,
+    ) {
+        let client = key.reversed();
+        match self.waiting.remove(&client) {
+            Some((mut h, _)) => {
+                h.server_hello = Some(hello);
+                self.done.push(h);
+            }
+            None => self.done.push(Handshake {
+                unix_ns,
+                ifindex,
+                client,
+                transport,
+                client_hello: None,
+                server_hello: Some(hello),
+            }),
+        }
+    }
+
+    /// Reports ClientHellos that waited [`WAIT_NS`] without an answer.
+    pub fn expire(&mut self, now_ns: u64) {
+        while let Some(&(key, serial)) = self.order.front() {
+            match self.waiting.get(&key) {
+                Some((h, s)) if *s == serial => {
+                    if now_ns.saturating_sub(h.unix_ns) < WAIT_NS {
+                        return;
+                    }
+                    self.report(&key);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Reports everything still waiting (at stop, at a file's end).
+    pub fn finish(&mut self) {
+        let mut rest: Vec<Handshake> = self.waiting.drain().map(|(_, (h, _))| h).collect();
+        rest.sort_by_key(|h| h.unix_ns);
+        self.done.extend(rest);
+        self.order.clear();
+    }
+
+    /// Handshakes complete or given up since the last call, in the order
+    /// they ended.
+    pub fn take(&mut self) -> Vec<Handshake> {
+        std::mem::take(&mut self.done)
+    }
+
+    fn report(&mut self, key: &FlowKey) {
+        if let Some((h, _)) = self.waiting.remove(key) {
+            self.done.push(h);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey {
+            src: [1; 16],
+            dst: [2; 16],
+            src_port: port,
+            dst_port: 443,
+            vlan_id: 0,
+            ip_version: 6,
+            protocol: 6,
+        }
+    }
+
+    fn client(name: &str) -> ClientHello {
+        ClientHello {
+            server_name: Some(name.into()),
+            ..ClientHello::default()
+        }
+    }
+
+    fn server(cipher: u16) -> ServerHello {
+        ServerHello {
+            version: 0x0304,
+            cipher_suite: cipher,
+            alpn: None,
+        }
+    }
+
+    #[test]
+    fn the_answer_in_the_other_direction_completes_the_handshake() {
+        let mut h = Handshakes::default();
+        h.client(key(1), client("a.example"), Transport::Tcp, 10, 3);
+        h.client(key(2), client("b.example"), Transport::Tcp, 11, 3);
+        assert!(h.take().is_empty());
+        h.server(key(1).reversed(), server(0x1301), Transport::Tcp, 12, 3);
+        let done = h.take();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].client, key(1));
+        assert_eq!(done[0].unix_ns, 10);
+        assert_eq!(done[0].server_hello, Some(server(0x1301)));
+        // A server hello of a client nobody saw is reported alone.
+        h.server(key(9).reversed(), server(0x1302), Transport::Tcp, 13, 3);
+        let alone = h.take();
+        assert_eq!(
+            (alone[0].client, alone[0].client_hello.is_none()),
+            (key(9), true)
+        );
+        // Unanswered: after the wait, and at the end.
+        h.expire(11 + WAIT_NS - 1);
+        assert!(h.take().is_empty());
+        h.expire(11 + WAIT_NS);
+        let late = h.take();
+        assert_eq!((late.len(), late[0].server_hello.is_none()), (1, true));
+        h.client(key(3), client("c.example"), Transport::Quic, 20, 3);
+        h.finish();
+        assert_eq!(h.take().len(), 1);
+    }
+
+    #[test]
+    fn a_crowd_of_unanswered_hellos_is_reported_not_lost() {
+        let mut h = Handshakes::default();
+        for port in 0..(MAX_WAITING as u32 + 5) {
+            h.client(
+                key(port as u16),
+                client("x"),
+                Transport::Tcp,
+                u64::from(port),
+                1,
+            );
+        }
+        assert_eq!(h.waiting.len(), MAX_WAITING);
+        assert_eq!(h.take().len(), 5);
+        h.finish();
+        assert_eq!(h.take().len(), MAX_WAITING);
+    }
+}
