@@ -304,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn dns_ports_are_at_most_four_and_never_zero() {
+        let c = FileConfig::parse("[app]\ndns_ports = [53, 5353, 5300]\n", Path::new("x"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.app.dns_ports, Some(vec![53, 5353, 5300]));
+        for bad in ["[53, 1, 2, 3, 4]", "[53, 0]"] {
+            let e = FileConfig::parse(&format!("[app]\ndns_ports = {bad}\n"), Path::new("x"))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert!(
+                e.as_ref().is_err_and(|e| e.contains("app.dns_ports")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_file_is_the_defaults() {
         let c = FileConfig::parse("", Path::new("x")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c, FileConfig::default());
@@ -336,6 +352,8 @@ mod example {
         assert_eq!(d.volume.pps, Some(1_000_000.0));
         assert_eq!(d.host_groups[0].name, "web");
         assert_eq!(d.incidents.quiet, std::time::Duration::from_secs(30));
+        assert_eq!(c.app.metadata, Some(true));
+        assert_eq!(c.app.dns_ports, Some(vec![53, 5353]));
     }
 }
 
