@@ -263,6 +263,20 @@ pub struct FollowKey {
 
 const _: () = assert!(core::mem::size_of::<FollowKey>() == 36);
 
+impl FollowKey {
+    /// The key of a parsed frame's flow, in its direction.
+    #[inline(always)]
+    pub fn of<F: Frame + ?Sized>(frame: &F, p: &Parsed) -> FollowKey {
+        let (src, dst) = p.addresses(frame);
+        FollowKey {
+            src,
+            dst,
+            src_port: p.src_port,
+            dst_port: p.dst_port,
+        }
+    }
+}
+
 /// A handshake being followed: sequence numbers after its first segment
 /// up to the end of the hello, and the segments still allowed.
 #[repr(C)]

@@ -41,7 +41,7 @@ pub fn observe(
         } => {
             if let Some(follow) = FollowState::after_first(seq, payload_len, needed) {
                 // A full table evicts its oldest entry (LRU).
-                let _ = FOLLOW.insert(&follow_key(frame, p), &follow, 0);
+                let _ = FOLLOW.insert(&FollowKey::of(frame, p), &follow, 0);
                 state.sampler.follow_left = FOLLOW_WINDOW;
             }
             AppKind::TlsHandshake
@@ -75,21 +75,10 @@ pub fn observe(
     }
 }
 
-#[inline(always)]
-fn follow_key(frame: &XdpFrame, p: &Parsed) -> FollowKey {
-    let (src, dst) = p.addresses(frame);
-    FollowKey {
-        src,
-        dst,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-    }
-}
-
 /// Whether a TCP payload segment belongs to a handshake being followed.
 #[inline(always)]
 fn continues_handshake(frame: &XdpFrame, p: &Parsed, seq: u32, payload_len: u32) -> bool {
-    let key = follow_key(frame, p);
+    let key = FollowKey::of(frame, p);
     let Some(entry) = FOLLOW.get_ptr_mut(&key) else {
         return false;
     };

@@ -53,7 +53,7 @@ impl Selector {
                 needed,
             } => {
                 if let Some(state) = FollowState::after_first(seq, payload_len, needed) {
-                    self.insert(key(frame, &p), state);
+                    self.insert(FollowKey::of(frame, &p), state);
                     self.follow_left = FOLLOW_WINDOW;
                 }
                 Some(AppKind::TlsHandshake)
@@ -63,7 +63,7 @@ impl Selector {
                     return None;
                 }
                 self.follow_left -= 1;
-                let k = key(frame, &p);
+                let k = FollowKey::of(frame, &p);
                 let state = self.table.get_mut(&k)?;
                 match follow(state, seq, payload_len) {
                     Follow::Skip => None,
@@ -89,16 +89,6 @@ impl Selector {
         if self.table.insert(k, state).is_none() {
             self.order.push_back(k);
         }
-    }
-}
-
-fn key(frame: &[u8], p: &parse::Parsed) -> FollowKey {
-    let (src, dst) = p.addresses(frame);
-    FollowKey {
-        src,
-        dst,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
     }
 }
 
