@@ -41,7 +41,7 @@ pub fn observe(
         } => {
             if let Some(follow) = FollowState::after_first(seq, payload_len, needed) {
                 // A full table evicts its oldest entry (LRU).
-                let _ = FOLLOW.insert(&FollowKey::of(frame, p), &follow, 0);
+                let _ = FOLLOW.insert(FollowKey::of(frame, p), follow, 0);
                 state.sampler.follow_left = FOLLOW_WINDOW;
             }
             AppKind::TlsHandshake
@@ -79,7 +79,7 @@ pub fn observe(
 #[inline(always)]
 fn continues_handshake(frame: &XdpFrame, p: &Parsed, seq: u32, payload_len: u32) -> bool {
     let key = FollowKey::of(frame, p);
-    let Some(entry) = FOLLOW.get_ptr_mut(&key) else {
+    let Some(entry) = FOLLOW.get_ptr_mut(key) else {
         return false;
     };
     // SAFETY: a map value pointer; a racing CPU on the same flow can at
@@ -89,7 +89,7 @@ fn continues_handshake(frame: &XdpFrame, p: &Parsed, seq: u32, payload_len: u32)
         Follow::Skip => false,
         Follow::Take => true,
         Follow::TakeLast => {
-            let _ = FOLLOW.remove(&key);
+            let _ = FOLLOW.remove(key);
             true
         }
     }
