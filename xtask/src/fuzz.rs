@@ -26,13 +26,14 @@ pub struct FuzzArgs {
 }
 
 /// Every target, each with the seeds it starts from.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "parse_frame",
     "capture_file",
     "capture_filter",
     "config",
     "web_config",
     "tls_hello",
+    "app_frames",
 ];
 
 fn work_dir() -> PathBuf {
@@ -55,6 +56,46 @@ fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
         out.extend_from_slice(f);
+    }
+    out
+}
+
+/// A post-quantum ClientHello split over two TCP segments and a reply
+/// that begins a ServerHello, as the `app_frames` target reads them:
+/// kind byte (an index into `AppKind::ALL`), 2-byte length, frame.
+fn app_frames_seed() -> Vec<u8> {
+    use nta_lab::frames::{FrameSpec, L4};
+    let hello = nta_lab::tls::post_quantum("seed.example").record();
+    let segment = |sport, dport, seq, payload: &[u8]| {
+        let spec = FrameSpec::ipv4(L4::Tcp {
+            sport,
+            dport,
+            flags: 0x18,
+        })
+        .with_tcp_seq(seq)
+        .with_payload_bytes(payload);
+        // The server's answer comes from the other address.
+        if sport == 443 {
+            spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+                .build()
+        } else {
+            spec.build()
+        }
+    };
+    let mut server = vec![
+        0x16, 0x03, 0x03, 0x00, 0x2c, 0x02, 0x00, 0x00, 0x28, 0x03, 0x03,
+    ];
+    server.extend([7; 32]);
+    server.extend([0, 0x13, 0x01, 0, 0, 0]);
+    let mut out = Vec::new();
+    for (kind, frame) in [
+        (0u8, segment(40000, 443, 1, &hello[..1400])),
+        (1, segment(40000, 443, 1401, &hello[1400..])),
+        (0, segment(443, 40000, 9, &server)),
+    ] {
+        out.push(kind);
+        out.extend((frame.len() as u16).to_be_bytes());
+        out.extend(frame);
     }
     out
 }
@@ -92,6 +133,7 @@ fn write_seeds(seeds: &Path) -> anyhow::Result<()> {
                 nta_lab::tls::browser_like("example.net").handshake(),
             ],
         ),
+        ("app_frames", vec![app_frames_seed()]),
         (
             "web_config",
             vec![

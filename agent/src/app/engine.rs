@@ -110,3 +110,106 @@ pub fn version(h: &Handshake) -> u16 {
         (None, None) => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nta_lab::frames::{FrameSpec, L4};
+
+    use super::*;
+
+    /// From the client (port 40000 and up) or, to it, from the server.
+    fn segment(sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let spec = FrameSpec::ipv4(L4::Tcp {
+            sport,
+            dport,
+            flags: 0x18,
+        })
+        .with_tcp_seq(seq)
+        .with_payload_bytes(payload);
+        let spec = if sport == 443 {
+            spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+        } else {
+            spec
+        };
+        spec.build()
+    }
+
+    fn push(e: &mut AppEngine, kind: AppKind, frame: &[u8], unix_ns: u64) {
+        e.push(&AppFrame {
+            kind,
+            unix_ns,
+            ifindex: 2,
+            frame_len: frame.len() as u64,
+            data: frame,
+        });
+    }
+
+    #[test]
+    fn a_split_hello_and_its_answer_are_one_handshake() {
+        let stats = Arc::new(AppStats::default());
+        let mut e = AppEngine::new(stats.clone());
+        let hello = nta_lab::tls::post_quantum("split.example").record();
+        let mut server = vec![
+            0x16, 0x03, 0x03, 0x00, 0x2c, 0x02, 0x00, 0x00, 0x28, 0x03, 0x03,
+        ];
+        server.extend([7; 32]);
+        server.extend([0, 0x13, 0x01, 0, 0, 0]);
+        push(
+            &mut e,
+            AppKind::TlsHandshake,
+            &segment(40000, 443, 1, &hello[..1400]),
+            10,
+        );
+        push(
+            &mut e,
+            AppKind::TlsContinuation,
+            &segment(40000, 443, 1401, &hello[1400..]),
+            11,
+        );
+        assert!(e.take().is_empty(), "waits for the answer");
+        push(
+            &mut e,
+            AppKind::TlsHandshake,
+            &segment(443, 40000, 9, &server),
+            12,
+        );
+        let done = e.take();
+        assert_eq!(done.len(), 1);
+        // Timed when the client's hello was whole (its second segment).
+        let h = &done[0];
+        assert_eq!(
+            (h.client.src_port, h.client.dst_port, h.unix_ns),
+            (40000, 443, 11)
+        );
+        assert_eq!(
+            h.client_hello
+                .as_ref()
+                .and_then(|c| c.server_name.as_deref()),
+            Some("split.example")
+        );
+        assert_eq!(
+            h.server_hello.as_ref().map(|s| s.cipher_suite),
+            Some(0x1301)
+        );
+        assert_eq!(
+            stats.value(
+                "nta_tls_handshakes_total",
+                &[("version", "tls1.2"), ("transport", "tcp")]
+            ),
+            1
+        );
+        // A record that only looks like a hello is a counted reason.
+        let mut bad = server.clone();
+        bad[9] = 0xff;
+        bad.truncate(20);
+        bad[4] = 15;
+        push(
+            &mut e,
+            AppKind::TlsHandshake,
+            &segment(443, 40001, 9, &bad),
+            13,
+        );
+        assert!(e.take().is_empty());
+        assert_eq!(stats.value("nta_tls_parse_errors_total", &[]), 1);
+    }
+}

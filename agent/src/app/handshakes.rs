@@ -20,7 +20,8 @@ pub const WAIT_NS: u64 = 5_000_000_000;
 /// One TLS or QUIC handshake as seen: either hello may be missing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handshake {
-    /// When its first hello was seen.
+    /// When its first hello was seen whole (a split hello: its last
+    /// missing segment).
     pub unix_ns: u64,
     pub ifindex: u32,
     /// Client to server.
