@@ -690,6 +690,7 @@ mod robustness {
             app: agent_common::app::select::ALL,
             dns_ports: agent_common::config::DEFAULT_DNS_PORTS,
             tls_log: None,
+            dns_log: None,
         }
     }
 

@@ -1,9 +1,11 @@
-//! Application metadata end to end: real TLS handshakes between lab
-//! namespaces (openssl s_server and s_client, and a post-quantum-sized
-//! ClientHello that spans two segments), through `nta run` on a router
-//! namespace between them; every field nta writes is checked against
-//! tshark's dissection of the same traffic, and `nta analyze` of that
-//! capture gives the same documents.
+//! Application metadata end to end: real TLS handshakes (openssl
+//! s_server and s_client, and a post-quantum-sized ClientHello that spans
+//! two segments) and DNS (dnsmasq answering dig: many types, NXDOMAIN, a
+//! truncated answer retried over TCP and spanning segments) between lab
+//! namespaces, through `nta run` on a router namespace between them;
+//! every field nta writes is checked against tshark's dissection of the
+//! same traffic, and `nta analyze` of that capture gives the same
+//! documents.
 
 mod common;
 
@@ -87,6 +89,80 @@ fn lab() -> Lab {
         to_client,
         to_server,
     }
+}
+
+/// tcpdump on the router's client side, writing `pcap`, for `filter`.
+fn tcpdump(lab: &Lab, pcap: &std::path::Path, filter: &[&str]) -> GroupChild {
+    GroupChild::spawn(
+        lab.router
+            .bounded(60, "tcpdump")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args(["-i", &lab.to_client.outer, "-U", "-w"])
+            .arg(pcap)
+            .args(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap_or_else(|e| panic!("tcpdump: {e}"))
+}
+
+/// `nta run` on the router's two interfaces, writing its log to `log`
+/// (`option`: `--tls-log` or `--dns-log`).
+fn start_nta(lab: &Lab, option: &str, log: &std::path::Path) -> Agent {
+    Agent::start_in(
+        &lab.router,
+        &[
+            "--iface",
+            &lab.to_client.outer,
+            "--iface",
+            &lab.to_server.outer,
+            option,
+            log.to_str().unwrap_or_default(),
+            "--user",
+            "root",
+        ],
+    )
+}
+
+/// Lets the last exchanges pass, stops nta (which writes what still
+/// waits) and then tcpdump.
+fn stop(mut agent: Agent, tcpdump: GroupChild) {
+    thread::sleep(Duration::from_millis(1500));
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+}
+
+/// `nta analyze` of `pcap` with `args`; panics with its stderr if it fails.
+fn analyze(pcap: &std::path::Path, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(NTA)
+        .arg("analyze")
+        .arg(pcap)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A document without what differs between a live run and an analysis
+/// of its capture (the time stamps and where it came from), and with
+/// `event.duration` rounded to the millisecond (the capture's clock and
+/// XDP's are not the same clock).
+fn comparable(mut d: Value) -> Value {
+    if let Some(o) = d.as_object_mut() {
+        for k in ["@timestamp", "observer", "log"] {
+            o.remove(k);
+        }
+    }
+    if let Some(ns) = d["event"]["duration"].as_u64() {
+        d["event"]["duration"] = Value::from(ns / 1_000_000);
+    }
+    d
 }
 
 fn read_docs(path: &std::path::Path) -> Vec<Value> {
@@ -180,31 +256,9 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
         .unwrap_or_else(|e| panic!("openssl req: {e}"));
     assert!(status.success());
     let pcap = dir.join("tls.pcap");
-    let _tcpdump = GroupChild::spawn(
-        lab.router
-            .bounded(60, "tcpdump")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .args(["-i", &lab.to_client.outer, "-U", "-w"])
-            .arg(&pcap)
-            .args(["tcp", "port", &PORT.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap_or_else(|e| panic!("tcpdump: {e}"));
+    let _tcpdump = tcpdump(&lab, &pcap, &["tcp", "port", &PORT.to_string()]);
     let log = dir.join("tls.jsonl");
-    let mut agent = Agent::start_in(
-        &lab.router,
-        &[
-            "--iface",
-            &lab.to_client.outer,
-            "--iface",
-            &lab.to_server.outer,
-            "--tls-log",
-            log.to_str().unwrap_or_default(),
-            "--user",
-            "root",
-        ],
-    );
+    let agent = start_nta(&lab, "--tls-log", &log);
     let _server = GroupChild::spawn(
         lab.server
             .bounded(60, "openssl")
@@ -252,11 +306,7 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
         assert!(status.success(), "s_client {extra:?}");
     }
     send_large_hello(&lab.client);
-    thread::sleep(Duration::from_millis(1500));
-    agent.signal(libc::SIGTERM);
-    assert!(agent.wait_exit().success());
-    thread::sleep(Duration::from_millis(500));
-    drop(_tcpdump);
+    stop(agent, _tcpdump);
 
     let docs = read_docs(&log);
     let by_name = |name: &str| {
@@ -332,29 +382,320 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
     // The same capture offline gives the same documents but for the
     // time stamps and where they came from.
     let offline = dir.join("offline.jsonl");
-    let out = std::process::Command::new(NTA)
-        .arg("analyze")
-        .arg(&pcap)
-        .arg("--tls-log")
-        .arg(&offline)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    analyze(&pcap, &["--tls-log".as_ref(), offline.as_os_str()]);
+    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
+    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
+    let order = |v: &mut Vec<Value>| v.sort_by_key(|d| d["source"]["port"].as_u64());
+    order(&mut live);
+    order(&mut off);
+    assert_eq!(live, off);
+    drop(lab.to_client);
+    drop(lab.to_server);
+}
+
+/// The name server's records (dnsmasq options).
+fn dnsmasq_records() -> Vec<String> {
+    // Eight 255-byte strings: the answer (2 KB) is truncated over UDP
+    // without EDNS and spans two segments over TCP.
+    let big: Vec<String> = (b'a'..b'i')
+        .map(|c| String::from_utf8(vec![c; 255]).unwrap_or_default())
+        .collect();
+    vec![
+        "--host-record=www.lab.test,198.18.8.10,fd00::10".into(),
+        "--cname=alias.lab.test,www.lab.test".into(),
+        "--mx-host=lab.test,mail.lab.test,10".into(),
+        "--txt-record=lab.test,v=spf1 -all".into(),
+        format!("--txt-record=big.lab.test,{}", big.join(",")),
+        "--srv-host=_sip._tcp.lab.test,sip.lab.test,5060,1,2".into(),
+        // HTTPS: priority 1, target ".", alpn "h2".
+        "--dns-rr=svc.lab.test,65,00010000010003026832".into(),
+        // Names under lab.test that are not above: NXDOMAIN.
+        "--local=/lab.test/".into(),
+    ]
+}
+
+/// dig's queries: (name, type, extra options).
+const QUERIES: [(&str, &str, &[&str]); 10] = [
+    ("www.lab.test", "A", &[]),
+    ("www.lab.test", "AAAA", &[]),
+    ("alias.lab.test", "A", &[]),
+    ("lab.test", "MX", &[]),
+    ("lab.test", "TXT", &[]),
+    ("_sip._tcp.lab.test", "SRV", &[]),
+    ("10.8.18.198.in-addr.arpa", "PTR", &[]),
+    ("svc.lab.test", "HTTPS", &[]),
+    ("nope.lab.test", "A", &[]),
+    ("big.lab.test", "TXT", &["+noedns"]),
+];
+
+/// tshark's DNS messages: one map per message of field to its values.
+fn tshark_dns(pcap: &std::path::Path) -> Vec<std::collections::HashMap<String, Vec<String>>> {
+    let fields = [
+        "udp.srcport",
+        "udp.dstport",
+        "tcp.srcport",
+        "tcp.dstport",
+        "dns.id",
+        "dns.flags.response",
+        "dns.qry.name",
+        "dns.qry.type",
+        "dns.flags.rcode",
+        "dns.flags.truncated",
+        "dns.count.answers",
+        "dns.a",
+        "dns.aaaa",
+        "dns.cname",
+        "dns.mx.mail_exchange",
+        "dns.txt",
+        "dns.srv.target",
+        "dns.ptr.domain_name",
+    ];
+    let mut cmd = nta_lab::programs::command("tshark").unwrap_or_else(|e| panic!("{e}"));
+    cmd.arg("-r").arg(pcap).args([
+        "-Y",
+        "dns",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "aggregator=;",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("tshark: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            fields
+                .iter()
+                .zip(l.split('|'))
+                .map(|(f, v)| {
+                    let values = v.split(';').filter(|s| !s.is_empty()).map(str::to_string);
+                    (f.to_string(), values.collect())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn rcode_number(name: &str) -> &'static str {
+    match name {
+        "NOERROR" => "0",
+        "NXDOMAIN" => "3",
+        "REFUSED" => "5",
+        "SERVFAIL" => "2",
+        other => panic!("unexpected rcode {other}"),
+    }
+}
+
+#[test]
+fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
+    if !privileged("dns_transactions_are_logged_with_the_fields_tshark_sees") {
+        return;
+    }
+    let dir = TempDir::new("ntadns");
+    let lab = lab();
+    let pcap = dir.join("dns.pcap");
+    let _tcpdump = tcpdump(&lab, &pcap, &["port", "53"]);
+    let log = dir.join("dns.jsonl");
+    let agent = start_nta(&lab, "--dns-log", &log);
+    let _server = GroupChild::spawn(
+        lab.server
+            .bounded(60, "dnsmasq")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file=",
+                &format!("--listen-address={SERVER}"),
+            ])
+            .args(dnsmasq_records())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap_or_else(|e| panic!("dnsmasq: {e}"));
+    thread::sleep(Duration::from_millis(800));
+    for (name, qtype, extra) in QUERIES {
+        let out = lab
+            .client
+            .bounded(10, "dig")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args([&format!("@{SERVER}"), "+tries=1", "+time=3", name, qtype])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("dig: {e}"));
+        assert!(out.status.success(), "dig {name} {qtype}");
+    }
+    stop(agent, _tcpdump);
+
+    let docs = read_docs(&log);
+    // Every query answered; the truncated one twice (UDP, then TCP).
+    assert_eq!(docs.len(), QUERIES.len() + 1, "{docs:#?}");
+    let find = |name: &str, qtype: &str, transport: &str| {
+        docs.iter()
+            .find(|d| {
+                d["dns"]["question"]["name"] == name
+                    && d["dns"]["question"]["type"] == qtype
+                    && d["network"]["transport"] == transport
+            })
+            .unwrap_or_else(|| panic!("no {name} {qtype} over {transport} in {docs:#?}"))
+    };
+    let www = find("www.lab.test", "A", "udp");
+    assert_eq!(www["dns"]["response_code"], "NOERROR");
+    assert_eq!(www["dns"]["type"], "answer");
+    assert_eq!(
+        www["dns"]["resolved_ip"],
+        serde_json::json!(["198.18.8.10"])
     );
-    let strip = |mut d: Value| {
-        if let Some(o) = d.as_object_mut() {
-            for k in ["@timestamp", "observer", "log"] {
-                o.remove(k);
+    assert_eq!(www["source"]["ip"], CLIENT);
+    assert_eq!(www["destination"]["ip"], SERVER);
+    assert_eq!(www["destination"]["port"], 53);
+    assert!(www["event"]["duration"].as_u64().is_some_and(|d| d > 0));
+    assert!(
+        www["dns"]["header_flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&Value::from("RD")) && f.contains(&Value::from("AA"))),
+        "{www}"
+    );
+    let alias = find("alias.lab.test", "A", "udp");
+    assert_eq!(alias["dns"]["answers"][0]["type"], "CNAME");
+    assert_eq!(alias["dns"]["answers"][0]["data"], "www.lab.test");
+    assert_eq!(
+        find("lab.test", "MX", "udp")["dns"]["answers"][0]["data"],
+        "10 mail.lab.test"
+    );
+    assert_eq!(
+        find("lab.test", "TXT", "udp")["dns"]["answers"][0]["data"],
+        "\"v=spf1 -all\""
+    );
+    assert_eq!(
+        find("_sip._tcp.lab.test", "SRV", "udp")["dns"]["answers"][0]["data"],
+        "1 2 5060 sip.lab.test"
+    );
+    let https = find("svc.lab.test", "HTTPS", "udp");
+    assert_eq!(https["dns"]["answers"][0]["type"], "HTTPS");
+    assert_eq!(https["dns"]["answers"][0]["data"], "1 . alpn=\"h2\"");
+    assert_eq!(
+        find("nope.lab.test", "A", "udp")["dns"]["response_code"],
+        "NXDOMAIN"
+    );
+    let truncated = find("big.lab.test", "TXT", "udp");
+    assert!(
+        truncated["dns"]["header_flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&Value::from("TC"))),
+        "{truncated}"
+    );
+    // Over TCP the 2 KB answer spans segments: read whole (its data is
+    // kept to 512 characters).
+    let big = find("big.lab.test", "TXT", "tcp");
+    assert_eq!(big["nta"]["dns"]["answers_count"], 1);
+    assert!(big["nta"]["dns"].get("partial").is_none(), "{big}");
+    assert!(
+        big["destination"]["bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 2040),
+        "{big}"
+    );
+    let data = big["dns"]["answers"][0]["data"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        data.starts_with(&format!("\"{}\" \"b", "a".repeat(255))),
+        "{data}"
+    );
+    assert_eq!(data.len(), 512);
+
+    // tshark's view of the same traffic, message by message.
+    let seen = tshark_dns(&pcap);
+    assert_eq!(seen.len(), 2 * docs.len(), "{seen:#?}");
+    for d in &docs {
+        let port = d["source"]["port"].to_string();
+        let id = d["dns"]["id"].as_str().unwrap_or_default();
+        let transport = d["network"]["transport"].as_str().unwrap_or_default();
+        // The query from the client's port, the response to it, on the
+        // document's transport.
+        let message = |response: &str| {
+            let (field, side) = match response {
+                "0" => (format!("{transport}.srcport"), "from"),
+                _ => (format!("{transport}.dstport"), "to"),
+            };
+            seen.iter()
+                .find(|m| {
+                    m["dns.flags.response"] == [response]
+                        && m["dns.id"]
+                            .first()
+                            .and_then(|h| u16::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+                            == id.parse().ok()
+                        && m[&field] == [port.clone()]
+                })
+                .unwrap_or_else(|| panic!("tshark has no message {id} {side} {port}: {seen:#?}"))
+        };
+        let (q, r) = (message("0"), message("1"));
+        assert_eq!(
+            q["dns.qry.name"],
+            [d["dns"]["question"]["name"].as_str().unwrap_or_default()]
+        );
+        assert_eq!(
+            r["dns.flags.rcode"],
+            [rcode_number(
+                d["dns"]["response_code"].as_str().unwrap_or_default()
+            )]
+        );
+        assert_eq!(
+            r["dns.count.answers"],
+            [d["nta"]["dns"]["answers_count"].to_string()]
+        );
+        let ips: Vec<String> = r["dns.a"].iter().chain(&r["dns.aaaa"]).cloned().collect();
+        let resolved: Vec<String> = d["dns"]["resolved_ip"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(resolved, ips, "{d}");
+        // Each answer's data as tshark gives its parts.
+        for a in d["dns"]["answers"].as_array().into_iter().flatten() {
+            let data = a["data"].as_str().unwrap_or_default();
+            let field = match a["type"].as_str().unwrap_or_default() {
+                "CNAME" => "dns.cname",
+                "MX" => "dns.mx.mail_exchange",
+                "SRV" => "dns.srv.target",
+                "PTR" => "dns.ptr.domain_name",
+                "TXT" => {
+                    // Each string quoted, as dig prints them, up to the
+                    // characters kept.
+                    let all: Vec<String> =
+                        r["dns.txt"].iter().map(|p| format!("\"{p}\"")).collect();
+                    assert!(all.join(" ").starts_with(data), "{data} vs {all:?}");
+                    continue;
+                }
+                _ => continue,
+            };
+            for part in &r[field] {
+                assert!(data.contains(part.as_str()), "{field} {part} not in {data}");
             }
         }
-        d
+    }
+
+    // The same capture offline gives the same documents.
+    let offline = dir.join("offline.jsonl");
+    analyze(&pcap, &["--dns-log".as_ref(), offline.as_os_str()]);
+    let order = |v: &mut Vec<Value>| {
+        v.sort_by_key(|d| (d["source"]["port"].as_u64(), d["dns"]["id"].to_string()))
     };
-    let mut live: Vec<Value> = docs.into_iter().map(strip).collect();
-    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(strip).collect();
-    let order = |v: &mut Vec<Value>| v.sort_by_key(|d| d["source"]["port"].as_u64());
+    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
+    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
     order(&mut live);
     order(&mut off);
     assert_eq!(live, off);

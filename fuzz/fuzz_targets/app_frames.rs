@@ -1,7 +1,8 @@
 //! Any sequence of selected frames through the application step (as the
 //! app ring hands them over): frame parsing, hello reassembly and
-//! pairing never panic, stay within their bounds, and every handshake
-//! reported carries at least one hello. Input: records of a kind byte,
+//! pairing never panic, stay within their bounds, every handshake
+//! reported carries at least one hello and every DNS transaction at least
+//! one message. Input: records of a kind byte,
 //! a 2-byte length and that many frame bytes.
 #![no_main]
 
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     let mut t = 0u64;
     let mut reported = Vec::new();
+    let mut transactions = Vec::new();
     while rest.len() >= 3 {
         let kind = AppKind::ALL[usize::from(rest[0]) % AppKind::ALL.len()];
         let len = usize::from(u16::from_be_bytes([rest[1], rest[2]])).min(rest.len() - 3);
@@ -34,10 +36,15 @@ fuzz_target!(|data: &[u8]| {
         });
         engine.tick(t);
         reported.extend(engine.take());
+        transactions.extend(engine.take_dns());
     }
     engine.finish();
     reported.extend(engine.take());
+    transactions.extend(engine.take_dns());
     for h in &reported {
         assert!(h.client_hello.is_some() || h.server_hello.is_some());
+    }
+    for t in &transactions {
+        assert!(t.query.is_some() || t.response.is_some());
     }
 });

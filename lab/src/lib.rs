@@ -4,6 +4,7 @@
 
 pub mod attack;
 pub mod cases;
+pub mod dns;
 pub mod frames;
 pub mod mix;
 pub mod netns;

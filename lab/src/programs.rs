@@ -204,6 +204,16 @@ pub const PROGRAMS: &[Program] = &[
         "curl",
         "the web-config test fetches /metrics over TLS with it",
     ),
+    apt(
+        "dnsmasq",
+        "dnsmasq-base",
+        "the DNS metadata test's name server (the binary alone, no service)",
+    ),
+    apt(
+        "dig",
+        "bind9-dnsutils",
+        "the DNS metadata test's client (many types, NXDOMAIN, TCP after truncation)",
+    ),
     // Build.
     toolchain("cargo", "builds the workspace"),
     toolchain(

@@ -26,7 +26,7 @@ pub struct FuzzArgs {
 }
 
 /// Every target, each with the seeds it starts from.
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "parse_frame",
     "capture_file",
     "capture_filter",
@@ -34,6 +34,7 @@ const TARGETS: [&str; 7] = [
     "web_config",
     "tls_hello",
     "app_frames",
+    "dns_message",
 ];
 
 fn work_dir() -> PathBuf {
@@ -75,7 +76,7 @@ fn app_frames_seed() -> Vec<u8> {
         .with_tcp_seq(seq)
         .with_payload_bytes(payload);
         // The server's answer comes from the other address.
-        if sport == 443 {
+        if sport == 443 || sport == 53 {
             spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
                 .build()
         } else {
@@ -87,11 +88,29 @@ fn app_frames_seed() -> Vec<u8> {
     ];
     server.extend([7; 32]);
     server.extend([0, 0x13, 0x01, 0, 0, 0]);
+    // A DNS query over UDP and its answer split over two TCP segments.
+    let query = nta_lab::dns::query(7, "seed.example", nta_lab::dns::A);
+    let answer = nta_lab::dns::over_tcp(&nta_lab::dns::response(
+        7,
+        "seed.example",
+        nta_lab::dns::A,
+        0,
+        &[(nta_lab::dns::A, vec![198, 18, 0, 1])],
+    ));
+    let udp = FrameSpec::ipv4(L4::Udp {
+        sport: 40001,
+        dport: 53,
+    })
+    .with_payload_bytes(&query)
+    .build();
     let mut out = Vec::new();
     for (kind, frame) in [
         (0u8, segment(40000, 443, 1, &hello[..1400])),
         (1, segment(40000, 443, 1401, &hello[1400..])),
         (0, segment(443, 40000, 9, &server)),
+        (2, udp),
+        (2, segment(53, 40001, 5, &answer[..20])),
+        (2, segment(53, 40001, 25, &answer[20..])),
     ] {
         out.push(kind);
         out.extend((frame.len() as u16).to_be_bytes());
@@ -134,6 +153,23 @@ fn write_seeds(seeds: &Path) -> anyhow::Result<()> {
             ],
         ),
         ("app_frames", vec![app_frames_seed()]),
+        (
+            "dns_message",
+            vec![
+                nta_lab::dns::query(1, "www.example.org", nta_lab::dns::AAAA),
+                nta_lab::dns::response(
+                    1,
+                    "www.example.org",
+                    nta_lab::dns::TXT,
+                    0,
+                    &[
+                        (nta_lab::dns::TXT, nta_lab::dns::txt(&[b"v=spf1 -all", b"x"])),
+                        (nta_lab::dns::CNAME, nta_lab::dns::wire_name("edge.example.net")),
+                    ],
+                ),
+                nta_lab::dns::over_tcp(&nta_lab::dns::query(2, "a.example", nta_lab::dns::A)),
+            ],
+        ),
         (
             "web_config",
             vec![

@@ -1,17 +1,20 @@
-//! The application step: selected frames in, handshake records out. The
+//! The application step: selected frames in, handshake and DNS
+//! transaction records out. The
 //! same for `nta run` (frames from the kernel's app ring) and `nta
 //! analyze` (frames picked by [`super::select::Selector`]).
 
 use std::sync::Arc;
 
-use agent_common::app::AppKind;
+use agent_common::app::{AppKind, MAX_HANDSHAKE_BYTES, handshake_bytes};
 
 use super::{
+    dns,
+    dns_transactions::{DnsTransaction, DnsTransactions},
     handshakes::{Handshake, Handshakes},
     ja4::Transport,
     packet::AppPacket,
-    reassemble::HelloAssembler,
-    stats::AppStats,
+    reassemble::{SegmentAssembler, Unfinished},
+    stats::{AppProtocol, AppStats},
     tls::{self, Hello, offered_version, version_slot},
 };
 
@@ -27,16 +30,22 @@ pub struct AppFrame<'a> {
 }
 
 pub struct AppEngine {
-    assembler: HelloAssembler,
+    /// Hellos that span segments.
+    hellos: SegmentAssembler,
+    /// DNS messages over TCP that span segments.
+    dns_streams: SegmentAssembler,
     handshakes: Handshakes,
+    dns: DnsTransactions,
     stats: Arc<AppStats>,
 }
 
 impl AppEngine {
     pub fn new(stats: Arc<AppStats>) -> AppEngine {
         AppEngine {
-            assembler: HelloAssembler::default(),
+            hellos: SegmentAssembler::default(),
+            dns_streams: SegmentAssembler::default(),
             handshakes: Handshakes::default(),
+            dns: DnsTransactions::default(),
             stats,
         }
     }
@@ -52,15 +61,65 @@ impl AppEngine {
             return;
         };
         let hello = match (f.kind, p.tcp_seq) {
-            (AppKind::TlsHandshake, Some(seq)) => {
-                self.assembler.first(p.key, seq, p.payload, f.unix_ns)
+            (AppKind::TlsHandshake, Some(seq)) => p
+                .payload
+                .get(..9)
+                .and_then(|h| handshake_bytes(h.try_into().ok()?))
+                .and_then(|needed| {
+                    let needed = needed.min(MAX_HANDSHAKE_BYTES) as usize;
+                    self.hellos.first(p.key, seq, p.payload, needed, f.unix_ns)
+                }),
+            (AppKind::TlsContinuation, Some(seq)) => self.hellos.next(&p.key, seq, p.payload),
+            (AppKind::Dns, None) => {
+                self.dns_message(p.payload, &p, f);
+                None
             }
-            (AppKind::TlsContinuation, Some(seq)) => self.assembler.next(&p.key, seq, p.payload),
-            // DNS and QUIC are read by the next steps of this work.
+            (AppKind::Dns, Some(seq)) => {
+                self.dns_segment(seq, &p, f);
+                None
+            }
+            // QUIC is read by the next step of this work.
             _ => None,
         };
         if let Some(bytes) = hello {
             self.hello(&bytes, &p, Transport::Tcp, f);
+        }
+    }
+
+    /// A DNS-over-TCP segment: the rest of a message that waits for it,
+    /// or the start of length-prefixed messages.
+    fn dns_segment(&mut self, seq: u32, p: &AppPacket<'_>, f: &AppFrame<'_>) {
+        if self.dns_streams.is_pending(&p.key) {
+            if let Some(m) = self.dns_streams.next(&p.key, seq, p.payload) {
+                self.dns_message(m.get(2..).unwrap_or_default(), p, f);
+            }
+            return;
+        }
+        let (whole, rest) = dns::tcp_messages(p.payload);
+        for m in whole {
+            self.dns_message(m, p, f);
+        }
+        if let Some((at, needed)) = rest {
+            let start = seq.wrapping_add(at as u32);
+            let tail = p.payload.get(at..).unwrap_or_default();
+            // A segment cut by the copy length cannot begin a message the
+            // next segment completes: its missing bytes are lost.
+            if p.cut {
+                self.stats.dns_error(dns::DnsError::CutShort);
+            } else {
+                self.dns_streams
+                    .first(p.key, start, tail, needed, f.unix_ns);
+            }
+        }
+    }
+
+    fn dns_message(&mut self, bytes: &[u8], p: &AppPacket<'_>, f: &AppFrame<'_>) {
+        match dns::parse(bytes) {
+            Ok(m) => {
+                self.stats.dns_message(&m);
+                self.dns.message(p.key, m, f.unix_ns, f.ifindex);
+            }
+            Err(e) => self.stats.dns_error(e),
         }
     }
 
@@ -79,25 +138,48 @@ impl AppEngine {
     /// Housekeeping with the time of the traffic: gives up on hellos
     /// that will not complete and reports unanswered ones.
     pub fn tick(&mut self, unix_ns: u64) {
-        self.assembler.expire(unix_ns);
+        self.hellos.expire(unix_ns);
+        self.dns_streams.expire(unix_ns);
         self.handshakes.expire(unix_ns);
+        self.dns.expire(unix_ns);
     }
 
     /// At stop or a file's end: everything still waiting is reported.
     pub fn finish(&mut self) {
         self.handshakes.finish();
+        self.dns.finish();
     }
 
     /// Handshakes ended since the last call, counted.
     pub fn take(&mut self) -> Vec<Handshake> {
-        for u in self.assembler.take_unfinished() {
-            self.stats.unfinished(u);
-        }
+        self.count_unfinished();
         let done = self.handshakes.take();
         for h in &done {
             self.stats.handshake(version_slot(version(h)), h.transport);
         }
         done
+    }
+
+    /// DNS transactions ended since the last call, counted.
+    pub fn take_dns(&mut self) -> Vec<DnsTransaction> {
+        self.count_unfinished();
+        let done = self.dns.take();
+        for t in &done {
+            self.stats.dns_transaction(t);
+        }
+        done
+    }
+
+    fn count_unfinished(&mut self) {
+        let lists: [(AppProtocol, Vec<Unfinished>); 2] = [
+            (AppProtocol::Tls, self.hellos.take_unfinished()),
+            (AppProtocol::Dns, self.dns_streams.take_unfinished()),
+        ];
+        for (protocol, list) in lists {
+            for u in list {
+                self.stats.unfinished(protocol, u);
+            }
+        }
     }
 }
 
@@ -117,6 +199,33 @@ mod tests {
 
     use super::*;
 
+    /// A DNS message: a query for `name` A, or its response with one
+    /// address.
+    fn dns_message(id: u16, response: bool) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend(if response {
+            [0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        } else {
+            [0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+        });
+        m.extend([3, b'w', b'w', b'w', 3, b'l', b'a', b'b', 0, 0, 1, 0, 1]);
+        if response {
+            m.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 0, 9]);
+        }
+        m
+    }
+
+    /// From the client, or from the server (port 53) to it.
+    fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let spec = FrameSpec::ipv4(L4::Udp { sport, dport }).with_payload_bytes(payload);
+        let spec = if sport == 53 {
+            spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+        } else {
+            spec
+        };
+        spec.build()
+    }
+
     /// From the client (port 40000 and up) or, to it, from the server.
     fn segment(sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let spec = FrameSpec::ipv4(L4::Tcp {
@@ -126,7 +235,7 @@ mod tests {
         })
         .with_tcp_seq(seq)
         .with_payload_bytes(payload);
-        let spec = if sport == 443 {
+        let spec = if sport == 443 || sport == 53 {
             spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
         } else {
             spec
@@ -142,6 +251,59 @@ mod tests {
             frame_len: frame.len() as u64,
             data: frame,
         });
+    }
+
+    #[test]
+    fn dns_over_udp_and_split_over_tcp_gives_transactions() {
+        let stats = Arc::new(AppStats::default());
+        let mut e = AppEngine::new(stats.clone());
+        push(
+            &mut e,
+            AppKind::Dns,
+            &udp(40000, 53, &dns_message(7, false)),
+            100,
+        );
+        let response = udp(53, 40000, &dns_message(7, true));
+        push(&mut e, AppKind::Dns, &response, 350);
+        let done = e.take_dns();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].duration_ns, Some(250));
+        assert_eq!(
+            done[0].response.as_ref().map(|r| r.resolved_ips.clone()),
+            Some(vec![std::net::IpAddr::from([198, 18, 0, 9])])
+        );
+        // Over TCP: the query whole, the response's length prefix and
+        // first bytes in one segment, the rest in the next.
+        let mut query = (dns_message(8, false).len() as u16).to_be_bytes().to_vec();
+        query.extend(dns_message(8, false));
+        let mut answer = (dns_message(8, true).len() as u16).to_be_bytes().to_vec();
+        answer.extend(dns_message(8, true));
+        push(&mut e, AppKind::Dns, &segment(40001, 53, 1, &query), 400);
+        let (head, tail) = answer.split_at(10);
+        push(&mut e, AppKind::Dns, &segment(53, 40001, 500, head), 410);
+        assert!(e.take_dns().is_empty());
+        push(&mut e, AppKind::Dns, &segment(53, 40001, 510, tail), 420);
+        let done = e.take_dns();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].client.protocol, done[0].duration_ns),
+            (6, Some(20))
+        );
+        assert_eq!(stats.value("nta_dns_queries_total", &[("type", "A")]), 2);
+        assert_eq!(
+            stats.value("nta_dns_responses_total", &[("rcode", "NOERROR")]),
+            2
+        );
+        assert_eq!(
+            stats.value("nta_dns_transactions_total", &[("outcome", "answered")]),
+            2
+        );
+        // Not DNS on the DNS port: a counted reason.
+        push(&mut e, AppKind::Dns, &udp(40002, 53, b"hello"), 430);
+        assert_eq!(
+            stats.value("nta_dns_parse_errors_total", &[("reason", "too_short")]),
+            1
+        );
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! server's answer in the other direction. A hello whose partner never
 //! comes is still reported, alone.
 
-use std::collections::{HashMap, VecDeque};
-
 use super::{
     ja4::Transport,
     tls::{ClientHello, ServerHello},
+    waiting::Waiting,
 };
-use crate::pipeline::{flow::FlowKey, keyed::KeyedState};
+use crate::pipeline::flow::FlowKey;
 
 /// ClientHellos waiting for their ServerHello at once; past it the oldest
 /// is reported without one.
@@ -31,16 +30,19 @@ pub struct Handshake {
     pub server_hello: Option<ServerHello>,
 }
 
-#[derive(Default)]
-pub struct Handshakes {
-    waiting: HashMap<FlowKey, (Handshake, u64), KeyedState>,
-    order: VecDeque<(FlowKey, u64)>,
-    serial: u64,
-    done: Vec<Handshake>,
+/// ClientHellos waiting for their ServerHello, by the client's flow.
+pub type Handshakes = Waiting<FlowKey, Handshake>;
+
+impl Default for Handshakes {
+    fn default() -> Handshakes {
+        Waiting::new(MAX_WAITING, WAIT_NS)
+    }
 }
 
 impl Handshakes {
-    /// A ClientHello sent on `key` (its sender is the client).
+    /// A ClientHello sent on `key` (its sender is the client). A second
+    /// hello on the connection (after a HelloRetryRequest, or a port
+    /// reused) ends the first as it stands.
     pub fn client(
         &mut self,
         key: FlowKey,
@@ -49,21 +51,6 @@ impl Handshakes {
         unix_ns: u64,
         ifindex: u32,
     ) {
-        // A second hello on the connection (after a HelloRetryRequest, or
-        // a port reused): the first is reported as it stands.
-        if let Some((h, _)) = self.waiting.remove(&key) {
-            self.done.push(h);
-        }
-        while self.waiting.len() >= MAX_WAITING {
-            let Some((k, serial)) = self.order.pop_front() else {
-                break;
-            };
-            if self.waiting.get(&k).is_some_and(|(_, s)| *s == serial) {
-                self.report(&k);
-            }
-        }
-        self.serial += 1;
-        self.order.push_back((key, self.serial));
         let h = Handshake {
             unix_ns,
             ifindex,
@@ -72,7 +59,7 @@ impl Handshakes {
             client_hello: Some(hello),
             server_hello: None,
         };
-        self.waiting.insert(key, (h, self.serial));
+        self.insert(key, h, unix_ns);
     }
 
     /// A ServerHello sent on `key` (its sender is the server).
@@ -85,12 +72,12 @@ impl Handshakes {
         ifindex: u32,
     ) {
         let client = key.reversed();
-        match self.waiting.remove(&client) {
-            Some((mut h, _)) => {
+        match self.remove(&client) {
+            Some(mut h) => {
                 h.server_hello = Some(hello);
-                self.done.push(h);
+                self.end(h);
             }
-            None => self.done.push(Handshake {
+            None => self.end(Handshake {
                 unix_ns,
                 ifindex,
                 client,
@@ -100,42 +87,6 @@ impl Handshakes {
             }),
         }
     }
-
-    /// Reports ClientHellos that waited [`WAIT_NS`] without an answer.
-    pub fn expire(&mut self, now_ns: u64) {
-        while let Some(&(key, serial)) = self.order.front() {
-            match self.waiting.get(&key) {
-                Some((h, s)) if *s == serial => {
-                    if now_ns.saturating_sub(h.unix_ns) < WAIT_NS {
-                        return;
-                    }
-                    self.report(&key);
-                }
-                _ => {}
-            }
-            self.order.pop_front();
-        }
-    }
-
-    /// Reports everything still waiting (at stop, at a file's end).
-    pub fn finish(&mut self) {
-        let mut rest: Vec<Handshake> = self.waiting.drain().map(|(_, (h, _))| h).collect();
-        rest.sort_by_key(|h| h.unix_ns);
-        self.done.extend(rest);
-        self.order.clear();
-    }
-
-    /// Handshakes complete or given up since the last call, in the order
-    /// they ended.
-    pub fn take(&mut self) -> Vec<Handshake> {
-        std::mem::take(&mut self.done)
-    }
-
-    fn report(&mut self, key: &FlowKey) {
-        if let Some((h, _)) = self.waiting.remove(key) {
-            self.done.push(h);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -143,15 +94,7 @@ mod tests {
     use super::*;
 
     fn key(port: u16) -> FlowKey {
-        FlowKey {
-            src: [1; 16],
-            dst: [2; 16],
-            src_port: port,
-            dst_port: 443,
-            vlan_id: 0,
-            ip_version: 6,
-            protocol: 6,
-        }
+        FlowKey::between_test_hosts(port, 443, 6)
     }
 
     fn client(name: &str) -> ClientHello {
@@ -211,7 +154,7 @@ mod tests {
                 1,
             );
         }
-        assert_eq!(h.waiting.len(), MAX_WAITING);
+        assert_eq!(h.len(), MAX_WAITING);
         assert_eq!(h.take().len(), 5);
         h.finish();
         assert_eq!(h.take().len(), MAX_WAITING);

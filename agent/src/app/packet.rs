@@ -15,6 +15,8 @@ pub struct AppPacket<'a> {
     /// The payload bytes present (fewer than the datagram says when the
     /// frame was cut at the copy length).
     pub payload: &'a [u8],
+    /// The frame was cut at the copy length inside the payload.
+    pub cut: bool,
 }
 
 impl<'a> AppPacket<'a> {
@@ -23,10 +25,8 @@ impl<'a> AppPacket<'a> {
     pub fn parse(frame: &'a [u8], frame_len: u64) -> Option<AppPacket<'a>> {
         let p = parse::parse(frame);
         let t = transport(frame, &p, frame_len)?;
-        let end = t
-            .payload
-            .checked_add(t.payload_len as usize)?
-            .min(frame.len());
+        let whole = t.payload.checked_add(t.payload_len as usize)?;
+        let end = whole.min(frame.len());
         let payload = frame.get(t.payload..end)?;
         let tcp_seq = match p.l4_proto {
             6 => Some(u32::from_be_bytes(
@@ -47,6 +47,7 @@ impl<'a> AppPacket<'a> {
             },
             tcp_seq,
             payload,
+            cut: end < whole,
         })
     }
 }
@@ -76,7 +77,8 @@ mod tests {
         // Cut inside the payload: what is there.
         let cut =
             AppPacket::parse(&f[..f.len() - 2], f.len() as u64).unwrap_or_else(|| panic!("parses"));
-        assert_eq!(cut.payload, b"hel");
+        assert_eq!((cut.payload, cut.cut), (&b"hel"[..], true));
+        assert!(!p.cut);
         let syn = FrameSpec::ipv4(L4::Tcp {
             sport: 1,
             dport: 2,

@@ -1,23 +1,23 @@
-//! Hellos that span TCP segments, put back together by sequence number:
-//! a post-quantum ClientHello (1.6-1.8 KB) needs two. Bounded in entries,
-//! bytes and time; a full table gives way by evicting its oldest entry,
-//! so hellos that never complete (sent to fill it) age out instead of
-//! keeping new ones out.
+//! Messages that span TCP segments, put back together by sequence
+//! number: a post-quantum ClientHello (1.6-1.8 KB) needs two, a large DNS
+//! response over TCP several. The caller knows from the first segment how
+//! many bytes the message needs. Bounded in entries, bytes and time; a
+//! full table gives way by evicting its oldest entry, so messages that
+//! never complete (sent to fill it) age out instead of keeping new ones
+//! out.
 
 use std::collections::{HashMap, VecDeque};
 
-use agent_common::app::{MAX_HANDSHAKE_BYTES, handshake_bytes};
-
 use crate::pipeline::{flow::FlowKey, keyed::KeyedState};
 
-/// Hellos pending at once (the XDP program's follow table has as many).
+/// Messages pending at once (the XDP program's follow table has as many).
 pub const MAX_PENDING: usize = agent_common::app::FOLLOW_TABLE_ENTRIES as usize;
-/// Bytes of all pending hellos together.
+/// Bytes of all pending messages together.
 pub const MAX_PENDING_BYTES: usize = 16 << 20;
-/// A hello not complete this long after its first segment is given up.
+/// A message not complete this long after its first segment is given up.
 pub const PENDING_NS: u64 = 10_000_000_000;
 
-/// What became of a hello that did not complete; the text is a label.
+/// What became of a message that did not complete; the text is a label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unfinished {
     /// Its time ran out with pieces missing.
@@ -74,36 +74,35 @@ impl Pending {
     }
 }
 
-/// Pending hellos by the sending direction of their flow.
+/// Pending messages by the sending direction of their flow.
 #[derive(Default)]
-pub struct HelloAssembler {
+pub struct SegmentAssembler {
     pending: HashMap<FlowKey, Pending, KeyedState>,
     /// Oldest first: (key, serial) at insertion.
     order: VecDeque<(FlowKey, u64)>,
     bytes: usize,
     serial: u64,
-    /// Hellos given up, by reason, since the last [`Self::take_unfinished`].
+    /// Messages given up, by reason, since the last [`Self::take_unfinished`].
     unfinished: Vec<Unfinished>,
 }
 
-impl HelloAssembler {
-    /// A segment whose payload begins a handshake record: the hello's
-    /// bytes when the segment holds them all, else `None` (kept pending).
+impl SegmentAssembler {
+    /// A segment whose payload begins a message of `needed` bytes: the
+    /// message when the segment holds it all, else `None` (kept pending).
     pub fn first(
         &mut self,
         key: FlowKey,
         seq: u32,
         payload: &[u8],
+        needed: usize,
         now_ns: u64,
     ) -> Option<Vec<u8>> {
-        let head: [u8; 9] = payload.get(..9)?.try_into().ok()?;
-        let needed = handshake_bytes(head)?.min(MAX_HANDSHAKE_BYTES) as usize;
         if payload.len() >= needed {
             return Some(payload[..needed].to_vec());
         }
         if let Some(p) = self.pending.get_mut(&key) {
-            // The first segment again (retransmitted), or a new hello on
-            // the same flow: start over only for a new one.
+            // The first segment again (retransmitted), or a new message
+            // on the same flow: start over only for a new one.
             if p.start_seq == seq {
                 p.add(seq, payload);
                 return None;
@@ -126,7 +125,7 @@ impl HelloAssembler {
         None
     }
 
-    /// Any other segment with payload: the completed hello if this was
+    /// Any other segment with payload: the completed message if this was
     /// its last missing piece.
     pub fn next(&mut self, key: &FlowKey, seq: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let p = self.pending.get_mut(key)?;
@@ -136,7 +135,7 @@ impl HelloAssembler {
         self.remove(key).map(|p| p.bytes)
     }
 
-    /// Gives up on hellos older than [`PENDING_NS`].
+    /// Gives up on messages older than [`PENDING_NS`].
     pub fn expire(&mut self, now_ns: u64) {
         while let Some(&(key, serial)) = self.order.front() {
             match self.pending.get(&key) {
@@ -154,13 +153,18 @@ impl HelloAssembler {
         }
     }
 
-    /// Reasons of the hellos given up since the last call.
+    /// Reasons of the messages given up since the last call.
     pub fn take_unfinished(&mut self) -> Vec<Unfinished> {
         std::mem::take(&mut self.unfinished)
     }
 
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether a message on `key` waits for more segments.
+    pub fn is_pending(&self, key: &FlowKey) -> bool {
+        self.pending.contains_key(key)
     }
 
     fn make_room(&mut self, needed: usize) {
@@ -187,28 +191,27 @@ mod tests {
     use super::*;
 
     fn key(port: u16) -> FlowKey {
-        FlowKey {
-            src: [1; 16],
-            dst: [2; 16],
-            src_port: port,
-            dst_port: 443,
-            vlan_id: 0,
-            ip_version: 6,
-            protocol: 6,
-        }
+        FlowKey::between_test_hosts(port, 443, 6)
     }
 
     fn hello() -> Vec<u8> {
         nta_lab::tls::post_quantum("split.example").record()
     }
 
+    /// The bytes the hello needs, as the engine reads them from its
+    /// record header.
+    fn needed(h: &[u8]) -> usize {
+        let head: [u8; 9] = h[..9].try_into().unwrap_or_else(|_| panic!("head"));
+        agent_common::app::handshake_bytes(head).unwrap_or_else(|| panic!("a hello")) as usize
+    }
+
     #[test]
     fn a_hello_in_one_segment_is_whole_at_once() {
-        let mut a = HelloAssembler::default();
+        let mut a = SegmentAssembler::default();
         let h = nta_lab::tls::browser_like("one.example").record();
         let mut seg = h.clone();
         seg.extend(b"and more");
-        assert_eq!(a.first(key(1), 5, &seg, 0), Some(h));
+        assert_eq!(a.first(key(1), 5, &seg, needed(&h), 0), Some(h));
         assert_eq!(a.pending(), 0);
     }
 
@@ -218,11 +221,12 @@ mod tests {
         let (a1, rest) = h.split_at(1000);
         let (a2, a3) = rest.split_at(300);
         let seq = u32::MAX - 500;
-        let mut a = HelloAssembler::default();
-        assert_eq!(a.first(key(1), seq, a1, 0), None);
+        let mut a = SegmentAssembler::default();
+        assert_eq!(a.first(key(1), seq, a1, needed(&h), 0), None);
+        assert!(a.is_pending(&key(1)) && !a.is_pending(&key(2)));
         assert_eq!(a.next(&key(1), seq.wrapping_add(1300), a3), None);
         // A retransmission of the first changes nothing.
-        assert_eq!(a.first(key(1), seq, a1, 1), None);
+        assert_eq!(a.first(key(1), seq, a1, needed(&h), 1), None);
         assert_eq!(
             a.next(&key(2), seq.wrapping_add(1000), a2),
             None,
@@ -232,8 +236,8 @@ mod tests {
         assert_eq!(a.pending(), 0);
         assert_eq!(a.next(&key(1), seq.wrapping_add(1000), a2), None, "done");
         // Overlapping pieces: the later copy of a byte wins, the hello completes.
-        let mut a = HelloAssembler::default();
-        assert_eq!(a.first(key(3), 0, &h[..900], 0), None);
+        let mut a = SegmentAssembler::default();
+        assert_eq!(a.first(key(3), 0, &h[..900], needed(&h), 0), None);
         assert_eq!(a.next(&key(3), 800, &h[800..1500]), None);
         assert_eq!(a.next(&key(3), 1400, &h[1400..]), Some(h));
     }
@@ -241,8 +245,8 @@ mod tests {
     #[test]
     fn hellos_that_never_complete_time_out_or_give_way() {
         let h = hello();
-        let mut a = HelloAssembler::default();
-        a.first(key(1), 0, &h[..1000], 0);
+        let mut a = SegmentAssembler::default();
+        a.first(key(1), 0, &h[..1000], needed(&h), 0);
         a.expire(PENDING_NS - 1);
         assert_eq!(a.pending(), 1);
         a.expire(PENDING_NS);
@@ -251,7 +255,7 @@ mod tests {
             (0, vec![Unfinished::TimedOut])
         );
         for port in 0..(MAX_PENDING as u16 + 10) {
-            a.first(key(port), 0, &h[..1000], 1);
+            a.first(key(port), 0, &h[..1000], needed(&h), 1);
         }
         assert_eq!(a.pending(), MAX_PENDING);
         assert!(a.bytes <= MAX_PENDING_BYTES);

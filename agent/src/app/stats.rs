@@ -1,6 +1,7 @@
 //! What the application parsers did, as counters shared with /metrics:
-//! frames read by kind, handshakes by version and transport, and every
-//! reason a payload gave nothing. Label sets are closed (no label comes
+//! frames read by kind, handshakes by version and transport, DNS queries
+//! by type and responses by code, and every reason a payload gave
+//! nothing. Label sets are closed (no label comes
 //! from packet data).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use agent_common::app::{APP_KIND_COUNT, AppKind};
 
 use super::{
+    dns::{COUNTED_RCODES, COUNTED_TYPES, DnsError, DnsMessage},
+    dns_transactions::DnsTransaction,
     ja4::Transport,
     reassemble::Unfinished,
     tls::{TlsError, VERSION_SLOTS, version_slot_label},
@@ -15,6 +18,27 @@ use super::{
 
 /// Transports counted per handshake.
 pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Quic];
+
+/// Protocols whose messages are put back together from segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppProtocol {
+    Tls = 0,
+    Dns = 1,
+}
+
+impl AppProtocol {
+    pub const ALL: [AppProtocol; 2] = [AppProtocol::Tls, AppProtocol::Dns];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AppProtocol::Tls => "tls",
+            AppProtocol::Dns => "dns",
+        }
+    }
+}
+
+/// How a DNS transaction ended; the text is a label.
+const DNS_OUTCOMES: [&str; 3] = ["answered", "unanswered", "response_only"];
 
 /// One counter: metric name, labels (name, value), value.
 pub type Series = (&'static str, Vec<(&'static str, String)>, u64);
@@ -25,8 +49,14 @@ pub struct AppStats {
     /// Frames whose TCP/UDP payload could not be found again.
     unreadable: AtomicU64,
     tls_errors: [AtomicU64; TlsError::ALL.len()],
-    unfinished: [AtomicU64; 2],
+    unfinished: [[AtomicU64; 2]; AppProtocol::ALL.len()],
     handshakes: [[AtomicU64; TRANSPORTS.len()]; VERSION_SLOTS],
+    dns_errors: [AtomicU64; DnsError::ALL.len()],
+    /// By [`COUNTED_TYPES`], then other.
+    dns_queries: [AtomicU64; COUNTED_TYPES.len() + 1],
+    /// By [`COUNTED_RCODES`], then other.
+    dns_responses: [AtomicU64; COUNTED_RCODES.len() + 1],
+    dns_transactions: [AtomicU64; DNS_OUTCOMES.len()],
 }
 
 fn bump(c: &AtomicU64) {
@@ -46,8 +76,40 @@ impl AppStats {
         bump(&self.tls_errors[e as usize]);
     }
 
-    pub fn unfinished(&self, u: Unfinished) {
-        bump(&self.unfinished[u as usize]);
+    pub fn unfinished(&self, protocol: AppProtocol, u: Unfinished) {
+        bump(&self.unfinished[protocol as usize][u as usize]);
+    }
+
+    pub fn dns_error(&self, e: DnsError) {
+        bump(&self.dns_errors[e as usize]);
+    }
+
+    /// A DNS message read: a query by its question's type, a response by
+    /// its code.
+    pub fn dns_message(&self, m: &DnsMessage) {
+        if m.response {
+            let slot = COUNTED_RCODES
+                .iter()
+                .position(|(c, _)| *c == m.rcode)
+                .unwrap_or(COUNTED_RCODES.len());
+            bump(&self.dns_responses[slot]);
+        } else {
+            let qtype = m.question.as_ref().map_or(0, |q| q.qtype);
+            let slot = COUNTED_TYPES
+                .iter()
+                .position(|(t, _)| *t == qtype)
+                .unwrap_or(COUNTED_TYPES.len());
+            bump(&self.dns_queries[slot]);
+        }
+    }
+
+    pub fn dns_transaction(&self, t: &DnsTransaction) {
+        let outcome = match (&t.query, &t.response) {
+            (Some(_), Some(_)) => 0,
+            (Some(_), None) => 1,
+            _ => 2,
+        };
+        bump(&self.dns_transactions[outcome]);
     }
 
     pub fn handshake(&self, version_slot: usize, transport: Transport) {
@@ -80,12 +142,17 @@ impl AppStats {
                 get(&self.tls_errors[e as usize]),
             ));
         }
-        for u in [Unfinished::TimedOut, Unfinished::Evicted] {
-            out.push((
-                "nta_tls_reassembly_failed_total",
-                vec![("reason", u.label().to_string())],
-                get(&self.unfinished[u as usize]),
-            ));
+        for protocol in AppProtocol::ALL {
+            for u in [Unfinished::TimedOut, Unfinished::Evicted] {
+                out.push((
+                    "nta_app_reassembly_failed_total",
+                    vec![
+                        ("protocol", protocol.label().to_string()),
+                        ("reason", u.label().to_string()),
+                    ],
+                    get(&self.unfinished[protocol as usize][u as usize]),
+                ));
+            }
         }
         for (slot, row) in self.handshakes.iter().enumerate() {
             for (t, c) in TRANSPORTS.iter().zip(row) {
@@ -98,6 +165,36 @@ impl AppStats {
                     get(c),
                 ));
             }
+        }
+        for e in DnsError::ALL {
+            out.push((
+                "nta_dns_parse_errors_total",
+                vec![("reason", e.label().to_string())],
+                get(&self.dns_errors[e as usize]),
+            ));
+        }
+        let types = COUNTED_TYPES.iter().map(|(_, n)| *n).chain(["other"]);
+        for (name, c) in types.zip(&self.dns_queries) {
+            out.push((
+                "nta_dns_queries_total",
+                vec![("type", name.to_string())],
+                get(c),
+            ));
+        }
+        let codes = COUNTED_RCODES.iter().map(|(_, n)| *n).chain(["other"]);
+        for (name, c) in codes.zip(&self.dns_responses) {
+            out.push((
+                "nta_dns_responses_total",
+                vec![("rcode", name.to_string())],
+                get(c),
+            ));
+        }
+        for (name, c) in DNS_OUTCOMES.iter().zip(&self.dns_transactions) {
+            out.push((
+                "nta_dns_transactions_total",
+                vec![("outcome", name.to_string())],
+                get(c),
+            ));
         }
         out
     }

@@ -75,6 +75,7 @@ pub fn run(args: AnalyzeArgs) -> Result<(), OfflineError> {
         app: selection,
         dns_ports,
         tls_log: app.tls_log,
+        dns_log: app.dns_log,
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();

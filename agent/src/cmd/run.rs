@@ -53,7 +53,7 @@ use crate::{
         alert::{AlertError, AlertMetrics, AlertSink, Alerts},
         export,
         export::{ExportError, FlowExporter, WallClock},
-        metadata::TlsLog,
+        metadata::{MetadataLogError, MetadataLogs},
         open::{open_alert_sinks, open_flow_exporters},
     },
     pipeline::{
@@ -111,8 +111,8 @@ pub enum RunError {
     Reattach(#[from] reattach::ReattachError),
     #[error("--dns-port / [app] dns_ports: {0}")]
     AppPorts(String),
-    #[error("--tls-log")]
-    TlsLog(#[source] ExportError),
+    #[error(transparent)]
+    MetadataLog(#[from] MetadataLogError),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -256,8 +256,8 @@ struct Prepared {
     listener: server::Listeners,
     /// Who nta becomes once attached (None: it stays who it is).
     identity: Option<Identity>,
-    /// `--tls-log`, opened before the kernel is touched.
-    tls_log: Option<TlsLog>,
+    /// `--tls-log`, `--dns-log`, opened before the kernel is touched.
+    metadata_logs: MetadataLogs,
 }
 
 /// The flow exporters and alert sinks, opened before the kernel is touched.
@@ -311,13 +311,11 @@ impl Prepared {
             },
         };
         let (app, dns_ports) = settings.app.kernel().map_err(RunError::AppPorts)?;
-        let tls_log = settings
-            .app
-            .tls_log
-            .as_deref()
-            .map(|p| TlsLog::open(p, settings.outputs.flows.rotation))
-            .transpose()
-            .map_err(RunError::TlsLog)?;
+        let metadata_logs = MetadataLogs::open(
+            settings.app.tls_log.as_deref(),
+            settings.app.dns_log.as_deref(),
+            settings.outputs.flows.rotation,
+        )?;
         let sampler = settings.sampling.applied_to(SamplerConfig {
             mirror: u32::from(settings.mirror),
             app,
@@ -339,7 +337,7 @@ impl Prepared {
             },
             listener,
             identity,
-            tls_log,
+            metadata_logs,
         })
     }
 }
@@ -360,6 +358,7 @@ fn written_dirs(settings: &RunSettings) -> Vec<(&'static str, std::path::PathBuf
         .map(|f| ("--flows", dir(f)))
         .collect();
     dirs.extend(settings.app.tls_log.iter().map(|f| ("--tls-log", dir(f))));
+    dirs.extend(settings.app.dns_log.iter().map(|f| ("--dns-log", dir(f))));
     // Alert files and learned profiles are written only with detection.
     if !settings.detect_on {
         return dirs;
@@ -614,7 +613,10 @@ fn start_metadata(
         .iter()
         .map(|i| (i.ifindex, i.name.clone()))
         .collect();
-    let sink = AppSink::new(MetadataStage::new(stats, start.tls_log.take()), names);
+    let sink = AppSink::new(
+        MetadataStage::new(stats, std::mem::take(&mut start.metadata_logs)),
+        names,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let handle = consumer::spawn(
         std::mem::take(&mut kernel.app_sources),

@@ -198,8 +198,9 @@ section! {
         /// Read the frames that begin TLS handshakes (and the rest of a
         /// ClientHello split over segments), DNS on --dns-port and QUIC
         /// Initials: the XDP program copies them whole to nta, which reads
-        /// server names, versions, ciphers and JA4 from them. false: XDP
-        /// copies none and the metadata logs stay empty.
+        /// server names, versions, ciphers and JA4, and DNS questions and
+        /// answers from them. false: XDP copies none and the metadata logs
+        /// stay empty.
         #[arg(id = "app_metadata", long = "app-metadata", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
         pub metadata: Option<bool>,
         /// A port whose UDP and TCP payloads are DNS (repeat; at most 4).
@@ -210,6 +211,12 @@ section! {
         /// rotated like --flows.
         #[arg(id = "tls_log", long = "tls-log", value_name = "FILE")]
         pub tls_log: Option<PathBuf>,
+        /// Write one JSON document per DNS transaction to FILE (a query
+        /// and its response, with the response time; Elastic Common
+        /// Schema dns.* fields: question, response code, flags, answers,
+        /// resolved addresses), rotated like --flows.
+        #[arg(id = "dns_log", long = "dns-log", value_name = "FILE")]
+        pub dns_log: Option<PathBuf>,
     }
 }
 

@@ -52,6 +52,7 @@ pub struct AppSettings {
     pub metadata: bool,
     pub dns_ports: Vec<u16>,
     pub tls_log: Option<PathBuf>,
+    pub dns_log: Option<PathBuf>,
 }
 
 impl AppSettings {
@@ -61,6 +62,7 @@ impl AppSettings {
             metadata: defaulted(app.metadata),
             dns_ports: defaulted(app.dns_ports),
             tls_log: app.tls_log,
+            dns_log: app.dns_log,
         }
     }
 

@@ -34,7 +34,7 @@ use crate::{
         alert::{AlertMetrics, AlertSink, Alerts, FileSink},
         export,
         export::{ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
-        metadata::{Origin, TlsLog},
+        metadata::{MetadataLogs, Origin},
     },
     pipeline::{
         Pipeline, Produced,
@@ -50,6 +50,8 @@ pub enum AnalyzeError {
     Capture(#[from] CaptureError),
     #[error("flow output")]
     Flows(#[from] ExportError),
+    #[error(transparent)]
+    MetadataLog(#[from] crate::output::metadata::MetadataLogError),
     #[error("alert output")]
     Alerts(#[from] alert::AlertError),
     #[error("nothing could be read: {0}")]
@@ -81,6 +83,7 @@ pub struct AnalyzeOptions {
     pub dns_ports: [u16; MAX_DNS_PORTS],
     /// `--tls-log FILE`.
     pub tls_log: Option<PathBuf>,
+    pub dns_log: Option<PathBuf>,
 }
 
 /// A talker or port with its packets and bytes.
@@ -387,13 +390,9 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         .iter()
         .map(|f| f.path().display().to_string())
         .collect();
-    let tls_log = o
-        .tls_log
-        .as_deref()
-        .map(|p| TlsLog::open(p, rotation))
-        .transpose()?;
+    let logs = MetadataLogs::open(o.tls_log.as_deref(), o.dns_log.as_deref(), rotation)?;
     let mut selector = Selector::new(o.app, o.dns_ports);
-    let mut metadata = MetadataStage::new(Arc::new(AppStats::default()), tls_log);
+    let mut metadata = MetadataStage::new(Arc::new(AppStats::default()), logs);
     let origin = Origin::Files(&paths);
     let mut merged = Merged::new(files);
 

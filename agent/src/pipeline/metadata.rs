@@ -1,7 +1,8 @@
 //! The application-metadata step of `nta run` and `nta analyze`: selected
 //! frames through the parsers ([`crate::app::engine`]), handshakes to the
-//! TLS log, and a summary for the report. A failing log write (disk
-//! full) is counted and logged; the step goes on.
+//! TLS log and DNS transactions to the DNS log, and a summary for the
+//! report. A failing log write (disk full) is counted and logged; the
+//! step goes on.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -13,22 +14,56 @@ use agent_common::app::AppKind;
 
 use crate::{
     app::{
+        dns,
+        dns_transactions::DnsTransaction,
         engine::{self, AppEngine, AppFrame},
         handshakes::Handshake,
         stats::AppStats,
         tls::{version_slot, version_slot_label},
     },
     kernel::capture::consumer::{Frame, FrameSink},
-    output::metadata::{Origin, TlsLog},
+    output::{
+        export::ExportError,
+        metadata::{self, MetadataLogs, Origin},
+    },
 };
 
-/// Server names the summary tells apart; past it they count as others
-/// (the names come from packets).
+/// Names the summary tells apart, per table; past it they count as
+/// others (the names come from packets).
 const MAX_SUMMARY_NAMES: usize = 10_000;
 /// Housekeeping period, in the traffic's time.
 const TICK_NS: u64 = 1_000_000_000;
 
-/// What the report shows about handshakes.
+/// Counts by name, bounded: names past [`MAX_SUMMARY_NAMES`] are counted
+/// as others.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NameCounts {
+    pub names: HashMap<String, u64>,
+    /// Counted under no name (the table was full).
+    pub others: u64,
+}
+
+impl NameCounts {
+    fn add(&mut self, name: &str) {
+        if let Some(n) = self.names.get_mut(name) {
+            *n += 1;
+        } else if self.names.len() < MAX_SUMMARY_NAMES {
+            self.names.insert(name.to_string(), 1);
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// The `n` names counted most, most first.
+    pub fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self.names.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// What the report shows about handshakes and DNS.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct MetadataSummary {
     pub tls_handshakes: u64,
@@ -36,55 +71,61 @@ pub struct MetadataSummary {
     /// client's best offer).
     pub tls_versions: BTreeMap<String, u64>,
     /// Handshakes by the server name the client asked for.
-    pub server_names: HashMap<String, u64>,
-    /// Handshakes whose server name was not told apart (the table was full).
-    pub other_server_names: u64,
+    pub server_names: NameCounts,
+    pub dns_transactions: u64,
+    /// Transactions by question name.
+    pub dns_names: NameCounts,
+    /// Responses by code ("NXDOMAIN").
+    pub dns_response_codes: BTreeMap<String, u64>,
     pub log_write_errors: u64,
 }
 
 impl MetadataSummary {
-    fn add(&mut self, h: &Handshake) {
+    fn add_handshake(&mut self, h: &Handshake) {
         self.tls_handshakes += 1;
         *self
             .tls_versions
             .entry(version_slot_label(version_slot(engine::version(h))))
             .or_default() += 1;
         if let Some(name) = h.client_hello.as_ref().and_then(|c| c.server_name.as_ref()) {
-            if let Some(n) = self.server_names.get_mut(name) {
-                *n += 1;
-            } else if self.server_names.len() < MAX_SUMMARY_NAMES {
-                self.server_names.insert(name.clone(), 1);
-            } else {
-                self.other_server_names += 1;
-            }
+            self.server_names.add(name);
         }
     }
 
-    /// The `n` server names asked for most, most first.
-    pub fn top_server_names(&self, n: usize) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = self
-            .server_names
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(n);
-        v
+    fn add_dns(&mut self, t: &DnsTransaction) {
+        self.dns_transactions += 1;
+        if let Some(q) = t.asked().and_then(|m| m.question.as_ref()) {
+            self.dns_names.add(&q.name);
+        }
+        if let Some(r) = &t.response {
+            *self
+                .dns_response_codes
+                .entry(dns::rcode_text(r.rcode))
+                .or_default() += 1;
+        }
+    }
+
+    /// A log write failed: counted, and logged once per power of two.
+    fn write_failed(&mut self, log: &str, e: &ExportError) {
+        self.log_write_errors += 1;
+        if self.log_write_errors.is_power_of_two() {
+            tracing::warn!(error = %format!("{e:#}"), failures = self.log_write_errors, "writing the {log} log failed; records are being lost");
+        }
     }
 }
 
 pub struct MetadataStage {
     engine: AppEngine,
-    tls_log: Option<TlsLog>,
+    logs: MetadataLogs,
     summary: MetadataSummary,
     next_tick_ns: u64,
 }
 
 impl MetadataStage {
-    pub fn new(stats: Arc<AppStats>, tls_log: Option<TlsLog>) -> MetadataStage {
+    pub fn new(stats: Arc<AppStats>, logs: MetadataLogs) -> MetadataStage {
         MetadataStage {
             engine: AppEngine::new(stats),
-            tls_log,
+            logs,
             summary: MetadataSummary::default(),
             next_tick_ns: 0,
         }
@@ -104,39 +145,42 @@ impl MetadataStage {
         self.next_tick_ns = unix_ns.saturating_add(TICK_NS);
         self.engine.tick(unix_ns);
         self.write(origin);
-        if let Some(log) = &mut self.tls_log
-            && let Err(e) = log.flush()
-        {
-            self.summary.log_write_errors += 1;
-            tracing::warn!(error = %format!("{e:#}"), "flushing the TLS log failed");
-        }
+        self.flush();
     }
 
-    /// At stop or the input's end: every handshake still waiting is
-    /// written.
+    /// At stop or the input's end: everything still waiting is written.
     pub fn finish(&mut self, origin: &Origin<'_>) -> MetadataSummary {
         self.engine.finish();
         self.write(origin);
-        if let Some(log) = &mut self.tls_log
-            && let Err(e) = log.flush()
-        {
-            self.summary.log_write_errors += 1;
-            tracing::warn!(error = %format!("{e:#}"), "flushing the TLS log failed");
-        }
+        self.flush();
         self.summary.clone()
+    }
+
+    fn flush(&mut self) {
+        for (name, log) in [("TLS", &mut self.logs.tls), ("DNS", &mut self.logs.dns)] {
+            if let Some(log) = log
+                && let Err(e) = log.flush()
+            {
+                self.summary.write_failed(name, &e);
+            }
+        }
     }
 
     fn write(&mut self, origin: &Origin<'_>) {
         for h in self.engine.take() {
-            self.summary.add(&h);
-            if let Some(log) = &mut self.tls_log
-                && let Err(e) = log.write(&h, origin)
+            self.summary.add_handshake(&h);
+            if let Some(log) = &mut self.logs.tls
+                && let Err(e) = log.write(|out| metadata::tls::write(&h, origin, out))
             {
-                self.summary.log_write_errors += 1;
-                // One line per power of two, not one per handshake.
-                if self.summary.log_write_errors.is_power_of_two() {
-                    tracing::warn!(error = %format!("{e:#}"), failures = self.summary.log_write_errors, "writing the TLS log failed; handshakes are being lost");
-                }
+                self.summary.write_failed("TLS", &e);
+            }
+        }
+        for t in self.engine.take_dns() {
+            self.summary.add_dns(&t);
+            if let Some(log) = &mut self.logs.dns
+                && let Err(e) = log.write(|out| metadata::dns::write(&t, origin, out))
+            {
+                self.summary.write_failed("DNS", &e);
             }
         }
     }
@@ -184,6 +228,7 @@ impl FrameSink for AppSink {
         let summary = self.stage.finish(&Origin::Interfaces(&self.interfaces));
         tracing::info!(
             tls_handshakes = summary.tls_handshakes,
+            dns_transactions = summary.dns_transactions,
             log_write_errors = summary.log_write_errors,
             "application metadata closed"
         );

@@ -12,7 +12,7 @@ use prometheus::{
 use crate::app::stats::AppStats;
 
 /// Every metric [`AppStats::series`] gives: name, help, label names.
-const FAMILIES: [(&str, &str, &[&str]); 5] = [
+const FAMILIES: [(&str, &str, &[&str]); 9] = [
     (
         "nta_app_frames_read_total",
         "Frames from the app ring read by nta's application parsers, by kind.",
@@ -29,14 +29,34 @@ const FAMILIES: [(&str, &str, &[&str]); 5] = [
         &["reason"],
     ),
     (
-        "nta_tls_reassembly_failed_total",
-        "Hellos split over TCP segments that were never completed: timed_out (pieces missing after 10 s) or evicted (the bounded table was full).",
-        &["reason"],
+        "nta_app_reassembly_failed_total",
+        "TLS hellos and DNS messages split over TCP segments that were never completed, by protocol and reason: timed_out (pieces missing after 10 s) or evicted (the bounded table was full).",
+        &["protocol", "reason"],
     ),
     (
         "nta_tls_handshakes_total",
         "TLS and QUIC handshakes logged, by version (the server's choice, else the client's best offer) and transport.",
         &["version", "transport"],
+    ),
+    (
+        "nta_dns_parse_errors_total",
+        "DNS payloads that gave no message, by reason: too_short, counts_exceed_length (the header announces more than the bytes hold), malformed (the question does not decode), cut_short (a TCP message began in a frame cut at the copy length).",
+        &["reason"],
+    ),
+    (
+        "nta_dns_queries_total",
+        "DNS queries read, by question type (common types, the rest as other).",
+        &["type"],
+    ),
+    (
+        "nta_dns_responses_total",
+        "DNS responses read, by response code (NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, the rest as other).",
+        &["rcode"],
+    ),
+    (
+        "nta_dns_transactions_total",
+        "DNS transactions logged, by outcome: answered, unanswered (no response within 5 s), response_only (its query was not seen).",
+        &["outcome"],
     ),
 ];
 

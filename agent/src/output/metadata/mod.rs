@@ -1,6 +1,9 @@
-//! Application metadata logs: `--tls-log FILE` (and DNS next), JSON lines
-//! with Elastic Common Schema fields, rotated like the flow files.
+//! Application metadata logs: `--tls-log FILE` and `--dns-log FILE`,
+//! JSON lines with Elastic Common Schema fields, rotated like the flow
+//! files. The parts every document shares are here; each log's own
+//! fields are in its module.
 
+pub mod dns;
 pub mod tls;
 
 use std::{collections::HashMap, path::Path};
@@ -8,12 +11,155 @@ use std::{collections::HashMap, path::Path};
 use serde::Serialize;
 
 use crate::{
-    app::handshakes::Handshake,
     output::export::{
-        ExportError,
+        ExportError, rfc3339,
         rotate::{RotatingFile, RotationConfig},
     },
+    pipeline::flow::FlowKey,
 };
+
+/// A document: what every metadata document carries, then its own
+/// fields (`body`, flattened in).
+#[derive(Serialize)]
+pub(crate) struct Document<'a, B: Serialize> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    ecs: Ecs,
+    event: Event,
+    network: Network,
+    source: Endpoint,
+    destination: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observer: Option<Observer<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<Log<'a>>,
+    #[serde(flatten)]
+    body: B,
+}
+
+impl<'a, B: Serialize> Document<'a, B> {
+    /// A document about an exchange seen at `unix_ns` on `ifindex`.
+    pub fn new(
+        unix_ns: u64,
+        ifindex: u32,
+        origin: &'a Origin<'a>,
+        event: Event,
+        network: Network,
+        (source, destination): (Endpoint, Endpoint),
+        body: B,
+    ) -> Document<'a, B> {
+        Document {
+            timestamp: rfc3339(unix_ns),
+            ecs: ECS,
+            event,
+            network,
+            source,
+            destination,
+            observer: origin.observer(ifindex),
+            log: origin.log(ifindex),
+            body,
+        }
+    }
+
+    /// Appends the document as JSON (no newline).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        // Serializing plain structs into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, self);
+    }
+}
+
+/// The ECS version the documents follow.
+pub(crate) const ECS_VERSION: &str = "8.11.0";
+
+#[derive(Serialize)]
+pub(crate) struct Ecs {
+    version: &'static str,
+}
+
+pub(crate) const ECS: Ecs = Ecs {
+    version: ECS_VERSION,
+};
+
+#[derive(Serialize)]
+pub(crate) struct Event {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kinds: [&'static str; 1],
+    action: &'static str,
+    dataset: &'static str,
+    /// Nanoseconds, where the document times an exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+}
+
+impl Event {
+    /// An application-protocol event of `dataset` ("nta.tls").
+    pub fn protocol(action: &'static str, dataset: &'static str, duration: Option<u64>) -> Event {
+        Event {
+            kind: "event",
+            category: ["network"],
+            kinds: ["protocol"],
+            action,
+            dataset,
+            duration,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct Network {
+    pub transport: &'static str,
+    pub protocol: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
+}
+
+impl Network {
+    /// The network fields of a connection from `client`, whose
+    /// application protocol is `protocol`.
+    pub fn of(client: &FlowKey, protocol: &'static str) -> Network {
+        Network {
+            transport: if client.protocol == 6 { "tcp" } else { "udp" },
+            protocol,
+            kind: if client.ip_version == 4 {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
+            community_id: client.community_id(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+    /// Bytes this end sent, where the document counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl Endpoint {
+    /// Client and server ends of `client`'s connection.
+    pub fn pair(client: &FlowKey) -> (Endpoint, Endpoint) {
+        (
+            Endpoint {
+                ip: client.src_ip().to_string(),
+                port: client.src_port,
+                bytes: None,
+            },
+            Endpoint {
+                ip: client.dst_ip().to_string(),
+                port: client.dst_port,
+                bytes: None,
+            },
+        )
+    }
+}
 
 /// Where the documents come from: a live sensor's interfaces, or a file.
 pub enum Origin<'a> {
@@ -81,25 +227,61 @@ impl Origin<'_> {
     }
 }
 
-/// The TLS log: one JSON document per handshake.
-pub struct TlsLog {
+/// The metadata logs a run or an analysis writes.
+#[derive(Default)]
+pub struct MetadataLogs {
+    pub tls: Option<MetadataLog>,
+    pub dns: Option<MetadataLog>,
+}
+
+impl MetadataLogs {
+    /// Opens the logs asked for (`--tls-log`, `--dns-log`); the error
+    /// names the option.
+    pub fn open(
+        tls: Option<&Path>,
+        dns: Option<&Path>,
+        rotation: RotationConfig,
+    ) -> Result<MetadataLogs, MetadataLogError> {
+        let open = |path: Option<&Path>, option: &'static str| {
+            path.map(|p| MetadataLog::open(p, rotation))
+                .transpose()
+                .map_err(|source| MetadataLogError { option, source })
+        };
+        Ok(MetadataLogs {
+            tls: open(tls, "--tls-log")?,
+            dns: open(dns, "--dns-log")?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{option}")]
+pub struct MetadataLogError {
+    option: &'static str,
+    #[source]
+    source: ExportError,
+}
+
+/// A metadata log (TLS or DNS): one JSON document per line.
+pub struct MetadataLog {
     file: RotatingFile,
     buf: Vec<u8>,
     written: u64,
 }
 
-impl TlsLog {
-    pub fn open(path: &Path, rotation: RotationConfig) -> Result<TlsLog, ExportError> {
-        Ok(TlsLog {
+impl MetadataLog {
+    pub fn open(path: &Path, rotation: RotationConfig) -> Result<MetadataLog, ExportError> {
+        Ok(MetadataLog {
             file: RotatingFile::open(path, rotation)?,
             buf: Vec::with_capacity(4096),
             written: 0,
         })
     }
 
-    pub fn write(&mut self, h: &Handshake, origin: &Origin<'_>) -> Result<(), ExportError> {
+    /// Appends the document `document` writes (without its newline).
+    pub fn write(&mut self, document: impl FnOnce(&mut Vec<u8>)) -> Result<(), ExportError> {
         self.buf.clear();
-        tls::write(h, origin, &mut self.buf);
+        document(&mut self.buf);
         self.buf.push(b'\n');
         self.file.append(&self.buf)?;
         self.written += 1;

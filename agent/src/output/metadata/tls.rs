@@ -6,62 +6,17 @@
 use serde::Serialize;
 use tls_parser::TlsCipherSuite;
 
-use super::Origin;
-use crate::{
-    app::{
-        handshakes::Handshake,
-        ja4::{self, Transport},
-        tls::{is_grease, version_words},
-    },
-    output::export::rfc3339,
+use super::{Document, Endpoint, Event, Network, Origin};
+use crate::app::{
+    handshakes::Handshake,
+    ja4::{self, Transport},
+    tls::{is_grease, version_words},
 };
 
 #[derive(Serialize)]
-struct Document<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: String,
-    ecs: Ecs,
-    event: Event,
-    network: Network,
-    source: Endpoint,
-    destination: Endpoint,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    observer: Option<super::Observer<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log: Option<super::Log<'a>>,
+struct Body {
     tls: Tls,
     nta: Nta,
-}
-
-#[derive(Serialize)]
-struct Ecs {
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Event {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    kinds: [&'static str; 1],
-    action: &'static str,
-    dataset: &'static str,
-}
-
-#[derive(Serialize)]
-struct Network {
-    transport: &'static str,
-    protocol: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    community_id: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Endpoint {
-    ip: String,
-    port: u16,
 }
 
 #[derive(Serialize)]
@@ -135,38 +90,13 @@ pub fn write(h: &Handshake, origin: &Origin<'_>, out: &mut Vec<u8>) {
         .as_ref()
         .and_then(|s| version_words(s.version))
         .map_or((None, None), |(p, n)| (Some(p), Some(n)));
-    let quic = h.transport == Transport::Quic;
     let client = h.client_hello.as_ref();
-    let doc = Document {
-        timestamp: rfc3339(h.unix_ns),
-        ecs: Ecs { version: "8.11.0" },
-        event: Event {
-            kind: "event",
-            category: ["network"],
-            kinds: ["protocol"],
-            action: "tls_handshake",
-            dataset: "nta.tls",
-        },
-        network: Network {
-            transport: if quic { "udp" } else { "tcp" },
-            protocol: if quic { "quic" } else { "tls" },
-            kind: if h.client.ip_version == 4 {
-                "ipv4"
-            } else {
-                "ipv6"
-            },
-            community_id: h.client.community_id(),
-        },
-        source: Endpoint {
-            ip: h.client.src_ip().to_string(),
-            port: h.client.src_port,
-        },
-        destination: Endpoint {
-            ip: h.client.dst_ip().to_string(),
-            port: h.client.dst_port,
-        },
-        observer: origin.observer(h.ifindex),
-        log: origin.log(h.ifindex),
+    let protocol = if h.transport == Transport::Quic {
+        "quic"
+    } else {
+        "tls"
+    };
+    let body = Body {
         tls: Tls {
             version,
             version_protocol,
@@ -203,6 +133,14 @@ pub fn write(h: &Handshake, origin: &Origin<'_>, out: &mut Vec<u8>) {
             },
         },
     };
-    // Serializing plain structs into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, &doc);
+    Document::new(
+        h.unix_ns,
+        h.ifindex,
+        origin,
+        Event::protocol("tls_handshake", "nta.tls", None),
+        Network::of(&h.client, protocol),
+        Endpoint::pair(&h.client),
+        body,
+    )
+    .write(out);
 }

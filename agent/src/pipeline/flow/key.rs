@@ -20,6 +20,20 @@ pub struct FlowKey {
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 40);
 
 impl FlowKey {
+    /// A client's flow between two fixed IPv6 addresses, for unit tests.
+    #[cfg(test)]
+    pub fn between_test_hosts(src_port: u16, dst_port: u16, protocol: u8) -> FlowKey {
+        FlowKey {
+            src: [1; 16],
+            dst: [2; 16],
+            src_port,
+            dst_port,
+            vlan_id: 0,
+            ip_version: 6,
+            protocol,
+        }
+    }
+
     /// The key of a sampled packet. Frames without an IP header have no
     /// flow (`None`).
     pub fn from_record(r: &SampleRecord) -> Option<FlowKey> {
