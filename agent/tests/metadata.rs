@@ -91,6 +91,32 @@ fn lab() -> Lab {
     }
 }
 
+/// A self-signed P-256 certificate for lab.test in `dir`: (key, cert).
+fn certificate(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let status = nta_lab::programs::command("openssl")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-nodes", "-subj", "/CN=lab.test"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("openssl req: {e}"));
+    assert!(status.success());
+    (key, cert)
+}
+
 /// tcpdump on the router's client side, writing `pcap`, for `filter`.
 fn tcpdump(lab: &Lab, pcap: &std::path::Path, filter: &[&str]) -> GroupChild {
     GroupChild::spawn(
@@ -234,27 +260,7 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
     }
     let dir = TempDir::new("ntatls");
     let lab = lab();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let status = nta_lab::programs::command("openssl")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "1", "-nodes", "-subj", "/CN=lab.test"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("openssl req: {e}"));
-    assert!(status.success());
+    let (key, cert) = certificate(&dir);
     let pcap = dir.join("tls.pcap");
     let _tcpdump = tcpdump(&lab, &pcap, &["tcp", "port", &PORT.to_string()]);
     let log = dir.join("tls.jsonl");
@@ -694,6 +700,150 @@ fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
     let order = |v: &mut Vec<Value>| {
         v.sort_by_key(|d| (d["source"]["port"].as_u64(), d["dns"]["id"].to_string()))
     };
+    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
+    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
+    order(&mut live);
+    order(&mut off);
+    assert_eq!(live, off);
+    drop(lab.to_client);
+    drop(lab.to_server);
+}
+
+const QUIC_PORT: u16 = 44433;
+
+#[test]
+fn quic_handshakes_are_logged_with_the_fields_tshark_sees() {
+    if !privileged("quic_handshakes_are_logged_with_the_fields_tshark_sees")
+        || !nta_lab::programs::available_for(
+            "quic_handshakes_are_logged_with_the_fields_tshark_sees",
+            "aioquic",
+        )
+    {
+        return;
+    }
+    let dir = TempDir::new("ntaquic");
+    let lab = lab();
+    let (key, cert) = certificate(&dir);
+    let pcap = dir.join("quic.pcap");
+    let _tcpdump = tcpdump(&lab, &pcap, &["udp", "port", &QUIC_PORT.to_string()]);
+    let log = dir.join("tls.jsonl");
+    let agent = start_nta(&lab, "--tls-log", &log);
+    let script = nta_lab::programs::python_script("quic_peer.py");
+    let port = QUIC_PORT.to_string();
+    let _server = GroupChild::spawn(
+        lab.server
+            .bounded(60, "aioquic")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .arg(&script)
+            .args(["server", "--host", SERVER, "--port", &port, "--alpn", "h3"])
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap_or_else(|e| panic!("quic server: {e}"));
+    thread::sleep(Duration::from_millis(1500));
+    for (name, version) in [("quic.lab.test", "1"), ("quic2.lab.test", "2")] {
+        let out = lab
+            .client
+            .bounded(10, "aioquic")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .arg(&script)
+            .args([
+                "client",
+                "--host",
+                SERVER,
+                "--port",
+                &port,
+                "--alpn",
+                "h3,hq-interop",
+            ])
+            .args(["--server-name", name, "--version", version])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("quic client: {e}"));
+        assert!(
+            out.status.success(),
+            "quic client {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop(agent, _tcpdump);
+
+    let docs = read_docs(&log);
+    assert_eq!(docs.len(), 2, "{docs:#?}");
+    for name in ["quic.lab.test", "quic2.lab.test"] {
+        let d = docs
+            .iter()
+            .find(|d| d["tls"]["client"]["server_name"] == name)
+            .unwrap_or_else(|| panic!("no document for {name} in {docs:#?}"));
+        assert_eq!(d["network"]["transport"], "udp");
+        assert_eq!(d["network"]["protocol"], "quic");
+        assert_eq!(d["destination"]["port"], QUIC_PORT);
+        assert_eq!(d["tls"]["version"], "1.3", "{d}");
+        assert_eq!(d["nta"]["tls"]["server_hello"], true, "{d}");
+        assert_eq!(
+            d["nta"]["tls"]["client"]["alpn"],
+            serde_json::json!(["h3", "hq-interop"])
+        );
+        let ja4 = d["tls"]["client"]["ja4"].as_str().unwrap_or_default();
+        assert!(ja4.starts_with("q13d") && ja4.len() == 36, "{ja4}");
+        assert!(ja4[..10].ends_with("h3"), "{ja4}");
+    }
+
+    // tshark opens the same Initials (the port is not QUIC's own, so it
+    // is told to decode it as QUIC).
+    let out = nta_lab::programs::command("tshark")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", &format!("udp.port=={QUIC_PORT},quic")])
+        .args(["-Y", "tls.handshake.type == 1 || tls.handshake.type == 2"])
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args(["-e", "udp.srcport", "-e", "tls.handshake.type"])
+        .args(["-e", "tls.handshake.extensions_server_name"])
+        .args(["-e", "tls.handshake.ciphersuite"])
+        .output()
+        .unwrap_or_else(|e| panic!("tshark: {e}"));
+    let seen: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect();
+    // tshark 4.0 opens QUIC v1 Initials; v2 ones it may not know.
+    let v1 = docs
+        .iter()
+        .find(|d| d["tls"]["client"]["server_name"] == "quic.lab.test")
+        .unwrap_or_else(|| panic!("v1"));
+    let port = v1["source"]["port"].to_string();
+    let client = seen
+        .iter()
+        .find(|r| r[0] == port && r[1].split(',').any(|t| t == "1"))
+        .unwrap_or_else(|| panic!("tshark has no ClientHello from {port}: {seen:?}"));
+    assert_eq!(client[2], "quic.lab.test");
+    let offered = v1["tls"]["client"]["supported_ciphers"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(offered, client[3].split(',').count(), "{client:?}");
+    let chosen = seen
+        .iter()
+        .find(|r| r[1].split(',').any(|t| t == "2"))
+        .unwrap_or_else(|| panic!("tshark has no ServerHello: {seen:?}"));
+    let suite = u16::from_str_radix(chosen[3].trim_start_matches("0x"), 16).unwrap_or_default();
+    let name = match suite {
+        0x1301 => "TLS_AES_128_GCM_SHA256",
+        0x1302 => "TLS_AES_256_GCM_SHA384",
+        0x1303 => "TLS_CHACHA20_POLY1305_SHA256",
+        other => panic!("suite {other:x}"),
+    };
+    assert_eq!(v1["tls"]["cipher"], name);
+
+    // The same capture offline gives the same documents.
+    let offline = dir.join("offline.jsonl");
+    analyze(&pcap, &["--tls-log".as_ref(), offline.as_os_str()]);
+    let order = |v: &mut Vec<Value>| v.sort_by_key(|d| d["source"]["port"].as_u64());
     let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
     let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
     order(&mut live);

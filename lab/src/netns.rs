@@ -128,9 +128,9 @@ impl NetNs {
     /// itself even when nobody stops it. Spawn it as a
     /// [`programs::GroupChild`] so an early stop reaches the tool too.
     pub fn bounded(&self, seconds: u32, program: &str) -> Result<Command, LabError> {
-        programs::installed(program)?;
+        let row = programs::installed(program)?;
         let mut cmd = self.command("timeout")?;
-        cmd.arg(seconds.to_string()).arg(program);
+        cmd.arg(seconds.to_string()).arg(programs::executable(row));
         Ok(cmd)
     }
 

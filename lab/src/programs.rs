@@ -27,6 +27,10 @@ pub enum Source {
     /// The Rust toolchain: rustup's stable and nightly (which a machine
     /// brings) and bpf-linker (which setup builds from crates.io).
     Toolchain,
+    /// A Python package from PyPI, installed by setup into the lab's own
+    /// virtual environment ([`python_env`]); the program is that
+    /// environment's `python3`, which runs the lab's scripts with it.
+    Pip(&'static str),
 }
 
 impl Source {
@@ -34,7 +38,7 @@ impl Source {
     pub fn package(self) -> Option<&'static str> {
         match self {
             Source::Apt(p) | Source::Base(p) => Some(p),
-            Source::Toolchain => None,
+            Source::Toolchain | Source::Pip(_) => None,
         }
     }
 }
@@ -60,6 +64,14 @@ const fn base(name: &'static str, package: &'static str, why: &'static str) -> P
     Program {
         name,
         source: Source::Base(package),
+        why,
+    }
+}
+
+const fn pip(name: &'static str, package: &'static str, why: &'static str) -> Program {
+    Program {
+        name,
+        source: Source::Pip(package),
         why,
     }
 }
@@ -214,6 +226,16 @@ pub const PROGRAMS: &[Program] = &[
         "bind9-dnsutils",
         "the DNS metadata test's client (many types, NXDOMAIN, TCP after truncation)",
     ),
+    apt(
+        "python3",
+        "python3-venv",
+        "setup makes the lab's Python environment for the PyPI peers with it",
+    ),
+    pip(
+        "aioquic",
+        "aioquic",
+        "the QUIC metadata test's client and server (lab/python/quic_peer.py)",
+    ),
     // Build.
     toolchain("cargo", "builds the workspace"),
     toolchain(
@@ -248,6 +270,15 @@ pub enum ProgramError {
     },
     #[error("`{0}` is not installed: `cargo xtask setup` installs the toolchain pieces")]
     MissingToolchain(&'static str),
+    #[error(
+        "`{name}` is not installed: it comes with the PyPI package `{package}` in the lab's \
+         Python environment ({env}); `cargo xtask setup` installs it"
+    )]
+    MissingPip {
+        name: &'static str,
+        package: &'static str,
+        env: String,
+    },
 }
 
 /// The table row of `name`.
@@ -284,9 +315,56 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The lab's Python virtual environment, where setup installs the PyPI
+/// packages of the table (under the workspace's `target`).
+pub fn python_env() -> PathBuf {
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR"));
+    lab.parent()
+        .unwrap_or(lab)
+        .join("target")
+        .join("lab-python")
+}
+
+/// The file in [`python_env`] that lists the packages installed there,
+/// one a line, written by setup once pip succeeded.
+pub fn python_env_marker() -> PathBuf {
+    python_env().join("nta-installed")
+}
+
+/// The PyPI packages that `cargo xtask setup` installs, each once.
+pub fn pip_packages() -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = PROGRAMS
+        .iter()
+        .filter_map(|p| match p.source {
+            Source::Pip(package) => Some(package),
+            _ => None,
+        })
+        .collect();
+    packages.sort_unstable();
+    packages.dedup();
+    packages
+}
+
+/// Whether setup installed `package` into the lab's Python environment.
+pub fn pip_installed(package: &str) -> bool {
+    std::fs::read_to_string(python_env_marker())
+        .is_ok_and(|list| list.lines().any(|l| l == package))
+}
+
 /// The row of `name`, after checking that it is installed.
 pub fn installed(name: &str) -> Result<&'static Program, ProgramError> {
     let program = lookup(name)?;
+    if let Source::Pip(package) = program.source {
+        return if pip_installed(package) {
+            Ok(program)
+        } else {
+            Err(ProgramError::MissingPip {
+                name: program.name,
+                package,
+                env: python_env().display().to_string(),
+            })
+        };
+    }
     if which(program.name).is_some() {
         return Ok(program);
     }
@@ -302,13 +380,29 @@ pub fn installed(name: &str) -> Result<&'static Program, ProgramError> {
 /// A command for `name`: the only way the workspace starts an external
 /// program.
 pub fn command(name: &str) -> Result<Command, ProgramError> {
-    Ok(Command::new(installed(name)?.name))
+    Ok(Command::new(executable(installed(name)?)))
+}
+
+/// What runs `program`: its name on `PATH`, or for a PyPI package the
+/// Python of the lab's environment.
+pub fn executable(program: &Program) -> PathBuf {
+    match program.source {
+        Source::Pip(_) => python_env().join("bin").join("python3"),
+        _ => PathBuf::from(program.name),
+    }
+}
+
+/// A lab Python script (`lab/python/NAME`).
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }
 
 /// `ip netns exec NS name`: `name` run inside a network namespace. iproute2
 /// execs the program, so signals sent to the child reach it.
 pub fn in_netns(ns: &str, name: &str) -> Result<Command, ProgramError> {
-    built_in_netns(ns, Path::new(installed(name)?.name))
+    built_in_netns(ns, &executable(installed(name)?))
 }
 
 /// `ip netns exec NS BINARY` for a binary this workspace built (nta,

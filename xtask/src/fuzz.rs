@@ -26,7 +26,7 @@ pub struct FuzzArgs {
 }
 
 /// Every target, each with the seeds it starts from.
-const TARGETS: [&str; 8] = [
+const TARGETS: [&str; 9] = [
     "parse_frame",
     "capture_file",
     "capture_filter",
@@ -35,6 +35,7 @@ const TARGETS: [&str; 8] = [
     "tls_hello",
     "app_frames",
     "dns_message",
+    "quic_initial",
 ];
 
 fn work_dir() -> PathBuf {
@@ -119,6 +120,19 @@ fn app_frames_seed() -> Vec<u8> {
     out
 }
 
+/// For `quic_initial`: an odd first byte (the target seals the rest as an
+/// Initial's payload), then a CRYPTO frame holding a ClientHello, an ACK
+/// frame and PADDING.
+fn quic_initial_seed() -> Vec<u8> {
+    let hello = nta_lab::tls::browser_like("quic.example").handshake();
+    let mut seed = vec![1, 0x06, 0x40, 0x00];
+    seed.extend((hello.len() as u16 | 0x4000).to_be_bytes());
+    seed.extend(hello);
+    seed.extend([0x02, 0x00, 0x00, 0x00, 0x00]);
+    seed.resize(seed.len() + 40, 0);
+    seed
+}
+
 /// Writes each target's seeds into `target/fuzz/seeds/<target>/`.
 fn write_seeds(seeds: &Path) -> anyhow::Result<()> {
     let frames: Vec<Vec<u8>> = nta_lab::cases::protocol_cases()
@@ -153,6 +167,10 @@ fn write_seeds(seeds: &Path) -> anyhow::Result<()> {
             ],
         ),
         ("app_frames", vec![app_frames_seed()]),
+        (
+            "quic_initial",
+            vec![quic_initial_seed()],
+        ),
         (
             "dns_message",
             vec![

@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use nta_lab::programs::apt_packages;
+use nta_lab::programs::{apt_packages, pip_installed, pip_packages, python_env, python_env_marker};
 
 use crate::util::{is_root, output, program, run};
 
@@ -46,6 +46,10 @@ pub fn ensure(verbose: bool) -> anyhow::Result<()> {
     if !packages.is_empty() {
         installed.push(format!("apt: {}", packages.join(" ")));
     }
+    let pip = ensure_pip_packages()?;
+    if !pip.is_empty() {
+        installed.push(format!("PyPI: {}", pip.join(" ")));
+    }
     let secs = started.elapsed().as_secs_f64();
     if !installed.is_empty() {
         eprintln!(
@@ -54,8 +58,9 @@ pub fn ensure(verbose: bool) -> anyhow::Result<()> {
         );
     } else if verbose {
         eprintln!(
-            "==> setup: everything in place ({} apt packages, rust-src, bpf-linker, cargo-fuzz), checked in {secs:.2} s",
-            apt_packages().len()
+            "==> setup: everything in place ({} apt packages, {} PyPI packages, rust-src, bpf-linker, cargo-fuzz), checked in {secs:.2} s",
+            apt_packages().len(),
+            pip_packages().len()
         );
     }
     Ok(())
@@ -206,6 +211,43 @@ fn ensure_cargo_fuzz() -> anyhow::Result<bool> {
     run(program("cargo")?.args(["+nightly", "install", "cargo-fuzz", "--locked"]))
         .context("`cargo +nightly install cargo-fuzz --locked` failed")?;
     Ok(true)
+}
+
+/// Installs the table's PyPI packages into the lab's own Python
+/// environment (made with the python3 on PATH when it is not there yet),
+/// then lists them in its marker file; returns what it installed.
+fn ensure_pip_packages() -> anyhow::Result<Vec<&'static str>> {
+    let missing: Vec<&'static str> = pip_packages()
+        .into_iter()
+        .filter(|p| !pip_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let env = python_env();
+    let python = env.join("bin").join("python3");
+    if !python.exists() {
+        run(program("python3")?.arg("-m").arg("venv").arg(&env))
+            .with_context(|| format!("python3 -m venv {} failed", env.display()))?;
+    }
+    eprintln!(
+        "==> installing from PyPI into {}: {}",
+        env.display(),
+        missing.join(" ")
+    );
+    run(std::process::Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(pip_packages()))
+    .context("pip install failed")?;
+    std::fs::write(python_env_marker(), pip_packages().join("\n") + "\n")
+        .with_context(|| format!("writing {}", python_env_marker().display()))?;
+    Ok(missing)
 }
 
 /// The packages among `packages` that dpkg does not have installed, asked

@@ -7,15 +7,19 @@ use std::sync::Arc;
 
 use agent_common::app::{AppKind, MAX_HANDSHAKE_BYTES, handshake_bytes};
 
+use crate::pipeline::flow::FlowKey;
+
 use super::{
     dns,
     dns_transactions::{DnsTransaction, DnsTransactions},
     handshakes::{Handshake, Handshakes},
     ja4::Transport,
     packet::AppPacket,
+    quic::{self, Side},
     reassemble::{SegmentAssembler, Unfinished},
     stats::{AppProtocol, AppStats},
     tls::{self, Hello, offered_version, version_slot},
+    waiting::Waiting,
 };
 
 /// One selected frame.
@@ -29,11 +33,20 @@ pub struct AppFrame<'a> {
     pub data: &'a [u8],
 }
 
+/// QUIC clients whose DCID is kept at once, and for how long.
+const QUIC_CLIENTS: usize = 4096;
+const QUIC_CLIENT_NS: u64 = 30_000_000_000;
+
 pub struct AppEngine {
     /// Hellos that span segments.
     hellos: SegmentAssembler,
     /// DNS messages over TCP that span segments.
     dns_streams: SegmentAssembler,
+    /// Hellos in CRYPTO frames that span QUIC Initial packets.
+    quic_streams: SegmentAssembler,
+    /// The DCID of each QUIC client's latest Initial, by its flow: the
+    /// server's Initials are protected with keys from it.
+    quic_clients: Waiting<FlowKey, Vec<u8>>,
     handshakes: Handshakes,
     dns: DnsTransactions,
     stats: Arc<AppStats>,
@@ -44,6 +57,8 @@ impl AppEngine {
         AppEngine {
             hellos: SegmentAssembler::default(),
             dns_streams: SegmentAssembler::default(),
+            quic_streams: SegmentAssembler::default(),
+            quic_clients: Waiting::new(QUIC_CLIENTS, QUIC_CLIENT_NS),
             handshakes: Handshakes::default(),
             dns: DnsTransactions::default(),
             stats,
@@ -78,7 +93,10 @@ impl AppEngine {
                 self.dns_segment(seq, &p, f);
                 None
             }
-            // QUIC is read by the next step of this work.
+            (AppKind::QuicInitial, None) => {
+                self.quic(&p, f);
+                None
+            }
             _ => None,
         };
         if let Some(bytes) = hello {
@@ -113,6 +131,42 @@ impl AppEngine {
         }
     }
 
+    /// A datagram that begins with a QUIC Initial: opened with the
+    /// client's keys, or with the server's when it answers a client seen.
+    fn quic(&mut self, p: &AppPacket<'_>, f: &AppFrame<'_>) {
+        let (side, key_dcid) = match self.quic_clients.get(&p.key.reversed()) {
+            Some(dcid) => (Side::Server, Some(dcid.clone())),
+            None => (Side::Client, None),
+        };
+        let (initials, error) = quic::read_datagram(p.payload, side, key_dcid.as_deref());
+        if let Some(e) = error {
+            self.stats.quic_error(e);
+        }
+        if side == Side::Client
+            && let Some(first) = initials.first()
+        {
+            self.quic_clients
+                .insert(p.key, first.dcid.clone(), f.unix_ns);
+            // What it replaced is of no more use.
+            self.quic_clients.take();
+        }
+        for initial in initials {
+            for (offset, run) in quic::runs(&initial.crypto) {
+                let hello = match (offset, run.get(1..4)) {
+                    (0, Some(len)) => {
+                        let len = u32::from_be_bytes([0, len[0], len[1], len[2]]);
+                        let needed = (4 + len).min(MAX_HANDSHAKE_BYTES) as usize;
+                        self.quic_streams.first(p.key, 0, &run, needed, f.unix_ns)
+                    }
+                    _ => self.quic_streams.next(&p.key, offset as u32, &run),
+                };
+                if let Some(bytes) = hello {
+                    self.hello(&bytes, p, Transport::Quic, f);
+                }
+            }
+        }
+    }
+
     fn dns_message(&mut self, bytes: &[u8], p: &AppPacket<'_>, f: &AppFrame<'_>) {
         match dns::parse(bytes) {
             Ok(m) => {
@@ -124,7 +178,12 @@ impl AppEngine {
     }
 
     fn hello(&mut self, bytes: &[u8], p: &AppPacket<'_>, transport: Transport, f: &AppFrame<'_>) {
-        match tls::parse_record(bytes) {
+        // QUIC carries bare handshake messages, TLS over TCP records.
+        let parsed = match transport {
+            Transport::Quic => tls::parse_handshake(bytes),
+            _ => tls::parse_record(bytes),
+        };
+        match parsed {
             Ok(Hello::Client(c)) => self
                 .handshakes
                 .client(p.key, c, transport, f.unix_ns, f.ifindex),
@@ -140,6 +199,9 @@ impl AppEngine {
     pub fn tick(&mut self, unix_ns: u64) {
         self.hellos.expire(unix_ns);
         self.dns_streams.expire(unix_ns);
+        self.quic_streams.expire(unix_ns);
+        self.quic_clients.expire(unix_ns);
+        self.quic_clients.take();
         self.handshakes.expire(unix_ns);
         self.dns.expire(unix_ns);
     }
@@ -171,9 +233,10 @@ impl AppEngine {
     }
 
     fn count_unfinished(&mut self) {
-        let lists: [(AppProtocol, Vec<Unfinished>); 2] = [
+        let lists: [(AppProtocol, Vec<Unfinished>); 3] = [
             (AppProtocol::Tls, self.hellos.take_unfinished()),
             (AppProtocol::Dns, self.dns_streams.take_unfinished()),
+            (AppProtocol::Quic, self.quic_streams.take_unfinished()),
         ];
         for (protocol, list) in lists {
             for u in list {
@@ -218,7 +281,7 @@ mod tests {
     /// From the client, or from the server (port 53) to it.
     fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let spec = FrameSpec::ipv4(L4::Udp { sport, dport }).with_payload_bytes(payload);
-        let spec = if sport == 53 {
+        let spec = if sport == 53 || sport == 443 {
             spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
         } else {
             spec
@@ -304,6 +367,89 @@ mod tests {
             stats.value("nta_dns_parse_errors_total", &[("reason", "too_short")]),
             1
         );
+    }
+
+    #[test]
+    fn a_quic_hello_over_two_initials_and_its_answer_are_one_handshake() {
+        use crate::app::quic::{QUIC_V1, QUIC_V2, crypto_frame, seal_initial};
+        for version in [QUIC_V1, QUIC_V2] {
+            let stats = Arc::new(AppStats::default());
+            let mut e = AppEngine::new(stats.clone());
+            let hello = nta_lab::tls::post_quantum("quic.example").handshake();
+            let dcid = [0x51; 8];
+            let scid = [0x52; 4];
+            // The hello's second part first in the packet, as Chrome sends.
+            let mut first = crypto_frame(700, &hello[700..1000]);
+            first.extend(crypto_frame(0, &hello[..700]));
+            let second = crypto_frame(1000, &hello[1000..]);
+            let initial = |pn, payload: &[u8]| {
+                seal_initial(version, Side::Client, &dcid, (&dcid, &scid), pn, payload)
+                    .unwrap_or_else(|| panic!("seal"))
+            };
+            let udp_from_client = |payload: &[u8]| udp(40000, 443, payload);
+            push(
+                &mut e,
+                AppKind::QuicInitial,
+                &udp_from_client(&initial(0, &first)),
+                10,
+            );
+            push(
+                &mut e,
+                AppKind::QuicInitial,
+                &udp_from_client(&initial(1, &second)),
+                11,
+            );
+            // The server's Initial: keys from the client's DCID, its own
+            // connection IDs in the header.
+            // A bare ServerHello (no record header in QUIC), 40 bytes.
+            let mut server = vec![0x02, 0x00, 0x00, 0x28, 0x03, 0x03];
+            server.extend([7; 32]);
+            server.extend([0, 0x13, 0x02, 0, 0, 0]);
+            let answer = seal_initial(
+                version,
+                Side::Server,
+                &dcid,
+                (&scid, &[0x53; 8]),
+                0,
+                &crypto_frame(0, &server),
+            )
+            .unwrap_or_else(|| panic!("seal"));
+            push(&mut e, AppKind::QuicInitial, &udp(443, 40000, &answer), 12);
+            let done = e.take();
+            assert_eq!(done.len(), 1, "{version:x}");
+            let h = &done[0];
+            assert_eq!(h.transport, Transport::Quic);
+            assert_eq!((h.client.src_port, h.unix_ns), (40000, 11));
+            assert_eq!(
+                h.client_hello
+                    .as_ref()
+                    .and_then(|c| c.server_name.as_deref()),
+                Some("quic.example")
+            );
+            assert_eq!(
+                h.server_hello.as_ref().map(|s| s.cipher_suite),
+                Some(0x1302)
+            );
+            assert_eq!(
+                stats.value(
+                    "nta_tls_handshakes_total",
+                    &[("version", "tls1.2"), ("transport", "quic")]
+                ),
+                1
+            );
+            // A datagram that only looks like an Initial: a counted reason.
+            let mut forged = udp_from_client(&initial(2, &second));
+            let last = forged.len() - 1;
+            forged[last] ^= 0xff;
+            push(&mut e, AppKind::QuicInitial, &forged, 13);
+            assert_eq!(
+                stats.value(
+                    "nta_quic_parse_errors_total",
+                    &[("reason", "decrypt_failed")]
+                ),
+                1
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod handshakes;
 pub mod ja4;
 pub mod packet;
+pub mod quic;
 pub mod reassemble;
 pub mod select;
 pub mod stats;

@@ -12,6 +12,7 @@ use super::{
     dns::{COUNTED_RCODES, COUNTED_TYPES, DnsError, DnsMessage},
     dns_transactions::DnsTransaction,
     ja4::Transport,
+    quic::QuicError,
     reassemble::Unfinished,
     tls::{TlsError, VERSION_SLOTS, version_slot_label},
 };
@@ -24,15 +25,17 @@ pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Quic];
 pub enum AppProtocol {
     Tls = 0,
     Dns = 1,
+    Quic = 2,
 }
 
 impl AppProtocol {
-    pub const ALL: [AppProtocol; 2] = [AppProtocol::Tls, AppProtocol::Dns];
+    pub const ALL: [AppProtocol; 3] = [AppProtocol::Tls, AppProtocol::Dns, AppProtocol::Quic];
 
     pub fn label(self) -> &'static str {
         match self {
             AppProtocol::Tls => "tls",
             AppProtocol::Dns => "dns",
+            AppProtocol::Quic => "quic",
         }
     }
 }
@@ -52,6 +55,7 @@ pub struct AppStats {
     unfinished: [[AtomicU64; 2]; AppProtocol::ALL.len()],
     handshakes: [[AtomicU64; TRANSPORTS.len()]; VERSION_SLOTS],
     dns_errors: [AtomicU64; DnsError::ALL.len()],
+    quic_errors: [AtomicU64; QuicError::ALL.len()],
     /// By [`COUNTED_TYPES`], then other.
     dns_queries: [AtomicU64; COUNTED_TYPES.len() + 1],
     /// By [`COUNTED_RCODES`], then other.
@@ -82,6 +86,10 @@ impl AppStats {
 
     pub fn dns_error(&self, e: DnsError) {
         bump(&self.dns_errors[e as usize]);
+    }
+
+    pub fn quic_error(&self, e: QuicError) {
+        bump(&self.quic_errors[e as usize]);
     }
 
     /// A DNS message read: a query by its question's type, a response by
@@ -171,6 +179,13 @@ impl AppStats {
                 "nta_dns_parse_errors_total",
                 vec![("reason", e.label().to_string())],
                 get(&self.dns_errors[e as usize]),
+            ));
+        }
+        for e in QuicError::ALL {
+            out.push((
+                "nta_quic_parse_errors_total",
+                vec![("reason", e.label().to_string())],
+                get(&self.quic_errors[e as usize]),
             ));
         }
         let types = COUNTED_TYPES.iter().map(|(_, n)| *n).chain(["other"]);

@@ -68,6 +68,11 @@ impl<K: Hash + Eq + Copy, V> Waiting<K, V> {
         );
     }
 
+    /// The value waiting under `key`, left there.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).map(|e| &e.value)
+    }
+
     /// The value waiting under `key`, taken out.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.entries.remove(key).map(|e| e.value)

@@ -12,7 +12,7 @@ use prometheus::{
 use crate::app::stats::AppStats;
 
 /// Every metric [`AppStats::series`] gives: name, help, label names.
-const FAMILIES: [(&str, &str, &[&str]); 9] = [
+const FAMILIES: [(&str, &str, &[&str]); 10] = [
     (
         "nta_app_frames_read_total",
         "Frames from the app ring read by nta's application parsers, by kind.",
@@ -30,7 +30,7 @@ const FAMILIES: [(&str, &str, &[&str]); 9] = [
     ),
     (
         "nta_app_reassembly_failed_total",
-        "TLS hellos and DNS messages split over TCP segments that were never completed, by protocol and reason: timed_out (pieces missing after 10 s) or evicted (the bounded table was full).",
+        "TLS hellos and DNS messages split over TCP segments, and hellos split over QUIC Initials, that were never completed, by protocol and reason: timed_out (pieces missing after 10 s) or evicted (the bounded table was full).",
         &["protocol", "reason"],
     ),
     (
@@ -41,6 +41,11 @@ const FAMILIES: [(&str, &str, &[&str]); 9] = [
     (
         "nta_dns_parse_errors_total",
         "DNS payloads that gave no message, by reason: too_short, counts_exceed_length (the header announces more than the bytes hold), malformed (the question does not decode), cut_short (a TCP message began in a frame cut at the copy length).",
+        &["reason"],
+    ),
+    (
+        "nta_quic_parse_errors_total",
+        "QUIC datagrams whose Initials gave nothing, by reason: truncated, unknown_version, decrypt_failed (the keys its connection ID gives do not open it), bad_frames.",
         &["reason"],
     ),
     (
