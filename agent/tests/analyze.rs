@@ -804,3 +804,102 @@ fn captures_teach_learned_profiles_that_a_later_analysis_starts_from() {
     assert!(text.contains("not an nta baseline state file"), "{text}");
     assert!(baseline(&json).is_empty(), "{json}");
 }
+
+/// A TLS handshake and DNS transactions in a capture: the report, the
+/// terminal summary and `--json` name the server names, versions, DNS
+/// names and response codes.
+#[test]
+fn the_report_names_servers_versions_and_dns_answers() {
+    use nta_lab::frames::{FrameSpec, L4};
+    let dir = TempDir::new("analyze-names");
+    let mut t = T0 * 1_000_000_000;
+    let mut frames = Vec::new();
+    let mut push = |f: Vec<u8>, frames: &mut Vec<Frame>| {
+        t += 1_000_000;
+        let len = f.len() as u32;
+        frames.push((t, f, len));
+    };
+    let hello = nta_lab::tls::browser_like("shop.example").record();
+    push(
+        FrameSpec::ipv4(L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: 0x18,
+        })
+        .with_tcp_seq(1)
+        .with_payload_bytes(&hello)
+        .build(),
+        &mut frames,
+    );
+    let dns = |sport: u16, dport: u16, payload: Vec<u8>| {
+        let spec = FrameSpec::ipv4(L4::Udp { sport, dport }).with_payload_bytes(&payload);
+        if sport == 53 {
+            spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+                .build()
+        } else {
+            spec.build()
+        }
+    };
+    for (i, name) in ["a.example", "a.example", "gone.example"]
+        .iter()
+        .enumerate()
+    {
+        let id = i as u16 + 1;
+        let port = 41000 + id;
+        let rcode = if name.starts_with("gone") { 3 } else { 0 };
+        let answers = if rcode == 0 {
+            vec![(nta_lab::dns::A, vec![198, 18, 0, 5])]
+        } else {
+            Vec::new()
+        };
+        push(
+            dns(port, 53, nta_lab::dns::query(id, name, nta_lab::dns::A)),
+            &mut frames,
+        );
+        push(
+            dns(
+                53,
+                port,
+                nta_lab::dns::response(id, name, nta_lab::dns::A, rcode, &answers),
+            ),
+            &mut frames,
+        );
+    }
+    let path = dir.join("names.pcap");
+    write_pcap(&path, &frames, DataLink::ETHERNET);
+    let report = dir.join("report");
+    let (ok, json, text) = analyze(&[
+        "--json",
+        "--report",
+        report.to_str().unwrap_or_default(),
+        path.to_str().unwrap_or_default(),
+    ]);
+    assert!(ok, "{text}");
+    let m = &json["metadata"];
+    assert_eq!(m["tls_handshakes"], 1);
+    assert_eq!(
+        m["server_names"]["top"],
+        serde_json::json!([["shop.example", 1]])
+    );
+    assert_eq!(m["dns_transactions"], 3);
+    assert_eq!(
+        m["dns_names"]["top"],
+        serde_json::json!([["a.example", 2], ["gone.example", 1]])
+    );
+    assert_eq!(m["dns_response_codes"]["NXDOMAIN"], 1);
+    assert_eq!(m["dns_response_codes"]["NOERROR"], 2);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap_or_default();
+    for cell in [
+        "<td>shop.example</td><td>1</td>",
+        "<td>a.example</td><td>2</td>",
+        "<td>NXDOMAIN</td><td>1</td>",
+        "<td>tls1.3</td><td>1</td>",
+    ] {
+        assert!(html.contains(cell), "{cell} not in the report");
+    }
+    let (_, _, summary) = analyze(&[path.to_str().unwrap_or_default()]);
+    assert!(
+        summary.contains("DNS transactions: 3; names: a.example (2), gone.example (1)"),
+        "{summary}"
+    );
+}

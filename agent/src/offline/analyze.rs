@@ -143,7 +143,7 @@ pub struct Analysis {
     pub top_talkers: Vec<Top>,
     pub top_ports: Vec<Top>,
     pub incidents: Vec<IncidentSummary>,
-    /// TLS handshakes (and, next, DNS) read from the payloads.
+    /// TLS and QUIC handshakes and DNS transactions read from the payloads.
     pub metadata: MetadataSummary,
     #[serde(skip)]
     pub timeline: Timeline,

@@ -16,7 +16,13 @@ use super::{
     analyze::{Analysis, Top},
     timeline::{SIZE_BUCKETS, Second},
 };
-use crate::{output::export::rfc3339, pipeline::detect::NS};
+use crate::{
+    output::export::rfc3339,
+    pipeline::{
+        detect::NS,
+        metadata::{MetadataSummary, TOP_NAMES},
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -256,6 +262,46 @@ fn top_rows(t: &[Top]) -> Vec<(String, f64)> {
     t.iter().map(|t| (t.name.clone(), t.bytes as f64)).collect()
 }
 
+/// A two-column table of counts, most first.
+fn counts_table(html: &mut String, what: &str, rows: &[(String, u64)]) {
+    let _ = writeln!(html, "<table><tr><th>{what}</th><th>count</th></tr>");
+    for (name, n) in rows {
+        let _ = writeln!(html, "<tr><td>{}</td><td>{n}</td></tr>", escape(name));
+    }
+    html.push_str("</table>\n");
+}
+
+/// What the payloads said: server names and TLS versions of the
+/// handshakes, DNS names and response codes.
+fn names_section(html: &mut String, m: &MetadataSummary) {
+    html.push_str("<h2>Server names and DNS</h2>\n");
+    if m.tls_handshakes == 0 && m.dns_transactions == 0 {
+        html.push_str("<p>No TLS or QUIC handshake and no DNS transaction was seen.</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        html,
+        "<p>{} TLS and QUIC handshakes ({} server names), {} DNS transactions ({} names).</p>",
+        m.tls_handshakes,
+        m.server_names.names.len(),
+        m.dns_transactions,
+        m.dns_names.names.len()
+    );
+    let owned = |map: &std::collections::BTreeMap<String, u64>| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    };
+    if m.tls_handshakes > 0 {
+        counts_table(html, "server name", &m.server_names.top(TOP_NAMES));
+        counts_table(html, "TLS version", &owned(&m.tls_versions));
+    }
+    if m.dns_transactions > 0 {
+        counts_table(html, "DNS name asked", &m.dns_names.top(TOP_NAMES));
+        counts_table(html, "DNS response code", &owned(&m.dns_response_codes));
+    }
+}
+
 /// Writes `DIR/index.html` and returns its path.
 pub fn write(a: &Analysis, dir: &Path) -> Result<PathBuf, ReportError> {
     let io = |path: &Path| {
@@ -410,6 +456,7 @@ pub fn write(a: &Analysis, dir: &Path) -> Result<PathBuf, ReportError> {
         }
         html.push_str("</table>\n<p>The alerts file (<code>--alerts</code>) holds more of each incident: top sources, thresholds and learned bands, sampling.</p>\n");
     }
+    names_section(&mut html, &a.metadata);
     html.push_str(
         "<h2>Protocols</h2>\n<table><tr><th>class</th><th>packets</th><th>bytes</th></tr>\n",
     );

@@ -51,6 +51,38 @@ fn tops(out: &mut String, title: &str, rows: &[Top], total_bytes: u64) {
     }
 }
 
+/// Handshakes and DNS in a few lines: the names asked for most.
+fn names(out: &mut String, a: &Analysis) {
+    let m = &a.metadata;
+    if m.tls_handshakes == 0 && m.dns_transactions == 0 {
+        return;
+    }
+    let list = |rows: Vec<(String, u64)>| {
+        rows.iter()
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "\nTLS and QUIC handshakes: {}; server names: {}",
+        m.tls_handshakes,
+        list(m.server_names.top(5))
+    );
+    let codes: Vec<(String, u64)> = m
+        .dns_response_codes
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let _ = writeln!(
+        out,
+        "DNS transactions: {}; names: {}; responses: {}",
+        m.dns_transactions,
+        list(m.dns_names.top(5)),
+        list(codes)
+    );
+}
+
 /// The summary as text for a terminal.
 pub fn render(a: &Analysis) -> String {
     let mut out = String::new();
@@ -154,6 +186,7 @@ pub fn render(a: &Analysis) -> String {
         a.bytes,
     );
     tops(&mut out, "Top destination ports", &a.top_ports, a.bytes);
+    names(&mut out, a);
     let _ = writeln!(out, "\nIncidents: {}", a.incidents.len());
     for i in &a.incidents {
         let _ = writeln!(

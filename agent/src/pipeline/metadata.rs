@@ -34,13 +34,27 @@ const MAX_SUMMARY_NAMES: usize = 10_000;
 /// Housekeeping period, in the traffic's time.
 const TICK_NS: u64 = 1_000_000_000;
 
+/// Names listed by `--json` and the report.
+pub const TOP_NAMES: usize = 20;
+
 /// Counts by name, bounded: names past [`MAX_SUMMARY_NAMES`] are counted
-/// as others.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// as others. Serialized as the [`TOP_NAMES`] most counted.
+#[derive(Clone, Debug, Default)]
 pub struct NameCounts {
     pub names: HashMap<String, u64>,
     /// Counted under no name (the table was full).
     pub others: u64,
+}
+
+impl serde::Serialize for NameCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("NameCounts", 3)?;
+        st.serialize_field("top", &self.top(TOP_NAMES))?;
+        st.serialize_field("distinct", &self.names.len())?;
+        st.serialize_field("others", &self.others)?;
+        st.end()
+    }
 }
 
 impl NameCounts {
