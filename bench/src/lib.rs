@@ -9,6 +9,7 @@ pub mod fastnetmon;
 pub mod flows;
 pub mod generator;
 pub mod live;
+pub mod metadata;
 pub mod mixes;
 pub mod packet_socket;
 pub mod report;

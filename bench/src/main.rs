@@ -2,7 +2,7 @@
 //! them and writes BENCHMARKS.md; each stage prints a markdown section or
 //! fails the whole run: no number is printed that was not measured.
 
-use nta_bench::{compare, detect, eval, flows, generator, live, mixes, report, xdp_cost};
+use nta_bench::{compare, detect, eval, flows, generator, live, metadata, mixes, report, xdp_cost};
 
 use std::{path::PathBuf, time::Duration};
 
@@ -36,6 +36,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Flow table updates/s, bytes per flow, exporter flows/s.
     Flows(flows::FlowArgs),
+    /// ClientHellos, DNS messages and QUIC Initials read per second on
+    /// one core, and the application step's frames per second.
+    Metadata(metadata::MetadataArgs),
     /// Detection cost (records/s on one core, with and without flows) and
     /// latency from attack start to alert, with nmap and hping3 in a lab.
     Detect(detect::DetectArgs),
@@ -105,6 +108,10 @@ fn main() -> anyhow::Result<()> {
         Command::Flows(a) => {
             let md = flows::run(&a)?;
             write_section("flows", &md)?;
+        }
+        Command::Metadata(a) => {
+            let md = metadata::run(&a)?;
+            write_section("metadata", &md)?;
         }
         Command::Detect(a) => {
             let md = detect::run(&a)?;

@@ -118,6 +118,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             result: nta_bench(&["flows", "--rounds", &rounds]).and_then(|_| section("flows")),
         },
         Stage {
+            title: "Application metadata parsing",
+            command: format!("nta-bench metadata --rounds {rounds}"),
+            intro: "One core, the parsers of `nta run` and `nta analyze`: TLS ClientHellos with JA4 and JA4_r (a \
+                    browser-like hello and a post-quantum one of 1.8 KB), DNS messages (hickory-proto behind nta's \
+                    checks, answers in presentation form), QUIC client Initials opened with the keys of their \
+                    connection ID, and the whole application step on DNS frames over UDP (frame parsing, decoding, \
+                    query/response pairing; 100,000 frames, every pair checked to come out as a transaction).",
+            result: nta_bench(&["metadata", "--rounds", &rounds]).and_then(|_| section("metadata")),
+        },
+        Stage {
             title: "Detection: cost and latency",
             command: format!("nta-bench detect --rounds {rounds} --runs 10"),
             intro: "Cost: one core, the flow table and the detection engine of `nta run` (every detector, incidents) on a \
