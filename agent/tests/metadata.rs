@@ -133,8 +133,10 @@ fn tcpdump(lab: &Lab, pcap: &std::path::Path, filter: &[&str]) -> GroupChild {
 }
 
 /// `nta run` on the router's two interfaces, writing its log to `log`
-/// (`option`: `--tls-log` or `--dns-log`).
+/// (`option`: `--tls-log` or `--dns-log`) and its flow records to
+/// `flows.jsonl` beside it.
 fn start_nta(lab: &Lab, option: &str, log: &std::path::Path) -> Agent {
+    let flows = log.with_file_name("flows.jsonl");
     Agent::start_in(
         &lab.router,
         &[
@@ -144,10 +146,26 @@ fn start_nta(lab: &Lab, option: &str, log: &std::path::Path) -> Agent {
             &lab.to_server.outer,
             option,
             log.to_str().unwrap_or_default(),
+            "--flows",
+            flows.to_str().unwrap_or_default(),
             "--user",
             "root",
         ],
     )
+}
+
+/// Every flow record (both directions) of the client port `port` carries
+/// `value` at `path` (a JSON pointer).
+fn flows_carry(log: &std::path::Path, port: u64, path: &str, value: &str) {
+    let flows = read_docs(&log.with_file_name("flows.jsonl"));
+    let of_port: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["source"]["port"] == port || f["destination"]["port"] == port)
+        .collect();
+    assert!(of_port.len() >= 2, "both directions of {port}: {flows:#?}");
+    for f in of_port {
+        assert_eq!(f.pointer(path), Some(&Value::from(value)), "{f}");
+    }
 }
 
 /// Lets the last exchanges pass, stops nta (which writes what still
@@ -345,6 +363,11 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
         old["tls"]["cipher"],
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
     );
+    // The flow records of each connection carry its server name.
+    for name in ["www.lab.test", "old.lab.test"] {
+        let port = by_name(name)["source"]["port"].as_u64().unwrap_or_default();
+        flows_carry(&log, port, "/tls/client/server_name", name);
+    }
     // The hello split over two segments, answered by a HelloRetryRequest.
     let pq = by_name("pq.lab.test");
     assert_eq!(pq["nta"]["tls"]["server_hello"], true, "{pq}");
@@ -619,6 +642,14 @@ fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
         "{data}"
     );
     assert_eq!(data.len(), 512);
+
+    // The flow records of each query carry its question.
+    for name in ["www.lab.test", "nope.lab.test"] {
+        let port = find(name, "A", "udp")["source"]["port"]
+            .as_u64()
+            .unwrap_or_default();
+        flows_carry(&log, port, "/dns/question/name", name);
+    }
 
     // tshark's view of the same traffic, message by message.
     let seen = tshark_dns(&pcap);

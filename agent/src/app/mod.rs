@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod dns_transactions;
 pub mod engine;
+pub mod flow_names;
 pub mod handshakes;
 pub mod ja4;
 pub mod packet;

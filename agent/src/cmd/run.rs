@@ -23,6 +23,7 @@ use tokio::{
 };
 
 use crate::{
+    app::flow_names::FlowNameTable,
     app::stats::AppStats,
     config::{
         ConfigError, FileConfig, flags::RunArgs, reload, reload::ReloadMetrics,
@@ -265,6 +266,9 @@ struct Outputs {
     exporters: Vec<Box<dyn FlowExporter>>,
     alert_sinks: Vec<Box<dyn AlertSink>>,
     alert_metrics: AlertMetrics,
+    /// Names the application step gives flow records (filled by the
+    /// metadata thread, read by the flow export).
+    flow_names: Arc<FlowNameTable>,
 }
 
 impl Prepared {
@@ -334,6 +338,7 @@ impl Prepared {
                 exporters,
                 alert_sinks,
                 alert_metrics,
+                flow_names: Arc::default(),
             },
             listener,
             identity,
@@ -614,7 +619,11 @@ fn start_metadata(
         .map(|i| (i.ifindex, i.name.clone()))
         .collect();
     let sink = AppSink::new(
-        MetadataStage::new(stats, std::mem::take(&mut start.metadata_logs)),
+        MetadataStage::new(
+            stats,
+            std::mem::take(&mut start.metadata_logs),
+            Some(start.outputs.flow_names.clone()),
+        ),
         names,
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -675,6 +684,7 @@ fn start_pipeline(
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect::<HashMap<_, _>>(),
+        names: outputs.flow_names.clone(),
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
         heartbeat: heartbeat.clone(),
     };

@@ -28,6 +28,7 @@ use super::{
     timeline::Timeline,
 };
 use crate::{
+    app::flow_names::FlowNameTable,
     app::{engine::AppFrame, select::Selector, stats::AppStats},
     output::{
         alert,
@@ -232,6 +233,7 @@ fn export(
     exporters: &mut [Box<dyn FlowExporter>],
     expired: &mut Vec<ExpiredFlow>,
     names: &[String],
+    flow_names: &FlowNameTable,
 ) -> Result<(), ExportError> {
     if expired.is_empty() {
         return Ok(());
@@ -242,7 +244,7 @@ fn export(
             let name = names
                 .get((f.stats.ifindex as usize).saturating_sub(1))
                 .map_or("", String::as_str);
-            FlowRecord::new(f, WallClock::unix(), name)
+            FlowRecord::new(f, WallClock::unix(), name).with_names(flow_names.get(&f.key))
         })
         .collect();
     expired.clear();
@@ -392,7 +394,12 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         .collect();
     let logs = MetadataLogs::open(o.tls_log.as_deref(), o.dns_log.as_deref(), rotation)?;
     let mut selector = Selector::new(o.app, o.dns_ports);
-    let mut metadata = MetadataStage::new(Arc::new(AppStats::default()), logs);
+    let flow_names = Arc::new(FlowNameTable::default());
+    let mut metadata = MetadataStage::new(
+        Arc::new(AppStats::default()),
+        logs,
+        Some(flow_names.clone()),
+    );
     let origin = Origin::Files(&paths);
     let mut merged = Merged::new(files);
 
@@ -468,7 +475,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             cb(read.load(Ordering::Relaxed), total, frames);
             last_progress = Instant::now();
         }
-        export(&mut exporters, &mut out.expired, &names)?;
+        export(&mut exporters, &mut out.expired, &names, &flow_names)?;
         note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     }
     if let Some(cb) = &mut o.progress {
@@ -478,7 +485,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     pipeline.finish(last_ns, &mut out);
     metadata.tick(last_ns, &origin);
     let metadata = metadata.finish(&origin);
-    export(&mut exporters, &mut out.expired, &names)?;
+    export(&mut exporters, &mut out.expired, &names, &flow_names)?;
     for e in &mut exporters {
         e.flush()?;
     }

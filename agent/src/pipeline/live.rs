@@ -14,6 +14,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::mpsc;
 
 use crate::{
+    app::flow_names::FlowNameTable,
     kernel::events::SampleBatch,
     output::{
         alert::AlertSink,
@@ -121,6 +122,8 @@ pub struct FlowStage {
     pub clock: WallClock,
     /// Interface names by ifindex, for the records.
     pub interfaces: HashMap<u32, String>,
+    /// Server names and DNS questions the application step saw, by flow.
+    pub names: Arc<FlowNameTable>,
     pub metrics: FlowMetrics,
     /// Set to the monotonic time (ns) of every tick: readiness and the
     /// systemd watchdog tell a stalled pipeline from it.
@@ -218,12 +221,13 @@ fn to_records(
     flows: &[ExpiredFlow],
     clock: WallClock,
     interfaces: &HashMap<u32, String>,
+    names: &FlowNameTable,
 ) -> Vec<FlowRecord> {
     flows
         .iter()
         .map(|f| {
             let name = interfaces.get(&f.stats.ifindex).map_or("", String::as_str);
-            FlowRecord::new(f, clock, name)
+            FlowRecord::new(f, clock, name).with_names(names.get(&f.key))
         })
         .collect()
 }
@@ -243,6 +247,7 @@ pub async fn run(
         exporters,
         clock,
         interfaces,
+        names,
         metrics,
         heartbeat,
     } = stage;
@@ -268,7 +273,7 @@ pub async fn run(
         if out.expired.is_empty() {
             return;
         }
-        let records = to_records(&out.expired, clock, &interfaces);
+        let records = to_records(&out.expired, clock, &interfaces, &names);
         out.expired.clear();
         if let Err(
             std_mpsc::TrySendError::Full(ExportMessage::Records(r))
@@ -329,7 +334,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || d.close()).await;
     }
     // At shutdown wait for room rather than drop: these are the last flows.
-    let records = to_records(&out.expired, clock, &interfaces);
+    let records = to_records(&out.expired, clock, &interfaces, &names);
     if !records.is_empty() && tx.send(ExportMessage::Records(records)).is_err() {
         tracing::warn!("exporter thread gone; final flows not written");
     }

@@ -17,6 +17,7 @@ use crate::{
         dns,
         dns_transactions::DnsTransaction,
         engine::{self, AppEngine, AppFrame},
+        flow_names::FlowNameTable,
         handshakes::Handshake,
         stats::AppStats,
         tls::{version_slot, version_slot_label},
@@ -131,15 +132,22 @@ impl MetadataSummary {
 pub struct MetadataStage {
     engine: AppEngine,
     logs: MetadataLogs,
+    /// Where flow records find the names (None: nobody writes records).
+    flow_names: Option<Arc<FlowNameTable>>,
     summary: MetadataSummary,
     next_tick_ns: u64,
 }
 
 impl MetadataStage {
-    pub fn new(stats: Arc<AppStats>, logs: MetadataLogs) -> MetadataStage {
+    pub fn new(
+        stats: Arc<AppStats>,
+        logs: MetadataLogs,
+        flow_names: Option<Arc<FlowNameTable>>,
+    ) -> MetadataStage {
         MetadataStage {
             engine: AppEngine::new(stats),
             logs,
+            flow_names,
             summary: MetadataSummary::default(),
             next_tick_ns: 0,
         }
@@ -183,6 +191,12 @@ impl MetadataStage {
     fn write(&mut self, origin: &Origin<'_>) {
         for h in self.engine.take() {
             self.summary.add_handshake(&h);
+            if let (Some(table), Some(name)) = (
+                &self.flow_names,
+                h.client_hello.as_ref().and_then(|c| c.server_name.as_ref()),
+            ) {
+                table.server_name(h.client, name, h.unix_ns);
+            }
             if let Some(log) = &mut self.logs.tls
                 && let Err(e) = log.write(|out| metadata::tls::write(&h, origin, out))
             {
@@ -191,6 +205,12 @@ impl MetadataStage {
         }
         for t in self.engine.take_dns() {
             self.summary.add_dns(&t);
+            if let (Some(table), Some(q)) = (
+                &self.flow_names,
+                t.asked().and_then(|m| m.question.as_ref()),
+            ) {
+                table.dns_query(t.client, &q.name, t.unix_ns);
+            }
             if let Some(log) = &mut self.logs.dns
                 && let Err(e) = log.write(|out| metadata::dns::write(&t, origin, out))
             {

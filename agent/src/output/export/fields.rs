@@ -114,6 +114,33 @@ fn address_field(ip: IpAddr, source: bool) -> Field {
     }
 }
 
+/// The Private Enterprise Number of nta's own IPFIX elements: RFC 5612's
+/// number for documentation and examples, since nta has none registered
+/// (collectors need a definition of it either way; README lists them).
+pub const NTA_PEN: u32 = 32473;
+/// nta's element: the TLS or QUIC server name of the flow (string).
+pub const IE_SERVER_NAME: u16 = 1;
+/// nta's element: the flow's first DNS question name (string).
+pub const IE_DNS_QUERY: u16 = 2;
+
+fn name_value(name: &Option<String>) -> Value {
+    name.clone().map_or(Value::Absent, Value::Text)
+}
+
+/// A name as a variable-length IPFIX string (empty when there is none).
+fn name_field(id: u16, name: &Option<String>) -> Field {
+    Field::Unknown {
+        pen: NTA_PEN,
+        id,
+        value: name
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec()
+            .into_boxed_slice(),
+    }
+}
+
 /// Every flow field, in CSV column order.
 pub static FIELDS: &[FlowField] = &[
     // The JSON document's own fields first, so `@timestamp` leads it.
@@ -360,6 +387,42 @@ pub static FIELDS: &[FlowField] = &[
         })],
         ipfix: None,
     },
+    // What the payloads named: nta's own IPFIX elements (variable-length
+    // strings under NTA_PEN).
+    FlowField {
+        csv: Some(("server_name", |f| name_value(&f.names.server_name))),
+        json: &[("tls.client.server_name", |f| {
+            name_value(&f.names.server_name)
+        })],
+        ipfix: Some(Ipfix {
+            element: |_| {
+                (
+                    IE::Unknown {
+                        pen: NTA_PEN,
+                        id: IE_SERVER_NAME,
+                    },
+                    u16::MAX,
+                )
+            },
+            value: |f| name_field(IE_SERVER_NAME, &f.names.server_name),
+        }),
+    },
+    FlowField {
+        csv: Some(("dns_query", |f| name_value(&f.names.dns_query))),
+        json: &[("dns.question.name", |f| name_value(&f.names.dns_query))],
+        ipfix: Some(Ipfix {
+            element: |_| {
+                (
+                    IE::Unknown {
+                        pen: NTA_PEN,
+                        id: IE_DNS_QUERY,
+                    },
+                    u16::MAX,
+                )
+            },
+            value: |f| name_field(IE_DNS_QUERY, &f.names.dns_query),
+        }),
+    },
     // ICMP type and code travel in the port fields of the key.
     FlowField {
         csv: None,
@@ -545,7 +608,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::pipeline::flow::{ExpireReason, FlowKey, FlowStats};
+    use crate::{
+        app::flow_names::FlowNames,
+        pipeline::flow::{ExpireReason, FlowKey, FlowStats},
+    };
 
     fn flow(protocol: u8, src_port: u16, dst_port: u16, vlan_id: u16) -> FlowRecord {
         let key = FlowKey {
@@ -578,6 +644,7 @@ mod tests {
             end_unix_ns: 1_795_000_001_500_000_000,
             interface: "eth0".into(),
             community_id: key.community_id(),
+            names: FlowNames::default(),
         }
     }
 
@@ -659,15 +726,46 @@ mod tests {
     #[test]
     fn ipfix_values_follow_the_template() {
         for v6 in [false, true] {
-            assert_eq!(ipfix_elements(v6).len(), 17);
+            assert_eq!(ipfix_elements(v6).len(), 19);
         }
         let f = flow(1, 3, 1, 0);
         let values = ipfix_values(&f);
-        assert_eq!(values.len(), 17);
+        assert_eq!(values.len(), 19);
         assert!(values.contains(&Field::icmpTypeCodeIPv4(0x0301)));
         assert!(values.contains(&Field::sourceTransportPort(0)));
         assert!(values.contains(&Field::packetDeltaCount(3)));
         assert!(values.contains(&Field::ingressInterface(7)));
+    }
+
+    #[test]
+    fn the_names_a_flow_got_go_to_every_format() {
+        let plain = flow(17, 40000, 53, 0);
+        assert!(json_of(&plain).get("dns").is_none(), "absent without names");
+        let named = flow(6, 40000, 443, 0).with_names(FlowNames {
+            server_name: Some("shop.example".into()),
+            dns_query: Some("shop.example".into()),
+        });
+        let doc = json_of(&named);
+        assert_eq!(doc["tls"]["client"]["server_name"], "shop.example");
+        assert_eq!(doc["dns"]["question"]["name"], "shop.example");
+        let row: Vec<String> = csv_row(&named).collect();
+        let header = csv_header();
+        let at = |c: &str| header.iter().position(|h| *h == c).unwrap_or(usize::MAX);
+        assert_eq!(row[at("server_name")], "shop.example");
+        assert_eq!(row[at("dns_query")], "shop.example");
+        // IPFIX: nta's enterprise elements, variable length.
+        assert!(ipfix_elements(false).contains(&(
+            IE::Unknown {
+                pen: NTA_PEN,
+                id: IE_SERVER_NAME
+            },
+            u16::MAX
+        )));
+        assert!(ipfix_values(&named).contains(&Field::Unknown {
+            pen: NTA_PEN,
+            id: IE_SERVER_NAME,
+            value: b"shop.example".to_vec().into_boxed_slice(),
+        }));
     }
 
     #[test]
@@ -692,6 +790,6 @@ mod tests {
         for (i, c) in header.iter().enumerate() {
             assert!(!header[i + 1..].contains(c), "{c} twice");
         }
-        assert_eq!(header.len(), 22);
+        assert_eq!(header.len(), 24);
     }
 }

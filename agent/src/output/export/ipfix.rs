@@ -21,7 +21,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use netgauze_flow_pkt::{
     DataSetId, FieldSpecifier,
     ie::{Field, IE},
-    ipfix::{DataRecord, IpfixPacket, OptionsTemplateRecord, Set, TemplateRecord},
+    ipfix::{
+        DataRecord, DecodingTemplate, IpfixPacket, OptionsTemplateRecord, Set, TemplateRecord,
+        TemplatesMap,
+    },
 };
 use netgauze_parse_utils::WritablePduWithOneInput;
 
@@ -128,6 +131,11 @@ pub struct IpfixExporter {
     sequence: u32,
     last_templates: Option<Instant>,
     buf: Vec<u8>,
+    /// The templates records are written against: variable-length fields
+    /// (nta's names) get their length prefix, counted in the message
+    /// length (netgauze writes the prefix without a template too, but
+    /// leaves it out of the length).
+    templates: TemplatesMap,
 }
 
 fn spec(ie: IE, len: u16) -> FieldSpecifier {
@@ -141,6 +149,31 @@ fn flow_fields(v6: bool) -> Box<[FieldSpecifier]> {
         .into_iter()
         .map(|(ie, len)| spec(ie, len))
         .collect()
+}
+
+fn decoding(scope: Box<[FieldSpecifier]>, fields: Box<[FieldSpecifier]>) -> DecodingTemplate {
+    DecodingTemplate {
+        scope_fields_specs: scope,
+        fields_specs: fields,
+        processed_count: 0,
+    }
+}
+
+fn templates_map() -> TemplatesMap {
+    TemplatesMap::from([
+        (TEMPLATE_V4, decoding(Box::new([]), flow_fields(false))),
+        (TEMPLATE_V6, decoding(Box::new([]), flow_fields(true))),
+        (
+            TEMPLATE_SAMPLING,
+            decoding(
+                Box::new([spec(IE::ingressInterface, 4)]),
+                Box::new([
+                    spec(IE::samplingInterval, 4),
+                    spec(IE::samplingAlgorithm, 1),
+                ]),
+            ),
+        ),
+    ])
 }
 
 fn templates() -> Vec<Set> {
@@ -187,6 +220,7 @@ impl IpfixExporter {
             sequence: 0,
             last_templates: None,
             buf: Vec::with_capacity(1500),
+            templates: templates_map(),
         })
     }
 
@@ -211,7 +245,7 @@ impl IpfixExporter {
         );
         self.buf.clear();
         packet
-            .write(&mut self.buf, None)
+            .write(&mut self.buf, Some(&self.templates))
             .map_err(|e| IpfixError::Encode(format!("{e:?}")))?;
         self.sequence = self.sequence.wrapping_add(data_records as u32);
         Ok(&self.buf)

@@ -3,7 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::pipeline::flow::{ExpireReason, ExpiredFlow, FlowKey, FlowStats};
+use crate::{
+    app::flow_names::FlowNames,
+    pipeline::flow::{ExpireReason, ExpiredFlow, FlowKey, FlowStats},
+};
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to Unix time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct FlowRecord {
     pub end_unix_ns: u64,
     pub interface: String,
     pub community_id: Option<String>,
+    /// What the flow's payloads named (server name, DNS question).
+    pub names: FlowNames,
 }
 
 impl FlowRecord {
@@ -81,7 +86,14 @@ impl FlowRecord {
             end_unix_ns: clock.to_unix_ns(f.stats.last_ns),
             interface: interface.to_string(),
             community_id: f.key.community_id(),
+            names: FlowNames::default(),
         }
+    }
+
+    /// The record with the names its flow's payloads gave.
+    pub fn with_names(mut self, names: FlowNames) -> FlowRecord {
+        self.names = names;
+        self
     }
 
     pub fn transport(&self) -> String {
