@@ -183,11 +183,21 @@ fn incident_goes_to_the_file_and_the_webhook_alike() {
     assert_eq!(states.first(), Some(&"start"), "{states:?}");
     assert_eq!(states.last(), Some(&"end"), "{states:?}");
     assert!(states.contains(&"update"), "{states:?}");
-    let id = &lines[0]["event"]["id"];
+    let id = &lines[0]["nta"]["alert"]["incident_id"];
     assert!(
-        lines.iter().all(|a| &a["event"]["id"] == id),
+        lines
+            .iter()
+            .all(|a| &a["nta"]["alert"]["incident_id"] == id),
         "one incident, one id"
     );
+    // ECS's event.id names each document.
+    let mut event_ids: Vec<&str> = lines
+        .iter()
+        .map(|a| a["event"]["id"].as_str().unwrap_or_default())
+        .collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), lines.len(), "event.id unique per document");
     let start = &lines[0];
     assert_eq!(start["rule"]["name"], "syn_flood");
     assert_eq!(start["event"]["kind"], "alert");

@@ -522,7 +522,10 @@ fn the_flight_recorder_writes_an_incidents_frames_and_the_alert_names_the_file()
             .find(|d| d["nta"]["alert"]["detector"] == "port_scan");
         if let Some(d) = start {
             break (
-                d["event"]["id"].as_str().unwrap_or_default().to_string(),
+                d["nta"]["alert"]["incident_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 d["nta"]["alert"]["capture_file"]
                     .as_str()
                     .unwrap_or_default()

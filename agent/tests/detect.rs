@@ -290,9 +290,9 @@ fn amplification_per_reflector_port_and_size() {
     assert_eq!(s.len(), 1, "{ev:?}");
     assert_eq!(
         s[0].incident.subject,
-        Subject::DestinationPort {
+        Subject::Reflected {
             dst: map_ipv4(VICTIM),
-            port: 53
+            source_port: 53
         }
     );
     assert_eq!(s[0].incident.latest.top_sources.len(), 4);

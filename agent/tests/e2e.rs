@@ -394,7 +394,7 @@ fn flows_are_written_as_ecs_json_lines_and_csv() {
     assert_eq!(
         lines.next(),
         Some(
-            "start,end,duration_ms,interface,vlan,ip_version,protocol,src_ip,src_port,dst_ip,dst_port,packets,bytes,sampled_packets,sampled_bytes,sampling_rate,tcp_flags,min_ttl,max_ttl,end_reason,biflow,community_id"
+            "start,end,duration_ms,interface,vlan,ip_version,protocol,src_ip,src_port,dst_ip,dst_port,packets,bytes,sampled_packets,sampled_bytes,sampling_rate,tcp_flags,min_ttl,max_ttl,end_reason,biflow,community_id,server_name,dns_query"
         )
     );
     let rows: Vec<&str> = lines.collect();

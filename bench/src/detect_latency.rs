@@ -342,7 +342,7 @@ fn one_run(
                 if let Some(crossed) = crossed {
                     t.nta_own.push(ms_between(crossed, now));
                 }
-                nta = Some((now, a["event"]["id"].clone()));
+                nta = Some((now, a["nta"]["alert"]["incident_id"].clone()));
             }
         }
         if fnm.is_none()
@@ -369,9 +369,9 @@ fn one_run(
     // The flood's size, from the incident's end line (its peak).
     if let (Some((_, id)), Some(limit)) = (nta, threshold) {
         wait_quiet(file, Duration::from_secs(15))?;
-        let end = alerts(file)
-            .into_iter()
-            .find(|a| a["event"]["id"] == id && a["nta"]["alert"]["state"] == "end");
+        let end = alerts(file).into_iter().find(|a| {
+            a["nta"]["alert"]["incident_id"] == id && a["nta"]["alert"]["state"] == "end"
+        });
         if let Some(peak) = end.and_then(|a| a["nta"]["alert"]["peak"].as_f64()) {
             t.multiple.push(peak / limit);
         }

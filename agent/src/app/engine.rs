@@ -12,6 +12,7 @@ use crate::pipeline::flow::FlowKey;
 use super::{
     dns,
     dns_transactions::{DnsTransaction, DnsTransactions},
+    flow_names::FlowNameTable,
     handshakes::{Handshake, Handshakes},
     ja4::Transport,
     packet::AppPacket,
@@ -50,6 +51,10 @@ pub struct AppEngine {
     handshakes: Handshakes,
     dns: DnsTransactions,
     stats: Arc<AppStats>,
+    /// Where flow records find the names, noted as soon as a ClientHello
+    /// or a DNS question is read (a flow may end before its handshake is
+    /// answered).
+    flow_names: Option<Arc<FlowNameTable>>,
 }
 
 impl AppEngine {
@@ -62,7 +67,14 @@ impl AppEngine {
             handshakes: Handshakes::default(),
             dns: DnsTransactions::default(),
             stats,
+            flow_names: None,
         }
+    }
+
+    /// The engine noting server names and DNS questions in `table`.
+    pub fn with_flow_names(mut self, table: Option<Arc<FlowNameTable>>) -> AppEngine {
+        self.flow_names = table;
+        self
     }
 
     pub fn stats(&self) -> &Arc<AppStats> {
@@ -171,6 +183,10 @@ impl AppEngine {
         match dns::parse(bytes) {
             Ok(m) => {
                 self.stats.dns_message(&m);
+                if let (Some(table), Some(q)) = (&self.flow_names, &m.question) {
+                    let client = if m.response { p.key.reversed() } else { p.key };
+                    table.dns_query(client, &q.name, f.unix_ns);
+                }
                 self.dns.message(p.key, m, f.unix_ns, f.ifindex);
             }
             Err(e) => self.stats.dns_error(e),
@@ -184,9 +200,13 @@ impl AppEngine {
             _ => tls::parse_record(bytes),
         };
         match parsed {
-            Ok(Hello::Client(c)) => self
-                .handshakes
-                .client(p.key, c, transport, f.unix_ns, f.ifindex),
+            Ok(Hello::Client(c)) => {
+                if let (Some(table), Some(name)) = (&self.flow_names, &c.server_name) {
+                    table.server_name(p.key, name, f.unix_ns);
+                }
+                self.handshakes
+                    .client(p.key, c, transport, f.unix_ns, f.ifindex);
+            }
             Ok(Hello::Server(s)) => self
                 .handshakes
                 .server(p.key, s, transport, f.unix_ns, f.ifindex),

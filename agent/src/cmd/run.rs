@@ -57,6 +57,7 @@ use crate::{
         metadata::{MetadataLogError, MetadataLogs},
         open::{open_alert_sinks, open_flow_exporters},
     },
+    pipeline::flow::Directions,
     pipeline::{
         Pipeline,
         alerting::{DetectMetrics, DetectionStage},
@@ -623,6 +624,7 @@ fn start_metadata(
             stats,
             std::mem::take(&mut start.metadata_logs),
             Some(start.outputs.flow_names.clone()),
+            Directions::from_groups(&start.settings.detect.host_groups),
         ),
         names,
     );
@@ -685,6 +687,7 @@ fn start_pipeline(
             .map(|i| (i.ifindex, i.name.clone()))
             .collect::<HashMap<_, _>>(),
         names: outputs.flow_names.clone(),
+        directions: Directions::from_groups(&settings.detect.host_groups),
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
         heartbeat: heartbeat.clone(),
     };

@@ -37,6 +37,7 @@ use crate::{
         export::{ExportError, FlowExporter, FlowRecord, RotationConfig, WallClock},
         metadata::{MetadataLogs, Origin},
     },
+    pipeline::flow::Directions,
     pipeline::{
         Pipeline, Produced,
         detect::{AlertEvent, DetectConfig, Transition, Unit, display_addr},
@@ -229,11 +230,18 @@ fn transport(proto: u8) -> &'static str {
 }
 
 /// Flow records of expired flows, written by every exporter.
+/// What a flow record takes from the analysis besides its flow.
+struct RecordContext<'a> {
+    /// The capture files' paths, by ifindex - 1.
+    files: &'a [String],
+    flow_names: &'a FlowNameTable,
+    directions: &'a Directions,
+}
+
 fn export(
     exporters: &mut [Box<dyn FlowExporter>],
     expired: &mut Vec<ExpiredFlow>,
-    names: &[String],
-    flow_names: &FlowNameTable,
+    cx: &RecordContext<'_>,
 ) -> Result<(), ExportError> {
     if expired.is_empty() {
         return Ok(());
@@ -241,10 +249,14 @@ fn export(
     let records: Vec<FlowRecord> = expired
         .iter()
         .map(|f| {
-            let name = names
+            let file = cx
+                .files
                 .get((f.stats.ifindex as usize).saturating_sub(1))
                 .map_or("", String::as_str);
-            FlowRecord::new(f, WallClock::unix(), name).with_names(flow_names.get(&f.key))
+            FlowRecord::new(f, WallClock::unix(), file)
+                .from_file()
+                .with_names(cx.flow_names.get(&f.key))
+                .with_direction(cx.directions.of(&f.key))
         })
         .collect();
     expired.clear();
@@ -395,10 +407,12 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     let logs = MetadataLogs::open(o.tls_log.as_deref(), o.dns_log.as_deref(), rotation)?;
     let mut selector = Selector::new(o.app, o.dns_ports);
     let flow_names = Arc::new(FlowNameTable::default());
+    let directions = Directions::from_groups(&o.detect.host_groups);
     let mut metadata = MetadataStage::new(
         Arc::new(AppStats::default()),
         logs,
         Some(flow_names.clone()),
+        directions.clone(),
     );
     let origin = Origin::Files(&paths);
     let mut merged = Merged::new(files);
@@ -475,7 +489,15 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             cb(read.load(Ordering::Relaxed), total, frames);
             last_progress = Instant::now();
         }
-        export(&mut exporters, &mut out.expired, &names, &flow_names)?;
+        export(
+            &mut exporters,
+            &mut out.expired,
+            &RecordContext {
+                files: &names,
+                flow_names: &flow_names,
+                directions: &directions,
+            },
+        )?;
         note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     }
     if let Some(cb) = &mut o.progress {
@@ -485,7 +507,15 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     pipeline.finish(last_ns, &mut out);
     metadata.tick(last_ns, &origin);
     let metadata = metadata.finish(&origin);
-    export(&mut exporters, &mut out.expired, &names, &flow_names)?;
+    export(
+        &mut exporters,
+        &mut out.expired,
+        &RecordContext {
+            files: &names,
+            flow_names: &flow_names,
+            directions: &directions,
+        },
+    )?;
     for e in &mut exporters {
         e.flush()?;
     }

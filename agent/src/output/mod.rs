@@ -9,3 +9,16 @@ pub mod component;
 pub mod export;
 pub mod metadata;
 pub mod open;
+
+use std::sync::LazyLock;
+
+/// This machine's host name, for `observer.hostname` in every document
+/// (empty when the system cannot say).
+pub fn hostname() -> &'static str {
+    static NAME: LazyLock<String> = LazyLock::new(|| {
+        nix::unistd::gethostname()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    &NAME
+}

@@ -24,7 +24,7 @@ use crate::{
         Pipeline, Produced,
         alerting::DetectionStage,
         detect::DetectConfig,
-        flow::{ExpireReason, ExpiredFlow, FlowTable},
+        flow::{Directions, ExpireReason, ExpiredFlow, FlowTable},
     },
 };
 /// How often the stage ends idle flows and advances detection time.
@@ -124,6 +124,8 @@ pub struct FlowStage {
     pub interfaces: HashMap<u32, String>,
     /// Server names and DNS questions the application step saw, by flow.
     pub names: Arc<FlowNameTable>,
+    /// Inside and outside, from the host groups (updated on reload).
+    pub directions: Directions,
     pub metrics: FlowMetrics,
     /// Set to the monotonic time (ns) of every tick: readiness and the
     /// systemd watchdog tell a stalled pipeline from it.
@@ -148,10 +150,19 @@ enum ExportMessage {
     Exporters(Vec<Box<dyn FlowExporter>>),
 }
 
+/// How long flow records wait before they are written, so the names their
+/// payloads gave (read on the application thread, which may lag the
+/// sample path by a poll or two) are there: a short TLS connection's FIN
+/// can reach the flow table before its handshake is read.
+const NAME_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the exporters on a thread until the channel closes, then flushes.
+/// Records are held [`NAME_GRACE`] and given their flow's names just
+/// before they are written.
 fn spawn_exporters(
     mut exporters: Vec<Box<dyn FlowExporter>>,
     metrics: FlowMetrics,
+    names: Arc<FlowNameTable>,
 ) -> (std_mpsc::SyncSender<ExportMessage>, thread::JoinHandle<()>) {
     let (tx, rx) = std_mpsc::sync_channel::<ExportMessage>(EXPORT_QUEUE);
     let handle = thread::spawn(move || {
@@ -190,19 +201,55 @@ fn spawn_exporters(
                 }
             }
         };
-        while let Ok(msg) = rx.recv() {
-            match msg {
-                ExportMessage::Records(batch) => {
-                    write(&mut exporters, &mut failing, Some(&batch));
+        let mut held: std::collections::VecDeque<(std::time::Instant, Vec<FlowRecord>)> =
+            std::collections::VecDeque::new();
+        // Writes the held batches due by `until` (all of them with None).
+        let release =
+            |exporters: &mut Vec<Box<dyn FlowExporter>>,
+             failing: &mut Vec<bool>,
+             held: &mut std::collections::VecDeque<(std::time::Instant, Vec<FlowRecord>)>,
+             until: Option<std::time::Instant>| {
+                while let Some((due, _)) = held.front() {
+                    if until.is_some_and(|t| *due > t) {
+                        break;
+                    }
+                    let Some((_, mut batch)) = held.pop_front() else {
+                        break;
+                    };
+                    for r in &mut batch {
+                        r.names = names.get(&r.key);
+                    }
+                    write(exporters, failing, Some(&batch));
                 }
-                ExportMessage::Exporters(new) => {
+            };
+        loop {
+            let wait = held
+                .front()
+                .map_or(std::time::Duration::from_secs(3600), |(due, _)| {
+                    due.saturating_duration_since(std::time::Instant::now())
+                });
+            match rx.recv_timeout(wait) {
+                Ok(ExportMessage::Records(batch)) => {
+                    held.push_back((std::time::Instant::now() + NAME_GRACE, batch));
+                }
+                Ok(ExportMessage::Exporters(new)) => {
+                    release(&mut exporters, &mut failing, &mut held, None);
                     write(&mut exporters, &mut failing, None);
                     zero_series(&metrics, &new);
                     exporters = new;
                     failing.clear();
                 }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            release(
+                &mut exporters,
+                &mut failing,
+                &mut held,
+                Some(std::time::Instant::now()),
+            );
         }
+        release(&mut exporters, &mut failing, &mut held, None);
         write(&mut exporters, &mut failing, None);
     });
     (tx, handle)
@@ -221,13 +268,13 @@ fn to_records(
     flows: &[ExpiredFlow],
     clock: WallClock,
     interfaces: &HashMap<u32, String>,
-    names: &FlowNameTable,
+    directions: &Directions,
 ) -> Vec<FlowRecord> {
     flows
         .iter()
         .map(|f| {
             let name = interfaces.get(&f.stats.ifindex).map_or("", String::as_str);
-            FlowRecord::new(f, clock, name).with_names(names.get(&f.key))
+            FlowRecord::new(f, clock, name).with_direction(directions.of(&f.key))
         })
         .collect()
 }
@@ -248,9 +295,13 @@ pub async fn run(
         clock,
         interfaces,
         names,
+        directions,
         metrics,
         heartbeat,
     } = stage;
+    // Read per batch by `deliver`, replaced on reload (never held across
+    // an await).
+    let directions = std::sync::Mutex::new(directions);
     zero_series(&metrics, &exporters);
     if let (Some(d), Some(engine)) = (&detection, pipeline.engine_mut()) {
         engine.set_unix_offset_ns(clock.offset_ns());
@@ -260,7 +311,7 @@ pub async fn run(
     metrics
         .capacity
         .set(pipeline.table().config().capacity as i64);
-    let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone());
+    let (tx, exporter_thread) = spawn_exporters(exporters, metrics.clone(), names);
     let mut out = Produced::default();
     let mut last = crate::pipeline::flow::TableCounters::default();
     let mut tick = tokio::time::interval(TICK);
@@ -273,7 +324,14 @@ pub async fn run(
         if out.expired.is_empty() {
             return;
         }
-        let records = to_records(&out.expired, clock, &interfaces, &names);
+        let records = to_records(
+            &out.expired,
+            clock,
+            &interfaces,
+            &directions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         out.expired.clear();
         if let Err(
             std_mpsc::TrySendError::Full(ExportMessage::Records(r))
@@ -307,6 +365,10 @@ pub async fn run(
             }
             Some(r) = reload.recv() => {
                 pipeline.set_flow_timeouts(r.idle_timeout_ns, r.active_timeout_ns);
+                *directions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Directions::from_groups(&r.detect.host_groups);
                 if let Some(new) = r.exporters {
                     // Waits for room: a reload is never dropped.
                     if tx.send(ExportMessage::Exporters(new)).is_err() {
@@ -334,7 +396,14 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || d.close()).await;
     }
     // At shutdown wait for room rather than drop: these are the last flows.
-    let records = to_records(&out.expired, clock, &interfaces, &names);
+    let records = to_records(
+        &out.expired,
+        clock,
+        &interfaces,
+        &directions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     if !records.is_empty() && tx.send(ExportMessage::Records(records)).is_err() {
         tracing::warn!("exporter thread gone; final flows not written");
     }

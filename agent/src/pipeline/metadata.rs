@@ -27,6 +27,7 @@ use crate::{
         export::ExportError,
         metadata::{self, MetadataLogs, Origin},
     },
+    pipeline::flow::Directions,
 };
 
 /// Names the summary tells apart, per table; past it they count as
@@ -132,8 +133,8 @@ impl MetadataSummary {
 pub struct MetadataStage {
     engine: AppEngine,
     logs: MetadataLogs,
-    /// Where flow records find the names (None: nobody writes records).
-    flow_names: Option<Arc<FlowNameTable>>,
+    /// Inside and outside, from the host groups at start.
+    directions: Directions,
     summary: MetadataSummary,
     next_tick_ns: u64,
 }
@@ -143,11 +144,12 @@ impl MetadataStage {
         stats: Arc<AppStats>,
         logs: MetadataLogs,
         flow_names: Option<Arc<FlowNameTable>>,
+        directions: Directions,
     ) -> MetadataStage {
         MetadataStage {
-            engine: AppEngine::new(stats),
+            engine: AppEngine::new(stats).with_flow_names(flow_names),
             logs,
-            flow_names,
+            directions,
             summary: MetadataSummary::default(),
             next_tick_ns: 0,
         }
@@ -191,28 +193,18 @@ impl MetadataStage {
     fn write(&mut self, origin: &Origin<'_>) {
         for h in self.engine.take() {
             self.summary.add_handshake(&h);
-            if let (Some(table), Some(name)) = (
-                &self.flow_names,
-                h.client_hello.as_ref().and_then(|c| c.server_name.as_ref()),
-            ) {
-                table.server_name(h.client, name, h.unix_ns);
-            }
             if let Some(log) = &mut self.logs.tls
-                && let Err(e) = log.write(|out| metadata::tls::write(&h, origin, out))
+                && let Err(e) =
+                    log.write(|out| metadata::tls::write(&h, origin, &self.directions, out))
             {
                 self.summary.write_failed("TLS", &e);
             }
         }
         for t in self.engine.take_dns() {
             self.summary.add_dns(&t);
-            if let (Some(table), Some(q)) = (
-                &self.flow_names,
-                t.asked().and_then(|m| m.question.as_ref()),
-            ) {
-                table.dns_query(t.client, &q.name, t.unix_ns);
-            }
             if let Some(log) = &mut self.logs.dns
-                && let Err(e) = log.write(|out| metadata::dns::write(&t, origin, out))
+                && let Err(e) =
+                    log.write(|out| metadata::dns::write(&t, origin, &self.directions, out))
             {
                 self.summary.write_failed("DNS", &e);
             }

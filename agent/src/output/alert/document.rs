@@ -15,14 +15,27 @@ struct Document<'a> {
     timestamp: String,
     ecs: Ecs,
     message: String,
-    event: Event<'a>,
+    event: Event,
     rule: Rule,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     destination: Option<Endpoint>,
     observer: Observer,
+    #[serde(skip_serializing_if = "Related::is_empty")]
+    related: Related,
     nta: Nta<'a>,
+}
+
+#[derive(Serialize)]
+struct Related {
+    ip: Vec<String>,
+}
+
+impl Related {
+    fn is_empty(&self) -> bool {
+        self.ip.is_empty()
+    }
 }
 
 #[derive(Serialize)]
@@ -31,13 +44,14 @@ struct Ecs {
 }
 
 #[derive(Serialize)]
-struct Event<'a> {
+struct Event {
     kind: &'static str,
     category: [&'static str; 2],
     #[serde(rename = "type")]
     kinds: [&'static str; 1],
     action: String,
-    id: &'a str,
+    /// Unique per document; the incident's id is `nta.alert.incident_id`.
+    id: String,
     severity: u8,
     dataset: &'static str,
     reason: &'static str,
@@ -66,6 +80,7 @@ struct Observer {
     #[serde(rename = "type")]
     kind: &'static str,
     product: &'static str,
+    hostname: &'static str,
 }
 
 #[derive(Serialize)]
@@ -218,7 +233,9 @@ pub fn explain(deviations: &[Deviation]) -> String {
 fn subject_text(s: &Subject, groups: &[String]) -> String {
     match s {
         Subject::Destination(d) => format!("to {}", ip(d)),
-        Subject::DestinationPort { dst, port } => format!("to {} from port {port}", ip(dst)),
+        Subject::Reflected { dst, source_port } => {
+            format!("to {} from port {source_port}", ip(dst))
+        }
         Subject::Pair { src, dst } => format!("from {} to {}", ip(src), ip(dst)),
         Subject::SourcePort { src, port, proto } => match proto {
             1 | 58 => format!("from {} (ICMP echo)", ip(src)),
@@ -256,7 +273,14 @@ pub fn to_json(
     };
     let (source, destination) = match i.subject {
         Subject::Destination(d) => (None, at(&d, None)),
-        Subject::DestinationPort { dst, port } => (None, at(&dst, Some(port))),
+        // The reflectors' service port is where the traffic comes from.
+        Subject::Reflected { dst, source_port } => (
+            Some(Endpoint {
+                ip: None,
+                port: Some(source_port),
+            }),
+            at(&dst, None),
+        ),
         Subject::Pair { src, dst } => (at(&src, None), at(&dst, None)),
         Subject::SourcePort { src, port, proto } => (
             at(&src, None),
@@ -272,6 +296,18 @@ pub fn to_json(
         Subject::Group(g) => groups.get(g as usize).map(String::as_str),
         _ => None,
     };
+    // Every address the alert names: its subject and top sources.
+    let mut related: Vec<String> = Vec::new();
+    for a in [&source, &destination]
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ip.clone())
+        .chain(f.top_sources.iter().map(|(a, _)| ip(a)))
+    {
+        if !related.contains(&a) {
+            related.push(a);
+        }
+    }
     let start = clock.to_unix_ns(i.started_ns);
     let now = clock.to_unix_ns(ev.ts_ns);
     let doc = Document {
@@ -287,7 +323,7 @@ pub fn to_json(
                 Transition::End => "end",
             }],
             action: format!("incident-{}", ev.transition.label()),
-            id: &i.id,
+            id: format!("{}-{}-{}", i.id, ev.transition.label(), ev.ts_ns),
             severity: i.severity.number(),
             dataset: "nta.alert",
             reason: f.reason,
@@ -304,7 +340,9 @@ pub fn to_json(
         observer: Observer {
             kind: "sensor",
             product: "nta",
+            hostname: crate::output::hostname(),
         },
+        related: Related { ip: related },
         nta: Nta {
             alert: NtaAlert {
                 incident_id: &i.id,

@@ -60,7 +60,7 @@ pub struct IncidentWindow {
 /// Which frames of the window belong to an incident.
 fn involves(subject: &Subject, src: &Addr, dst: &Addr) -> bool {
     match subject {
-        Subject::Destination(a) | Subject::DestinationPort { dst: a, .. } => dst == a || src == a,
+        Subject::Destination(a) | Subject::Reflected { dst: a, .. } => dst == a || src == a,
         Subject::Pair { src: s, dst: d } => (src == s && dst == d) || (src == d && dst == s),
         Subject::SourcePort { src: s, .. } | Subject::Source(s) => src == s || dst == s,
         // A host group's or interface's window is everything the

@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use netgauze_flow_pkt::ie::{Field, IE, flowEndReason, protocolIdentifier};
 
 use super::record::{FlowRecord, rfc3339};
+use crate::pipeline::flow::ExpireReason;
 
 /// One value of a flow field as CSV and JSON write it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Value {
     Bool(bool),
     /// A JSON array of strings (ECS categories).
     List(&'static [&'static str]),
+    /// A JSON array of strings made per record (`related.ip`).
+    Texts(Vec<String>),
 }
 
 impl Value {
@@ -37,6 +40,7 @@ impl Value {
             Value::Int(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::List(l) => l.join(","),
+            Value::Texts(l) => l.join(","),
         }
     }
 
@@ -56,6 +60,9 @@ impl Value {
             }
             Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::List(l) => {
+                let _ = serde_json::to_writer(&mut *out, l);
+            }
+            Value::Texts(l) => {
                 let _ = serde_json::to_writer(&mut *out, l);
             }
         }
@@ -81,8 +88,11 @@ pub struct FlowField {
     pub ipfix: Option<Ipfix>,
 }
 
+/// Whether the flow's ports are known: TCP, UDP and SCTP, unless both
+/// are 0, which is how a flow of non-first fragments (which carry no
+/// transport header) is keyed.
 fn ports_apply(f: &FlowRecord) -> bool {
-    f.key.has_ports() && !f.is_icmp()
+    f.key.has_ports() && !f.is_icmp() && (f.key.src_port, f.key.dst_port) != (0, 0)
 }
 
 fn port_value(f: &FlowRecord, port: u16) -> Value {
@@ -151,7 +161,14 @@ pub static FIELDS: &[FlowField] = &[
             ("ecs.version", |_| Value::Static("8.11.0")),
             ("event.kind", |_| Value::Static("event")),
             ("event.category", |_| Value::List(&["network"])),
-            ("event.type", |_| Value::List(&["connection", "end"])),
+            ("event.type", |f| {
+                // An active-timeout report is a flow that goes on.
+                Value::List(if f.reason == ExpireReason::Active {
+                    &["connection"]
+                } else {
+                    &["connection", "end"]
+                })
+            }),
             ("event.action", |_| Value::Static("flow_expired")),
             ("event.dataset", |_| Value::Static("nta.flow")),
         ],
@@ -185,9 +202,23 @@ pub static FIELDS: &[FlowField] = &[
     },
     FlowField {
         csv: Some(("interface", |f| Value::Text(f.interface.clone()))),
-        json: &[("observer.ingress.interface.name", |f| {
-            Value::Text(f.interface.clone())
-        })],
+        json: &[
+            ("observer.ingress.interface.name", |f| {
+                if f.from_file {
+                    Value::Absent
+                } else {
+                    Value::Text(f.interface.clone())
+                }
+            }),
+            // `nta analyze`: the capture file the flow was read from.
+            ("log.file.path", |f| {
+                if f.from_file {
+                    Value::Text(f.interface.clone())
+                } else {
+                    Value::Absent
+                }
+            }),
+        ],
         ipfix: Some(Ipfix {
             element: |_| (IE::ingressInterface, 4),
             value: |f| Field::ingressInterface(f.stats.ifindex),
@@ -221,7 +252,12 @@ pub static FIELDS: &[FlowField] = &[
     FlowField {
         csv: Some(("protocol", |f| Value::Text(f.transport()))),
         json: &[
-            ("network.transport", |f| Value::Text(f.transport())),
+            // The IANA keyword, or nothing for a number without one.
+            ("network.transport", |f| {
+                agent_common::class::ipproto::name(f.key.protocol)
+                    .map_or(Value::Absent, Value::Static)
+            }),
+            ("network.direction", |f| Value::Static(f.direction.label())),
             ("network.iana_number", |f| {
                 Value::Text(f.key.protocol.to_string())
             }),
@@ -470,6 +506,12 @@ pub static FIELDS: &[FlowField] = &[
         json: &[
             ("observer.type", |_| Value::Static("sensor")),
             ("observer.product", |_| Value::Static("nta")),
+            ("observer.hostname", |_| {
+                Value::Static(crate::output::hostname())
+            }),
+            ("related.ip", |f| {
+                Value::Texts(vec![f.key.src_ip().to_string(), f.key.dst_ip().to_string()])
+            }),
         ],
         ipfix: None,
     },
@@ -610,7 +652,7 @@ mod tests {
     use super::*;
     use crate::{
         app::flow_names::FlowNames,
-        pipeline::flow::{ExpireReason, FlowKey, FlowStats},
+        pipeline::flow::{Direction, ExpireReason, FlowKey, FlowStats},
     };
 
     fn flow(protocol: u8, src_port: u16, dst_port: u16, vlan_id: u16) -> FlowRecord {
@@ -645,6 +687,8 @@ mod tests {
             interface: "eth0".into(),
             community_id: key.community_id(),
             names: FlowNames::default(),
+            direction: Direction::Unknown,
+            from_file: false,
         }
     }
 
@@ -676,18 +720,53 @@ mod tests {
                 "destination": {"ip": "198.18.0.1", "port": 443},
                 "network": {
                     "transport": "tcp", "iana_number": "6", "type": "ipv4",
-                    "packets": 192, "bytes": 11520, "community_id": cid
+                    "packets": 192, "bytes": 11520, "community_id": cid,
+                    "direction": "unknown"
                 },
                 "observer": {
                     "ingress": {"interface": {"name": "eth0"}},
-                    "type": "sensor", "product": "nta"
+                    "type": "sensor", "product": "nta",
+                    "hostname": crate::output::hostname()
                 },
+                "related": {"ip": ["198.18.0.2", "198.18.0.1"]},
                 "nta": {"flow": {
                     "sampled_packets": 3, "sampled_bytes": 180, "sampling_rate": 64,
                     "ttl": {"min": 63, "max": 64}, "biflow": true, "tcp_flags": "SA"
                 }}
             })
         );
+    }
+
+    #[test]
+    fn ecs_fields_say_only_what_is_known() {
+        // An active-timeout report: the connection goes on.
+        let mut f = flow(6, 40000, 443, 0);
+        f.reason = ExpireReason::Active;
+        assert_eq!(json_of(&f)["event"]["type"], json!(["connection"]));
+        // A protocol with no IANA keyword: no transport, the number stays.
+        let doc = json_of(&flow(253, 0, 0, 0));
+        assert!(doc["network"].get("transport").is_none(), "{doc}");
+        assert_eq!(doc["network"]["iana_number"], "253");
+        // Non-first fragments carry no ports: none are written.
+        let frag = flow(17, 0, 0, 0);
+        let doc = json_of(&frag);
+        assert!(doc["source"].get("port").is_none() && doc["destination"].get("port").is_none());
+        let row: Vec<String> = csv_row(&frag).collect();
+        let header = csv_header();
+        let at = |c: &str| header.iter().position(|h| *h == c).unwrap_or(usize::MAX);
+        assert_eq!(
+            (row[at("src_port")].as_str(), row[at("dst_port")].as_str()),
+            ("", "")
+        );
+        // Read from a file: its path, not an interface name.
+        let mut read = flow(6, 40000, 443, 0).from_file();
+        read.interface = "/captures/a.pcap".into();
+        let doc = json_of(&read);
+        assert_eq!(doc["log"]["file"]["path"], "/captures/a.pcap");
+        assert!(doc["observer"].get("ingress").is_none(), "{doc}");
+        // Direction from the host groups.
+        let inbound = flow(6, 40000, 443, 0).with_direction(Direction::Inbound);
+        assert_eq!(json_of(&inbound)["network"]["direction"], "inbound");
     }
 
     #[test]

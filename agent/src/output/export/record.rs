@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{
     app::flow_names::FlowNames,
-    pipeline::flow::{ExpireReason, ExpiredFlow, FlowKey, FlowStats},
+    pipeline::flow::{Direction, ExpireReason, ExpiredFlow, FlowKey, FlowStats},
 };
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to Unix time.
@@ -73,6 +73,10 @@ pub struct FlowRecord {
     pub community_id: Option<String>,
     /// What the flow's payloads named (server name, DNS question).
     pub names: FlowNames,
+    /// Which way it goes relative to the host groups.
+    pub direction: Direction,
+    /// Read from a capture file (`nta analyze`): `interface` is its path.
+    pub from_file: bool,
 }
 
 impl FlowRecord {
@@ -87,7 +91,22 @@ impl FlowRecord {
             interface: interface.to_string(),
             community_id: f.key.community_id(),
             names: FlowNames::default(),
+            direction: Direction::Unknown,
+            from_file: false,
         }
+    }
+
+    /// The record with its direction.
+    pub fn with_direction(mut self, direction: Direction) -> FlowRecord {
+        self.direction = direction;
+        self
+    }
+
+    /// The record of a flow read from the capture file named as its
+    /// interface.
+    pub fn from_file(mut self) -> FlowRecord {
+        self.from_file = true;
+        self
     }
 
     /// The record with the names its flow's payloads gave.

@@ -11,6 +11,7 @@ use crate::app::{
     dns::{self, DnsMessage},
     dns_transactions::DnsTransaction,
 };
+use crate::pipeline::flow::Directions;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -89,13 +90,16 @@ struct Edns {
 }
 
 /// Appends the document for `t` (no newline).
-pub fn write(t: &DnsTransaction, origin: &Origin<'_>, out: &mut Vec<u8>) {
+pub fn write(t: &DnsTransaction, origin: &Origin<'_>, directions: &Directions, out: &mut Vec<u8>) {
     let asked = t.asked();
     let last = t.response.as_ref().or(t.query.as_ref());
     let (mut source, mut destination) = Endpoint::pair(&t.client);
     source.bytes = t.query.as_ref().map(|q| q.len as u64);
     destination.bytes = t.response.as_ref().map(|r| r.len as u64);
     let response = t.response.as_ref();
+    let resolved: Vec<String> = response.map_or_else(Vec::new, |r| {
+        r.resolved_ips.iter().map(|ip| ip.to_string()).collect()
+    });
     let body = Body {
         dns: Dns {
             id: asked.map_or(0, |m| m.id).to_string(),
@@ -124,9 +128,7 @@ pub fn write(t: &DnsTransaction, origin: &Origin<'_>, out: &mut Vec<u8>) {
                     })
                     .collect()
             }),
-            resolved_ip: response.map_or_else(Vec::new, |r| {
-                r.resolved_ips.iter().map(|ip| ip.to_string()).collect()
-            }),
+            resolved_ip: resolved.clone(),
         },
         nta: Nta {
             dns: NtaDns {
@@ -150,8 +152,9 @@ pub fn write(t: &DnsTransaction, origin: &Origin<'_>, out: &mut Vec<u8>) {
         t.ifindex,
         origin,
         Event::protocol("dns_transaction", "nta.dns", t.duration_ns),
-        Network::of(&t.client, "dns"),
+        Network::of(&t.client, "dns", directions),
         (source, destination),
+        &resolved,
         body,
     )
     .write(out);

@@ -15,7 +15,7 @@ use crate::{
         ExportError, rfc3339,
         rotate::{RotatingFile, RotationConfig},
     },
-    pipeline::flow::FlowKey,
+    pipeline::flow::{Directions, FlowKey},
 };
 
 /// A document: what every metadata document carries, then its own
@@ -33,12 +33,21 @@ pub(crate) struct Document<'a, B: Serialize> {
     observer: Option<Observer<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<Log<'a>>,
+    related: Related,
     #[serde(flatten)]
     body: B,
 }
 
+#[derive(Serialize)]
+pub(crate) struct Related {
+    ip: Vec<String>,
+}
+
 impl<'a, B: Serialize> Document<'a, B> {
-    /// A document about an exchange seen at `unix_ns` on `ifindex`.
+    /// A document about an exchange seen at `unix_ns` on `ifindex`;
+    /// `also_related`: addresses it names besides its two ends (DNS
+    /// answers).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         unix_ns: u64,
         ifindex: u32,
@@ -46,8 +55,15 @@ impl<'a, B: Serialize> Document<'a, B> {
         event: Event,
         network: Network,
         (source, destination): (Endpoint, Endpoint),
+        also_related: &[String],
         body: B,
     ) -> Document<'a, B> {
+        let mut ip = vec![source.ip.clone(), destination.ip.clone()];
+        for a in also_related {
+            if !ip.contains(a) {
+                ip.push(a.clone());
+            }
+        }
         Document {
             timestamp: rfc3339(unix_ns),
             ecs: ECS,
@@ -57,6 +73,7 @@ impl<'a, B: Serialize> Document<'a, B> {
             destination,
             observer: origin.observer(ifindex),
             log: origin.log(ifindex),
+            related: Related { ip },
             body,
         }
     }
@@ -115,13 +132,15 @@ pub(crate) struct Network {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
+    pub direction: &'static str,
 }
 
 impl Network {
     /// The network fields of a connection from `client`, whose
     /// application protocol is `protocol`.
-    pub fn of(client: &FlowKey, protocol: &'static str) -> Network {
+    pub fn of(client: &FlowKey, protocol: &'static str, directions: &Directions) -> Network {
         Network {
+            direction: directions.of(client).label(),
             transport: if client.protocol == 6 { "tcp" } else { "udp" },
             protocol,
             kind: if client.ip_version == 4 {
@@ -175,6 +194,7 @@ pub(crate) struct Observer<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     product: &'static str,
+    hostname: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ingress: Option<Ingress<'a>>,
 }
@@ -210,6 +230,7 @@ impl Origin<'_> {
         Some(Observer {
             kind: "sensor",
             product: "nta",
+            hostname: crate::output::hostname(),
             ingress,
         })
     }

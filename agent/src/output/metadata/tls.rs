@@ -12,6 +12,7 @@ use crate::app::{
     ja4::{self, Transport},
     tls::{is_grease, version_words},
 };
+use crate::pipeline::flow::Directions;
 
 #[derive(Serialize)]
 struct Body {
@@ -84,7 +85,7 @@ fn without_grease(list: &[u16]) -> Vec<u16> {
 }
 
 /// Appends the document for `h` (no newline).
-pub fn write(h: &Handshake, origin: &Origin<'_>, out: &mut Vec<u8>) {
+pub fn write(h: &Handshake, origin: &Origin<'_>, directions: &Directions, out: &mut Vec<u8>) {
     let (version_protocol, version) = h
         .server_hello
         .as_ref()
@@ -138,8 +139,9 @@ pub fn write(h: &Handshake, origin: &Origin<'_>, out: &mut Vec<u8>) {
         h.ifindex,
         origin,
         Event::protocol("tls_handshake", "nta.tls", None),
-        Network::of(&h.client, protocol),
+        Network::of(&h.client, protocol, directions),
         Endpoint::pair(&h.client),
+        &[],
         body,
     )
     .write(out);

@@ -13,9 +13,7 @@ const TARGETS: usize = 16_384;
 /// the host group, else the source (a sweep has no one destination).
 pub fn target(subject: &Subject) -> Subject {
     match *subject {
-        Subject::Destination(d) | Subject::DestinationPort { dst: d, .. } => {
-            Subject::Destination(d)
-        }
+        Subject::Destination(d) | Subject::Reflected { dst: d, .. } => Subject::Destination(d),
         Subject::Pair { dst, .. } => Subject::Destination(dst),
         Subject::SourcePort { src, .. } | Subject::Source(src) => Subject::Source(src),
         Subject::Group(g) => Subject::Group(g),
@@ -111,7 +109,13 @@ mod tests {
         let s = map_ipv4([198, 19, 0, 1]);
         let dst = Subject::Destination(a);
         assert_eq!(target(&Subject::Pair { src: s, dst: a }), dst);
-        assert_eq!(target(&Subject::DestinationPort { dst: a, port: 53 }), dst);
+        assert_eq!(
+            target(&Subject::Reflected {
+                dst: a,
+                source_port: 53
+            }),
+            dst
+        );
         assert_eq!(target(&Subject::Group(3)), Subject::Group(3));
         let sweep = Subject::SourcePort {
             src: s,

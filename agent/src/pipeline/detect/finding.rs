@@ -159,8 +159,9 @@ impl Severity {
 pub enum Subject {
     /// A destination under attack.
     Destination(Addr),
-    /// A destination attacked from one service port (amplification).
-    DestinationPort { dst: Addr, port: u16 },
+    /// A destination flooded by reflectors answering from one service
+    /// port (amplification).
+    Reflected { dst: Addr, source_port: u16 },
     /// A source probing one destination (port scan).
     Pair { src: Addr, dst: Addr },
     /// A source probing many destinations on one port (0 for ICMP echo).
@@ -185,7 +186,7 @@ impl Subject {
 
     pub fn destination(&self) -> Option<Addr> {
         match self {
-            Subject::Destination(d) | Subject::DestinationPort { dst: d, .. } => Some(*d),
+            Subject::Destination(d) | Subject::Reflected { dst: d, .. } => Some(*d),
             Subject::Pair { dst, .. } => Some(*dst),
             _ => None,
         }

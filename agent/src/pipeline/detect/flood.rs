@@ -375,9 +375,9 @@ impl RateShape for Amplification {
     }
 
     fn subject(key: &(Addr, u16)) -> Subject {
-        Subject::DestinationPort {
+        Subject::Reflected {
             dst: key.0,
-            port: key.1,
+            source_port: key.1,
         }
     }
 

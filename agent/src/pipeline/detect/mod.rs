@@ -24,7 +24,7 @@ pub mod window;
 use agent_common::sample::SampleRecord;
 
 pub use crate::pipeline::flow::FlowNote;
-pub use config::{DetectConfig, DetectConfigError};
+pub use config::{DetectConfig, DetectConfigError, HostGroup};
 pub use engine::{Engine, EngineCounters};
 pub use finding::{DetectorKind, Deviation, Evidence, Finding, Severity, Subject, Unit};
 pub use incident::{AlertEvent, Incidents, Transition};
