@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod capture;
 pub mod component;
+pub mod elastic;
 pub mod export;
 pub mod metadata;
 pub mod open;
