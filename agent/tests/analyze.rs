@@ -903,3 +903,186 @@ fn the_report_names_servers_versions_and_dns_answers() {
         "{summary}"
     );
 }
+
+/// DNS and TLS detectors through the incident machinery, offline: a
+/// tunnel's random subdomains, a burst of NXDOMAIN answers, a TLS 1.0
+/// server and a watched server name in one capture are four incidents
+/// with their details in the alert file; the benign DNS beside them is
+/// none.
+#[test]
+fn dns_and_tls_findings_are_incidents_with_details() {
+    use nta_lab::frames::{FrameSpec, L4};
+    let dir = TempDir::new("analyze-payload");
+    let mut t = T0 * 1_000_000_000;
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut push = |f: Vec<u8>, frames: &mut Vec<Frame>| {
+        t += 2_000_000;
+        let len = f.len() as u32;
+        frames.push((t, f, len));
+    };
+    let from = |client: u8| {
+        move |h: &mut nta_lab::frames::Ipv4| h.src = std::net::Ipv4Addr::new(198, 18, 0, client)
+    };
+    let dns = |client: u8, sport: u16, response: bool, payload: Vec<u8>| {
+        let (s, d) = if response { (53, sport) } else { (sport, 53) };
+        let spec = FrameSpec::ipv4(L4::Udp { sport: s, dport: d })
+            .with_payload_bytes(&payload)
+            .with_ipv4(from(client));
+        if response {
+            spec.with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+                .build()
+        } else {
+            spec.build()
+        }
+    };
+    let mut exchange = |client: u8, n: u16, name: &str, rcode: u8, frames: &mut Vec<Frame>| {
+        let port = 20_000 + n;
+        push(
+            dns(
+                client,
+                port,
+                false,
+                nta_lab::dns::query(n, name, nta_lab::dns::TXT),
+            ),
+            frames,
+        );
+        push(
+            dns(
+                client,
+                port,
+                true,
+                nta_lab::dns::response(n, name, nta_lab::dns::TXT, rcode, &[]),
+            ),
+            frames,
+        );
+    };
+    // A tunnel: 120 random 40-character labels under one domain.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..120u16 {
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+            })
+            .collect();
+        exchange(5, i, &format!("{label}.tunnel.example"), 0, &mut frames);
+    }
+    // DGA: 60 names answered NXDOMAIN for one client.
+    for i in 0..60u16 {
+        exchange(
+            6,
+            1000 + i,
+            &format!("q{}x{}z.example", u32::from(i) * 7919, i),
+            3,
+            &mut frames,
+        );
+    }
+    // Benign: 30 ordinary names answered.
+    for i in 0..30u16 {
+        exchange(8, 2000 + i, &format!("www{i}.shop.example"), 0, &mut frames);
+    }
+    // A TLS 1.0 server, and a watched server name.
+    let hello = |name: &str| nta_lab::tls::browser_like(name).record();
+    let mut server10 = vec![
+        0x16, 0x03, 0x01, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, 0x03, 0x01,
+    ];
+    server10.extend([7; 32]);
+    server10.extend([0, 0x00, 0x2f, 0]);
+    for (port, name, answer) in [
+        (40001, "legacy.example", Some(server10)),
+        (40002, "c2.watched.example", None),
+    ] {
+        push(
+            FrameSpec::ipv4(L4::Tcp {
+                sport: port,
+                dport: 443,
+                flags: 0x18,
+            })
+            .with_tcp_seq(1)
+            .with_payload_bytes(&hello(name))
+            .build(),
+            &mut frames,
+        );
+        if let Some(a) = answer {
+            push(
+                FrameSpec::ipv4(L4::Tcp {
+                    sport: 443,
+                    dport: port,
+                    flags: 0x18,
+                })
+                .with_tcp_seq(9)
+                .with_payload_bytes(&a)
+                .with_ipv4(|h| std::mem::swap(&mut h.src, &mut h.dst))
+                .build(),
+                &mut frames,
+            );
+        }
+    }
+    let path = dir.join("payload.pcap");
+    write_pcap(&path, &frames, DataLink::ETHERNET);
+    let config = dir.join("nta.toml");
+    std::fs::write(
+        &config,
+        "[detect.watch]\nserver_names = [\"watched.example\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let alerts = dir.join("alerts.jsonl");
+    let (ok, json, text) = analyze(&[
+        "--json",
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "--alerts",
+        alerts.to_str().unwrap_or_default(),
+        path.to_str().unwrap_or_default(),
+    ]);
+    assert!(ok, "{text}");
+    let mut detectors: Vec<String> = json["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["detector"].as_str().unwrap_or_default().to_string())
+        .collect();
+    detectors.sort();
+    assert_eq!(
+        detectors,
+        vec!["deprecated_tls", "dns_tunnel", "nxdomain", "watch_list"],
+        "{json}"
+    );
+    let starts: Vec<Value> = std::fs::read_to_string(&alerts)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|a| a["nta"]["alert"]["state"] == "start")
+        .collect();
+    let detail = |d: &str| {
+        starts
+            .iter()
+            .find(|a| a["rule"]["name"] == d)
+            .and_then(|a| a["nta"]["alert"]["detail"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no {d} alert"))
+    };
+    assert!(detail("dns_tunnel").starts_with("domain tunnel.example: 100 distinct subdomains"));
+    assert!(detail("nxdomain").starts_with("50 distinct names answered NXDOMAIN"));
+    assert_eq!(
+        detail("deprecated_tls"),
+        "server legacy.example (198.18.0.2:443) negotiated TLS 1.0"
+    );
+    assert!(
+        detail("watch_list")
+            .contains("c2.watched.example matches watch-list entry watched.example")
+    );
+    let tunnel = starts.iter().find(|a| a["rule"]["name"] == "dns_tunnel");
+    assert_eq!(
+        tunnel.map(|a| a["source"]["ip"].clone()),
+        Some("198.18.0.5".into())
+    );
+    let legacy = starts
+        .iter()
+        .find(|a| a["rule"]["name"] == "deprecated_tls");
+    assert_eq!(
+        legacy.map(|a| a["nta"]["alert"]["severity"].clone()),
+        Some("low".into())
+    );
+}

@@ -57,6 +57,7 @@ use crate::{
         metadata::{MetadataLogError, MetadataLogs},
         open::{open_alert_sinks, open_flow_exporters},
     },
+    pipeline::detect::Finding,
     pipeline::flow::Directions,
     pipeline::{
         Pipeline,
@@ -270,6 +271,10 @@ struct Outputs {
     /// Names the application step gives flow records (filled by the
     /// metadata thread, read by the flow export).
     flow_names: Arc<FlowNameTable>,
+    /// Findings of the DNS and TLS detectors, from the metadata thread to
+    /// the incident machinery of the pipeline task.
+    payload_findings: mpsc::Sender<Vec<Finding>>,
+    payload_findings_rx: mpsc::Receiver<Vec<Finding>>,
 }
 
 impl Prepared {
@@ -316,6 +321,7 @@ impl Prepared {
             },
         };
         let (app, dns_ports) = settings.app.kernel().map_err(RunError::AppPorts)?;
+        let (payload_findings, payload_findings_rx) = mpsc::channel(PAYLOAD_FINDINGS_QUEUE);
         let metadata_logs = MetadataLogs::open(
             settings.app.tls_log.as_deref(),
             settings.app.dns_log.as_deref(),
@@ -340,6 +346,8 @@ impl Prepared {
                 alert_sinks,
                 alert_metrics,
                 flow_names: Arc::default(),
+                payload_findings,
+                payload_findings_rx,
             },
             listener,
             identity,
@@ -597,6 +605,11 @@ fn start_capture(
     Ok((Some(running), flight))
 }
 
+/// Batches of DNS and TLS findings waiting for the pipeline task; past it
+/// they are dropped and counted (they are few: one per incident start or
+/// update at most).
+const PAYLOAD_FINDINGS_QUEUE: usize = 256;
+
 /// The application-metadata thread: the app rings into the parsers and
 /// the TLS log. None with `--app-metadata=false`.
 fn start_metadata(
@@ -619,15 +632,16 @@ fn start_metadata(
         .iter()
         .map(|i| (i.ifindex, i.name.clone()))
         .collect();
-    let sink = AppSink::new(
-        MetadataStage::new(
-            stats,
-            std::mem::take(&mut start.metadata_logs),
-            Some(start.outputs.flow_names.clone()),
-            Directions::from_groups(&start.settings.detect.host_groups),
-        ),
-        names,
+    let mut stage = MetadataStage::new(
+        stats,
+        std::mem::take(&mut start.metadata_logs),
+        Some(start.outputs.flow_names.clone()),
+        Directions::from_groups(&start.settings.detect.host_groups),
     );
+    if start.settings.detect_on {
+        stage = stage.with_detection(&start.settings.detect);
+    }
+    let sink = AppSink::new(stage, names).with_findings_to(start.outputs.payload_findings.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let handle = consumer::spawn(
         std::mem::take(&mut kernel.app_sources),
@@ -688,6 +702,7 @@ fn start_pipeline(
             .collect::<HashMap<_, _>>(),
         names: outputs.flow_names.clone(),
         directions: Directions::from_groups(&settings.detect.host_groups),
+        payload_findings: outputs.payload_findings_rx,
         metrics: FlowMetrics::register(metrics.registry()).map_err(RunError::FlowMetrics)?,
         heartbeat: heartbeat.clone(),
     };

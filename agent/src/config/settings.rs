@@ -279,6 +279,23 @@ const RESTART_KEYS: &[RestartKey] = &[
         changed: |a, b| a.health_listen != b.health_listen,
         keep: |new, old| new.health_listen = old.health_listen,
     },
+    // The DNS and TLS detectors run on the application thread, set up at
+    // start.
+    RestartKey {
+        key: "detect.dns",
+        changed: |a, b| a.detect.dns != b.detect.dns,
+        keep: |new, old| new.detect.dns = old.detect.dns,
+    },
+    RestartKey {
+        key: "detect.tls",
+        changed: |a, b| a.detect.tls != b.detect.tls,
+        keep: |new, old| new.detect.tls = old.detect.tls,
+    },
+    RestartKey {
+        key: "detect.watch",
+        changed: |a, b| a.detect.watch != b.detect.watch,
+        keep: |new, old| new.detect.watch = old.detect.watch.clone(),
+    },
     RestartKey {
         key: "flows.capacity",
         changed: |a, b| a.flow_table.capacity != b.flow_table.capacity,

@@ -230,6 +230,15 @@ fn transport(proto: u8) -> &'static str {
 }
 
 /// Flow records of expired flows, written by every exporter.
+/// The DNS and TLS detectors' findings into the incident machinery
+/// (their Unix times are record times offline).
+fn accept_findings(pipeline: &mut Pipeline, metadata: &mut MetadataStage, out: &mut Produced) {
+    let findings = metadata.take_findings();
+    if let (false, Some(engine)) = (findings.is_empty(), pipeline.engine_mut()) {
+        engine.accept(findings, &mut out.events);
+    }
+}
+
 /// What a flow record takes from the analysis besides its flow.
 struct RecordContext<'a> {
     /// The capture files' paths, by ifindex - 1.
@@ -314,9 +323,15 @@ fn note_incidents(
                 // Scans (and held-back starts) alert at the finding that
                 // crossed; a rate looks back over its window.
                 window_ns: match i.latest.unit {
-                    Unit::DistinctPorts | Unit::DistinctHosts | Unit::HeldBackPerMinute => 0,
+                    Unit::DistinctPorts
+                    | Unit::DistinctHosts
+                    | Unit::HeldBackPerMinute
+                    | Unit::DistinctNames
+                    | Unit::Occurrences => 0,
                     Unit::Sigma => i.latest.window_ns,
-                    Unit::PacketsPerSecond | Unit::BitsPerSecond => i.latest.window_ns,
+                    Unit::PacketsPerSecond | Unit::BitsPerSecond | Unit::ResponsesPerSecond => {
+                        i.latest.window_ns
+                    }
                 },
                 evidence: i.evidence.iter().map(evidence_line).collect(),
             }),
@@ -413,7 +428,8 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
         logs,
         Some(flow_names.clone()),
         directions.clone(),
-    );
+    )
+    .with_detection(&o.detect);
     let origin = Origin::Files(&paths);
     let mut merged = Merged::new(files);
 
@@ -476,6 +492,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
                 },
                 &origin,
             );
+            accept_findings(&mut pipeline, &mut metadata, &mut out);
         }
         // One record at a time: the packets' own time decides every tick.
         pipeline.push(std::slice::from_ref(&r), &mut out);
@@ -503,10 +520,13 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     if let Some(cb) = &mut o.progress {
         cb(read.load(Ordering::Relaxed), total, frames);
     }
-    // The end of the input ends every flow, incident and handshake.
-    pipeline.finish(last_ns, &mut out);
+    // The end of the input ends every handshake, then every flow and
+    // incident (the last handshakes' findings included).
     metadata.tick(last_ns, &origin);
-    let metadata = metadata.finish(&origin);
+    let summary = metadata.finish(&origin);
+    accept_findings(&mut pipeline, &mut metadata, &mut out);
+    let metadata = summary;
+    pipeline.finish(last_ns, &mut out);
     export(
         &mut exporters,
         &mut out.expired,

@@ -150,6 +150,7 @@ mod tests {
                 score: 21.3,
                 material: true,
             }],
+            detail: Some("domain t.example: 120 distinct subdomains".into()),
         }
     }
 

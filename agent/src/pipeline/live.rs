@@ -23,7 +23,7 @@ use crate::{
     pipeline::{
         Pipeline, Produced,
         alerting::DetectionStage,
-        detect::DetectConfig,
+        detect::{DetectConfig, Finding},
         flow::{Directions, ExpireReason, ExpiredFlow, FlowTable},
     },
 };
@@ -126,6 +126,9 @@ pub struct FlowStage {
     pub names: Arc<FlowNameTable>,
     /// Inside and outside, from the host groups (updated on reload).
     pub directions: Directions,
+    /// Findings of the DNS and TLS detectors (metadata thread), in Unix
+    /// time.
+    pub payload_findings: mpsc::Receiver<Vec<Finding>>,
     pub metrics: FlowMetrics,
     /// Set to the monotonic time (ns) of every tick: readiness and the
     /// systemd watchdog tell a stalled pipeline from it.
@@ -296,6 +299,7 @@ pub async fn run(
         interfaces,
         names,
         directions,
+        mut payload_findings,
         metrics,
         heartbeat,
     } = stage;
@@ -362,6 +366,16 @@ pub async fn run(
                 if let (Some(d), Some(engine)) = (&mut detection, pipeline.engine()) {
                     d.observe(engine);
                 }
+            }
+            Some(mut found) = payload_findings.recv() => {
+                // Unix time to record time (the kernel's monotonic clock).
+                for f in &mut found {
+                    f.ts_ns = clock.to_record_ns(f.ts_ns);
+                }
+                if let Some(engine) = pipeline.engine_mut() {
+                    engine.accept(found, &mut out.events);
+                }
+                deliver(&mut out, &mut detection);
             }
             Some(r) = reload.recv() => {
                 pipeline.set_flow_timeouts(r.idle_timeout_ns, r.active_timeout_ns);

@@ -27,7 +27,10 @@ use crate::{
         export::ExportError,
         metadata::{self, MetadataLogs, Origin},
     },
-    pipeline::flow::Directions,
+    pipeline::{
+        detect::{DetectConfig, Finding, payload::PayloadDetectors},
+        flow::Directions,
+    },
 };
 
 /// Names the summary tells apart, per table; past it they count as
@@ -133,6 +136,11 @@ impl MetadataSummary {
 pub struct MetadataStage {
     engine: AppEngine,
     logs: MetadataLogs,
+    /// The DNS and TLS detectors (None without detection).
+    detectors: Option<PayloadDetectors>,
+    /// Their findings since the last [`Self::take_findings`] (times in
+    /// Unix ns).
+    findings: Vec<Finding>,
     /// Inside and outside, from the host groups at start.
     directions: Directions,
     summary: MetadataSummary,
@@ -149,10 +157,27 @@ impl MetadataStage {
         MetadataStage {
             engine: AppEngine::new(stats).with_flow_names(flow_names),
             logs,
+            detectors: None,
+            findings: Vec::new(),
             directions,
             summary: MetadataSummary::default(),
             next_tick_ns: 0,
         }
+    }
+
+    /// The stage with the DNS and TLS detectors of `config` (when
+    /// detection is on).
+    pub fn with_detection(mut self, config: &DetectConfig) -> MetadataStage {
+        self.detectors = config
+            .enabled
+            .then(|| PayloadDetectors::new(config.dns, config.tls, config.watch.clone()));
+        self
+    }
+
+    /// Findings of the DNS and TLS detectors since the last call; their
+    /// times are Unix ns.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
     }
 
     pub fn push(&mut self, f: &AppFrame<'_>, origin: &Origin<'_>) {
@@ -193,6 +218,9 @@ impl MetadataStage {
     fn write(&mut self, origin: &Origin<'_>) {
         for h in self.engine.take() {
             self.summary.add_handshake(&h);
+            if let Some(d) = &mut self.detectors {
+                d.handshake(&h, h.unix_ns, &mut self.findings);
+            }
             if let Some(log) = &mut self.logs.tls
                 && let Err(e) =
                     log.write(|out| metadata::tls::write(&h, origin, &self.directions, out))
@@ -202,6 +230,9 @@ impl MetadataStage {
         }
         for t in self.engine.take_dns() {
             self.summary.add_dns(&t);
+            if let Some(d) = &mut self.detectors {
+                d.dns(&t, t.unix_ns, &mut self.findings);
+            }
             if let Some(log) = &mut self.logs.dns
                 && let Err(e) =
                     log.write(|out| metadata::dns::write(&t, origin, &self.directions, out))
@@ -217,11 +248,46 @@ pub struct AppSink {
     stage: MetadataStage,
     /// Interface names by ifindex, for `observer.ingress.interface.name`.
     interfaces: HashMap<u32, String>,
+    /// Where the DNS and TLS detectors' findings go (the pipeline task).
+    findings: Option<tokio::sync::mpsc::Sender<Vec<Finding>>>,
+    /// Findings dropped because the pipeline task's queue was full.
+    findings_dropped: u64,
 }
 
 impl AppSink {
     pub fn new(stage: MetadataStage, interfaces: HashMap<u32, String>) -> AppSink {
-        AppSink { stage, interfaces }
+        AppSink {
+            stage,
+            interfaces,
+            findings: None,
+            findings_dropped: 0,
+        }
+    }
+
+    /// The sink handing the detectors' findings to `tx`.
+    pub fn with_findings_to(mut self, tx: tokio::sync::mpsc::Sender<Vec<Finding>>) -> AppSink {
+        self.findings = Some(tx);
+        self
+    }
+
+    fn send_findings(&mut self) {
+        let found = self.stage.take_findings();
+        let Some(tx) = &self.findings else {
+            return;
+        };
+        if found.is_empty() {
+            return;
+        }
+        let n = found.len() as u64;
+        if tx.try_send(found).is_err() {
+            self.findings_dropped += n;
+            if self.findings_dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped = self.findings_dropped,
+                    "DNS and TLS findings dropped: the pipeline's queue is full"
+                );
+            }
+        }
     }
 }
 
@@ -243,15 +309,18 @@ impl FrameSink for AppSink {
             },
             &origin,
         );
+        self.send_findings();
     }
 
     fn tick(&mut self, _now: Instant, unix_ns: u64) {
         self.stage
             .tick(unix_ns, &Origin::Interfaces(&self.interfaces));
+        self.send_findings();
     }
 
     fn close(&mut self, _now: Instant, _unix_ns: u64) {
         let summary = self.stage.finish(&Origin::Interfaces(&self.interfaces));
+        self.send_findings();
         tracing::info!(
             tls_handshakes = summary.tls_handshakes,
             dns_transactions = summary.dns_transactions,

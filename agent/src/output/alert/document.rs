@@ -100,6 +100,9 @@ struct NtaAlert<'a> {
     /// What a learned profile saw deviate, worst first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     deviations: Vec<DeviationDoc>,
+    /// What the payloads said (TLS and DNS detectors), in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
     peak: f64,
     window_seconds: f64,
     sample_rate: u32,
@@ -180,7 +183,9 @@ fn packet(e: &Evidence, clock: WallClock) -> Packet {
 pub fn summary(ev: &AlertEvent, groups: &[String]) -> String {
     let i = &ev.incident;
     let f = &i.latest;
-    let what = if f.deviations.is_empty() {
+    let what = if let Some(detail) = &f.detail {
+        detail.clone()
+    } else if f.deviations.is_empty() {
         format!(
             "{:.0} {} (threshold {:.0})",
             f.value,
@@ -364,6 +369,7 @@ pub fn to_json(
                         score: d.score,
                     })
                     .collect(),
+                detail: f.detail.as_deref(),
                 peak: i.peak,
                 window_seconds: f.window_ns as f64 / 1e9,
                 sample_rate: f.sample_rate,

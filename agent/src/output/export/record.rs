@@ -44,6 +44,11 @@ impl WallClock {
         (i128::from(ns) + self.offset_ns).max(0) as u64
     }
 
+    /// The record time of a Unix time.
+    pub fn to_record_ns(self, unix_ns: u64) -> u64 {
+        (i128::from(unix_ns) - self.offset_ns).max(0) as u64
+    }
+
     /// Unix ns minus record ns.
     pub fn offset_ns(self) -> i128 {
         self.offset_ns

@@ -2,6 +2,7 @@
 //! windows, the allowlist and incident timing. Deserialised from the
 //! `[detect]` section of the config file; every field has a default.
 
+use super::payload::{DnsDetectConfig, TlsDetectConfig, WatchConfig};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -58,6 +59,12 @@ pub struct DetectConfig {
     pub host_groups: Vec<HostGroup>,
     pub allowlist: Allowlist,
     pub incidents: IncidentConfig,
+    /// Detectors over DNS transactions (tunnels, NXDOMAIN, amplification).
+    pub dns: DnsDetectConfig,
+    /// Findings about TLS handshakes (deprecated versions).
+    pub tls: TlsDetectConfig,
+    /// Server names, DNS questions and JA4s that always alert.
+    pub watch: WatchConfig,
 }
 
 impl Default for DetectConfig {
@@ -100,6 +107,9 @@ impl Default for DetectConfig {
             host_groups: Vec::new(),
             allowlist: Allowlist::default(),
             incidents: IncidentConfig::default(),
+            dns: DnsDetectConfig::default(),
+            tls: TlsDetectConfig::default(),
+            watch: WatchConfig::default(),
         }
     }
 }
@@ -511,6 +521,24 @@ impl DetectConfig {
         }
         if inc.max_active == 0 {
             return Err(invalid("incidents.max_active", "must be at least 1"));
+        }
+        let dns = &self.dns;
+        if dns.tunnel_subdomains == 0 || dns.nxdomain_names == 0 {
+            return Err(invalid(
+                "dns",
+                "tunnel_subdomains and nxdomain_names must be at least 1",
+            ));
+        }
+        if dns.amplification_rps.is_nan() || dns.amplification_rps <= 0.0 {
+            return Err(invalid("dns.amplification_rps", "must be more than 0"));
+        }
+        if self
+            .watch
+            .server_names
+            .iter()
+            .any(|n| n.trim_matches('.').is_empty())
+        {
+            return Err(invalid("watch.server_names", "an entry is empty"));
         }
         Ok(())
     }

@@ -128,6 +128,13 @@ impl Engine {
         }
     }
 
+    /// Findings from outside the sample stream (the application step's
+    /// DNS and TLS detectors), in record time.
+    pub fn accept(&mut self, findings: Vec<Finding>, out: &mut Vec<AlertEvent>) {
+        self.findings.extend(findings);
+        self.settle(out);
+    }
+
     /// Record time reached `now_ns`: close windows, end quiet incidents.
     pub fn advance(&mut self, now_ns: u64, out: &mut Vec<AlertEvent>) {
         for d in &mut self.detectors {

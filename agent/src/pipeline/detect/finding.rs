@@ -25,10 +25,23 @@ pub enum DetectorKind {
     /// Not a detector of traffic: new incidents for one target were held
     /// back by its start budget (see [`super::incident`]).
     Suppression,
+    /// DNS used as a tunnel: many distinct long, random subdomains of one
+    /// registered domain (see [`super::dns`]).
+    DnsTunnel,
+    /// One client's questions answered NXDOMAIN by the hundred, as
+    /// domain-generation malware asks.
+    Nxdomain,
+    /// Large DNS answers, to questions nobody here asked, flooding one
+    /// destination.
+    DnsAmplification,
+    /// A server that negotiates SSL 3.0, TLS 1.0 or 1.1.
+    DeprecatedTls,
+    /// A server name or JA4 on a configured watch list.
+    WatchList,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 13] = [
+    pub const ALL: [DetectorKind; 18] = [
         DetectorKind::PortScan,
         DetectorKind::Sweep,
         DetectorKind::SynFlood,
@@ -42,6 +55,11 @@ impl DetectorKind {
         DetectorKind::Volume,
         DetectorKind::Baseline,
         DetectorKind::Suppression,
+        DetectorKind::DnsTunnel,
+        DetectorKind::Nxdomain,
+        DetectorKind::DnsAmplification,
+        DetectorKind::DeprecatedTls,
+        DetectorKind::WatchList,
     ];
 
     pub fn label(self) -> &'static str {
@@ -59,6 +77,11 @@ impl DetectorKind {
             DetectorKind::Volume => "volume",
             DetectorKind::Baseline => "baseline",
             DetectorKind::Suppression => "suppression",
+            DetectorKind::DnsTunnel => "dns_tunnel",
+            DetectorKind::Nxdomain => "nxdomain",
+            DetectorKind::DnsAmplification => "dns_amplification",
+            DetectorKind::DeprecatedTls => "deprecated_tls",
+            DetectorKind::WatchList => "watch_list",
         }
     }
 
@@ -94,6 +117,19 @@ impl DetectorKind {
             }
             DetectorKind::Suppression => {
                 "new incidents for one target held back: more starts in a minute than its budget for one detector"
+            }
+            DetectorKind::DnsTunnel => {
+                "DNS tunnelling or exfiltration: many distinct long or random subdomains of one registered domain asked in a minute"
+            }
+            DetectorKind::Nxdomain => {
+                "one client's DNS questions answered NXDOMAIN for many distinct names in a minute (domain-generation malware)"
+            }
+            DetectorKind::DnsAmplification => {
+                "large DNS answers (ANY, TXT, DNSSEC) to questions not asked from here, flooding one destination"
+            }
+            DetectorKind::DeprecatedTls => "a TLS server negotiating SSL 3.0, TLS 1.0 or TLS 1.1",
+            DetectorKind::WatchList => {
+                "a TLS/QUIC server name, DNS question or JA4 fingerprint on a configured watch list"
             }
         }
     }
@@ -137,8 +173,11 @@ impl Severity {
 
     /// Scans start at low, floods at medium; each 4x past the limit adds a
     /// level.
+    /// Deprecated TLS is always low, a watch-list match always high.
     pub fn grade(detector: DetectorKind, value: f64, limit: f64) -> Severity {
         let base = match detector {
+            DetectorKind::DeprecatedTls => return Severity::Low,
+            DetectorKind::WatchList => return Severity::High,
             DetectorKind::PortScan | DetectorKind::Sweep => 0,
             _ => 1,
         };
@@ -204,6 +243,12 @@ pub enum Unit {
     HeldBackPerMinute,
     /// Standard deviations off a learned profile.
     Sigma,
+    /// Distinct DNS names in the window.
+    DistinctNames,
+    /// DNS responses per second.
+    ResponsesPerSecond,
+    /// Handshakes or questions seen.
+    Occurrences,
 }
 
 impl Unit {
@@ -215,6 +260,9 @@ impl Unit {
             Unit::DistinctHosts => "distinct_hosts",
             Unit::HeldBackPerMinute => "held_back_per_minute",
             Unit::Sigma => "sigma",
+            Unit::DistinctNames => "distinct_names",
+            Unit::ResponsesPerSecond => "responses_per_second",
+            Unit::Occurrences => "occurrences",
         }
     }
 }
@@ -283,6 +331,9 @@ pub struct Finding {
     /// What a learned profile saw deviate, worst first (empty for the
     /// threshold detectors).
     pub deviations: Vec<Deviation>,
+    /// What the payloads said, in words, for the detectors over TLS and
+    /// DNS ("domain t.example: 812 distinct subdomains in 60 s ...").
+    pub detail: Option<String>,
 }
 
 impl Finding {

@@ -157,6 +157,7 @@ impl<S: RateShape> Detector for RateDetector<S> {
             evidence: w.witness.evidence.to_vec(),
             reason: j.reason,
             deviations: Vec::new(),
+            detail: None,
         });
     }
 

@@ -177,6 +177,7 @@ impl Incidents {
             reason: "more new incidents for this target than its budget allows; \
                      see nta_incidents_suppressed_total by detector",
             deviations: Vec::new(),
+            detail: None,
         }
     }
 
@@ -352,6 +353,7 @@ mod tests {
             evidence: vec![],
             reason: "test",
             deviations: Vec::new(),
+            detail: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Detection: scans, sweeps, floods and volume anomalies found in the
-//! sample stream, turned into incidents.
+//! sample stream, and DNS and TLS findings from the application step
+//! ([`payload`]), turned into incidents.
 //!
 //! Every detector sits behind [`Detector`] and sees the same
 //! [`SampleRecord`]s as the flow table, in record time (the kernel's
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod finding;
 pub mod flood;
 pub mod incident;
+pub mod payload;
 pub mod profile;
 pub mod scan;
 pub mod sliding;

@@ -204,6 +204,7 @@ impl<S: ScanShape> ScanDetector<S> {
             evidence: s.evidence.as_ref().map_or_else(Vec::new, |e| e.to_vec()),
             reason,
             deviations: Vec::new(),
+            detail: None,
         }
     }
 }

@@ -159,6 +159,7 @@ fn judge(
             evidence: w.window.witness.evidence.to_vec(),
             reason: "static threshold",
             deviations: Vec::new(),
+            detail: None,
         });
     }
 }

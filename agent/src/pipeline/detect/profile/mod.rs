@@ -256,6 +256,7 @@ fn finding(subject: Subject, ts_ns: u64, k: f64, off: Vec<Deviation>) -> Finding
         evidence: Vec::new(),
         reason,
         deviations: off,
+        detail: None,
     }
 }
 
