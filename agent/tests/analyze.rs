@@ -957,16 +957,9 @@ fn dns_and_tls_findings_are_incidents_with_details() {
         );
     };
     // A tunnel: 120 random 40-character labels under one domain.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut labels = nta_lab::dns::RandomLabels::new(0x9e37_79b9_7f4a_7c15);
     for i in 0..120u16 {
-        let label: String = (0..40)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
-            })
-            .collect();
+        let label = labels.label(40);
         exchange(5, i, &format!("{label}.tunnel.example"), 0, &mut frames);
     }
     // DGA: 60 names answered NXDOMAIN for one client.

@@ -136,22 +136,26 @@ fn tcpdump(lab: &Lab, pcap: &std::path::Path, filter: &[&str]) -> GroupChild {
 /// (`option`: `--tls-log` or `--dns-log`) and its flow records to
 /// `flows.jsonl` beside it.
 fn start_nta(lab: &Lab, option: &str, log: &std::path::Path) -> Agent {
+    start_nta_with(lab, option, log, &[])
+}
+
+/// [`start_nta`] with more options.
+fn start_nta_with(lab: &Lab, option: &str, log: &std::path::Path, more: &[&str]) -> Agent {
     let flows = log.with_file_name("flows.jsonl");
-    Agent::start_in(
-        &lab.router,
-        &[
-            "--iface",
-            &lab.to_client.outer,
-            "--iface",
-            &lab.to_server.outer,
-            option,
-            log.to_str().unwrap_or_default(),
-            "--flows",
-            flows.to_str().unwrap_or_default(),
-            "--user",
-            "root",
-        ],
-    )
+    let mut args = vec![
+        "--iface",
+        &lab.to_client.outer,
+        "--iface",
+        &lab.to_server.outer,
+        option,
+        log.to_str().unwrap_or_default(),
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+        "--user",
+        "root",
+    ];
+    args.extend_from_slice(more);
+    Agent::start_in(&lab.router, &args)
 }
 
 /// Every flow record (both directions) of the client port `port` carries
@@ -207,6 +211,19 @@ fn comparable(mut d: Value) -> Value {
         d["event"]["duration"] = Value::from(ns / 1_000_000);
     }
     d
+}
+
+/// `nta analyze` of `pcap` writes (with `option`) the documents the
+/// live run wrote, but for what [`comparable`] leaves out; in any order.
+fn assert_same_offline(live: Vec<Value>, pcap: &std::path::Path, option: &str, dir: &TempDir) {
+    let offline = dir.join("offline.jsonl");
+    analyze(pcap, &[option.as_ref(), offline.as_os_str()]);
+    let order = |v: Vec<Value>| {
+        let mut v: Vec<Value> = v.into_iter().map(comparable).collect();
+        v.sort_by_key(|d| (d["source"]["port"].as_u64(), d["dns"]["id"].to_string()));
+        v
+    };
+    assert_eq!(order(live), order(read_docs(&offline)));
 }
 
 fn read_docs(path: &std::path::Path) -> Vec<Value> {
@@ -410,14 +427,7 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
 
     // The same capture offline gives the same documents but for the
     // time stamps and where they came from.
-    let offline = dir.join("offline.jsonl");
-    analyze(&pcap, &["--tls-log".as_ref(), offline.as_os_str()]);
-    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
-    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
-    let order = |v: &mut Vec<Value>| v.sort_by_key(|d| d["source"]["port"].as_u64());
-    order(&mut live);
-    order(&mut off);
-    assert_eq!(live, off);
+    assert_same_offline(docs, &pcap, "--tls-log", &dir);
     drop(lab.to_client);
     drop(lab.to_server);
 }
@@ -441,6 +451,31 @@ fn dnsmasq_records() -> Vec<String> {
         // Names under lab.test that are not above: NXDOMAIN.
         "--local=/lab.test/".into(),
     ]
+}
+
+/// dnsmasq on the server's address with `records` (options), nothing
+/// else: no upstream, no hosts file, no daemon.
+fn dnsmasq(lab: &Lab, records: &[String]) -> GroupChild {
+    GroupChild::spawn(
+        lab.server
+            .bounded(60, "dnsmasq")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file=",
+                &format!("--listen-address={SERVER}"),
+            ])
+            .args(records)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap_or_else(|e| panic!("dnsmasq: {e}"))
 }
 
 /// dig's queries: (name, type, extra options).
@@ -530,26 +565,7 @@ fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
     let _tcpdump = tcpdump(&lab, &pcap, &["port", "53"]);
     let log = dir.join("dns.jsonl");
     let agent = start_nta(&lab, "--dns-log", &log);
-    let _server = GroupChild::spawn(
-        lab.server
-            .bounded(60, "dnsmasq")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-                "--pid-file=",
-                &format!("--listen-address={SERVER}"),
-            ])
-            .args(dnsmasq_records())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap_or_else(|e| panic!("dnsmasq: {e}"));
+    let _server = dnsmasq(&lab, &dnsmasq_records());
     thread::sleep(Duration::from_millis(800));
     for (name, qtype, extra) in QUERIES {
         let out = lab
@@ -726,16 +742,7 @@ fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
     }
 
     // The same capture offline gives the same documents.
-    let offline = dir.join("offline.jsonl");
-    analyze(&pcap, &["--dns-log".as_ref(), offline.as_os_str()]);
-    let order = |v: &mut Vec<Value>| {
-        v.sort_by_key(|d| (d["source"]["port"].as_u64(), d["dns"]["id"].to_string()))
-    };
-    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
-    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
-    order(&mut live);
-    order(&mut off);
-    assert_eq!(live, off);
+    assert_same_offline(docs, &pcap, "--dns-log", &dir);
     drop(lab.to_client);
     drop(lab.to_server);
 }
@@ -872,14 +879,87 @@ fn quic_handshakes_are_logged_with_the_fields_tshark_sees() {
     assert_eq!(v1["tls"]["cipher"], name);
 
     // The same capture offline gives the same documents.
-    let offline = dir.join("offline.jsonl");
-    analyze(&pcap, &["--tls-log".as_ref(), offline.as_os_str()]);
-    let order = |v: &mut Vec<Value>| v.sort_by_key(|d| d["source"]["port"].as_u64());
-    let mut live: Vec<Value> = docs.into_iter().map(comparable).collect();
-    let mut off: Vec<Value> = read_docs(&offline).into_iter().map(comparable).collect();
-    order(&mut live);
-    order(&mut off);
-    assert_eq!(live, off);
+    assert_same_offline(docs, &pcap, "--tls-log", &dir);
+    drop(lab.to_client);
+    drop(lab.to_server);
+}
+
+/// The DNS detectors live: a client asks 120 random names under one
+/// domain (a tunnel's shape; the server answers NXDOMAIN, as a tunnel's
+/// unconfigured name server would), through `nta run --alerts`: a
+/// dns_tunnel and an nxdomain incident start, naming the client and the
+/// domain.
+#[test]
+fn a_dns_tunnel_and_an_nxdomain_storm_are_alerts_live() {
+    if !privileged("a_dns_tunnel_and_an_nxdomain_storm_are_alerts_live") {
+        return;
+    }
+    let dir = TempDir::new("ntatun");
+    let lab = lab();
+    let alerts = dir.join("alerts.jsonl");
+    let log = dir.join("dns.jsonl");
+    let mut agent = start_nta_with(
+        &lab,
+        "--dns-log",
+        &log,
+        &["--alerts", alerts.to_str().unwrap_or_default()],
+    );
+    let _server = dnsmasq(&lab, &["--local=/lab.test/".to_string()]);
+    thread::sleep(Duration::from_millis(800));
+    // dig's batch mode: one query a line, from one client.
+    let mut labels = nta_lab::dns::RandomLabels::new(0x2545_f491_4f6c_dd1d);
+    let batch: String = (0..120)
+        .map(|_| format!("{}.tunnel.lab.test TXT\n", labels.label(40)))
+        .collect();
+    let file = dir.join("queries.txt");
+    std::fs::write(&file, batch).unwrap_or_else(|e| panic!("{e}"));
+    let out = lab
+        .client
+        .bounded(30, "dig")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args([&format!("@{SERVER}"), "+tries=1", "+time=2", "-f"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("dig: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    thread::sleep(Duration::from_millis(1500));
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit().success());
+    let starts: Vec<Value> = read_docs(&alerts)
+        .into_iter()
+        .filter(|a| a["nta"]["alert"]["state"] == "start")
+        .collect();
+    let start = |d: &str| {
+        starts
+            .iter()
+            .find(|a| a["rule"]["name"] == d)
+            .unwrap_or_else(|| panic!("no {d} alert in {starts:#?}"))
+            .clone()
+    };
+    let tunnel = start("dns_tunnel");
+    assert_eq!(tunnel["source"]["ip"], CLIENT);
+    let detail = tunnel["nta"]["alert"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.starts_with("domain lab.test: 100 distinct subdomains"),
+        "{detail}"
+    );
+    let nx = start("nxdomain");
+    assert_eq!(nx["source"]["ip"], CLIENT);
+    // Every query paired with its response, though each was read on
+    // its own interface's ring.
+    let docs = read_docs(&log);
+    assert_eq!(docs.len(), 120);
+    assert!(
+        docs.iter()
+            .all(|d| d["nta"]["dns"]["query"] == true && d["nta"]["dns"]["response"] == true)
+    );
     drop(lab.to_client);
     drop(lab.to_server);
 }

@@ -72,3 +72,26 @@ pub fn over_tcp(message: &[u8]) -> Vec<u8> {
     out.extend(message);
     out
 }
+
+/// Labels of random lowercase letters and digits (base32's alphabet), as
+/// tunnels and domain-generation algorithms make them: a repeatable
+/// xorshift stream from `seed`.
+pub struct RandomLabels(u64);
+
+impl RandomLabels {
+    pub fn new(seed: u64) -> RandomLabels {
+        RandomLabels(seed | 1)
+    }
+
+    /// The next label of `len` characters.
+    pub fn label(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                b"abcdefghijklmnopqrstuvwxyz234567"[(self.0 % 32) as usize] as char
+            })
+            .collect()
+    }
+}

@@ -6,7 +6,7 @@
 use super::{
     ja4::Transport,
     tls::{ClientHello, ServerHello},
-    waiting::Waiting,
+    waiting::Pairing,
 };
 use crate::pipeline::flow::FlowKey;
 
@@ -15,6 +15,8 @@ use crate::pipeline::flow::FlowKey;
 pub const MAX_WAITING: usize = 16_384;
 /// How long a ClientHello waits for its ServerHello.
 pub const WAIT_NS: u64 = 5_000_000_000;
+/// How long a ServerHello read before its ClientHello waits for it.
+pub const ANSWER_WAIT_NS: u64 = 1_000_000_000;
 
 /// One TLS or QUIC handshake as seen: either hello may be missing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,13 +32,23 @@ pub struct Handshake {
     pub server_hello: Option<ServerHello>,
 }
 
-/// ClientHellos waiting for their ServerHello, by the client's flow.
-pub type Handshakes = Waiting<FlowKey, Handshake>;
+/// Hellos waiting for their other half, by the client's flow.
+pub struct Handshakes {
+    pairs: Pairing<FlowKey, Handshake>,
+}
 
 impl Default for Handshakes {
     fn default() -> Handshakes {
-        Waiting::new(MAX_WAITING, WAIT_NS)
+        Handshakes {
+            pairs: Pairing::new(MAX_WAITING, WAIT_NS, ANSWER_WAIT_NS),
+        }
     }
+}
+
+/// One handshake of a ClientHello and the ServerHello that answered it.
+fn join(mut client: Handshake, server: Handshake) -> Handshake {
+    client.server_hello = server.server_hello;
+    client
 }
 
 impl Handshakes {
@@ -59,10 +71,12 @@ impl Handshakes {
             client_hello: Some(hello),
             server_hello: None,
         };
-        self.insert(key, h, unix_ns);
+        self.pairs.opening(key, h, unix_ns, join);
     }
 
-    /// A ServerHello sent on `key` (its sender is the server).
+    /// A ServerHello sent on `key` (its sender is the server); it may
+    /// come before its ClientHello when each is read on another
+    /// interface.
     pub fn server(
         &mut self,
         key: FlowKey,
@@ -72,20 +86,35 @@ impl Handshakes {
         ifindex: u32,
     ) {
         let client = key.reversed();
-        match self.remove(&client) {
-            Some(mut h) => {
-                h.server_hello = Some(hello);
-                self.end(h);
-            }
-            None => self.end(Handshake {
-                unix_ns,
-                ifindex,
-                client,
-                transport,
-                client_hello: None,
-                server_hello: Some(hello),
-            }),
-        }
+        let h = Handshake {
+            unix_ns,
+            ifindex,
+            client,
+            transport,
+            client_hello: None,
+            server_hello: Some(hello),
+        };
+        self.pairs.answering(client, h, unix_ns, join);
+    }
+
+    /// Ends hellos that waited their time alone.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.pairs.expire(now_ns);
+    }
+
+    /// Ends everything still waiting (at stop, at a file's end).
+    pub fn finish(&mut self) {
+        self.pairs.finish();
+    }
+
+    /// Handshakes complete or given up since the last call.
+    pub fn take(&mut self) -> Vec<Handshake> {
+        self.pairs.take()
+    }
+
+    /// Hellos waiting: ClientHellos, ServerHellos.
+    pub fn waiting(&self) -> (usize, usize) {
+        self.pairs.waiting()
     }
 }
 
@@ -124,8 +153,11 @@ mod tests {
         assert_eq!(done[0].client, key(1));
         assert_eq!(done[0].unix_ns, 10);
         assert_eq!(done[0].server_hello, Some(server(0x1301)));
-        // A server hello of a client nobody saw is reported alone.
+        // A server hello of a client nobody saw is reported alone, after
+        // waiting for it a little.
         h.server(key(9).reversed(), server(0x1302), Transport::Tcp, 13, 3);
+        assert!(h.take().is_empty());
+        h.expire(13 + ANSWER_WAIT_NS);
         let alone = h.take();
         assert_eq!(
             (alone[0].client, alone[0].client_hello.is_none()),
@@ -137,6 +169,10 @@ mod tests {
         h.expire(11 + WAIT_NS);
         let late = h.take();
         assert_eq!((late.len(), late[0].server_hello.is_none()), (1, true));
+        // Read in the other order, they still make one handshake.
+        h.server(key(4).reversed(), server(0x1303), Transport::Tcp, 30, 3);
+        h.client(key(4), client("d.example"), Transport::Tcp, 29, 3);
+        assert_eq!(h.take()[0].server_hello, Some(server(0x1303)));
         h.client(key(3), client("c.example"), Transport::Quic, 20, 3);
         h.finish();
         assert_eq!(h.take().len(), 1);
@@ -154,7 +190,7 @@ mod tests {
                 1,
             );
         }
-        assert_eq!(h.len(), MAX_WAITING);
+        assert_eq!(h.waiting().0, MAX_WAITING);
         assert_eq!(h.take().len(), 5);
         h.finish();
         assert_eq!(h.take().len(), MAX_WAITING);

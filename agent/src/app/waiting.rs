@@ -152,3 +152,88 @@ mod tests {
         assert_eq!((w.take(), w.is_empty()), (vec!["d", "e"], true));
     }
 }
+
+/// An exchange of two halves that may be read in either order: a
+/// sensor on two interfaces reads each from its own ring, so an answer
+/// can come before its question. Each half waits for the other (the
+/// opening half for `wait_ns`, the answer for `answer_wait_ns`); when
+/// they meet, `join` makes one record of them.
+pub struct Pairing<K, V> {
+    opening: Waiting<K, V>,
+    answering: Waiting<K, V>,
+}
+
+impl<K: Hash + Eq + Copy, V> Pairing<K, V> {
+    pub fn new(capacity: usize, wait_ns: u64, answer_wait_ns: u64) -> Pairing<K, V> {
+        Pairing {
+            opening: Waiting::new(capacity, wait_ns),
+            answering: Waiting::new(capacity, answer_wait_ns),
+        }
+    }
+
+    /// The half that opens an exchange (a query, a ClientHello), under
+    /// the key both halves share.
+    pub fn opening(&mut self, key: K, v: V, now_ns: u64, join: impl FnOnce(V, V) -> V) {
+        match self.answering.remove(&key) {
+            Some(answer) => self.opening.end(join(v, answer)),
+            None => self.opening.insert(key, v, now_ns),
+        }
+    }
+
+    /// The answering half (a response, a ServerHello).
+    pub fn answering(&mut self, key: K, v: V, now_ns: u64, join: impl FnOnce(V, V) -> V) {
+        match self.opening.remove(&key) {
+            Some(open) => self.opening.end(join(open, v)),
+            None => self.answering.insert(key, v, now_ns),
+        }
+    }
+
+    /// Ends halves that waited their time alone.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.opening.expire(now_ns);
+        self.answering.expire(now_ns);
+    }
+
+    /// Ends everything still waiting.
+    pub fn finish(&mut self) {
+        self.opening.finish();
+        self.answering.finish();
+    }
+
+    /// What ended since the last call.
+    pub fn take(&mut self) -> Vec<V> {
+        let mut out = self.opening.take();
+        out.extend(self.answering.take());
+        out
+    }
+
+    /// Halves waiting (opening, answering).
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.opening.len(), self.answering.len())
+    }
+}
+
+#[cfg(test)]
+mod pairing_tests {
+    use super::*;
+
+    #[test]
+    fn halves_meet_in_either_order_or_end_alone() {
+        let join = |a: String, b: String| format!("{a}+{b}");
+        let mut p: Pairing<u8, String> = Pairing::new(16, 100, 10);
+        p.opening(1, "q1".into(), 0, join);
+        p.answering(1, "r1".into(), 5, join);
+        // The answer first.
+        p.answering(2, "r2".into(), 6, join);
+        p.opening(2, "q2".into(), 7, join);
+        assert_eq!(p.take(), vec!["q1+r1", "q2+r2"]);
+        // Alone: an answer after its short wait, a question after its own.
+        p.answering(3, "r3".into(), 10, join);
+        p.opening(4, "q4".into(), 10, join);
+        p.expire(20);
+        assert_eq!(p.take(), vec!["r3"]);
+        assert_eq!(p.waiting(), (1, 0));
+        p.finish();
+        assert_eq!(p.take(), vec!["q4"]);
+    }
+}

@@ -446,6 +446,11 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     let mut buf = Vec::with_capacity(65536);
     let mut last_progress = Instant::now();
 
+    let records = RecordContext {
+        files: &names,
+        flow_names: &flow_names,
+        directions: &directions,
+    };
     while let Some(pkt) = merged.next_packet() {
         // Each file is an "interface" of its own in flow records.
         let ifindex = 1 + pkt.file;
@@ -506,15 +511,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
             cb(read.load(Ordering::Relaxed), total, frames);
             last_progress = Instant::now();
         }
-        export(
-            &mut exporters,
-            &mut out.expired,
-            &RecordContext {
-                files: &names,
-                flow_names: &flow_names,
-                directions: &directions,
-            },
-        )?;
+        export(&mut exporters, &mut out.expired, &records)?;
         note_incidents(&mut out.events, &mut incidents, alerts.as_ref(), &groups);
     }
     if let Some(cb) = &mut o.progress {
@@ -527,15 +524,7 @@ pub fn analyze(mut o: AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     accept_findings(&mut pipeline, &mut metadata, &mut out);
     let metadata = summary;
     pipeline.finish(last_ns, &mut out);
-    export(
-        &mut exporters,
-        &mut out.expired,
-        &RecordContext {
-            files: &names,
-            flow_names: &flow_names,
-            directions: &directions,
-        },
-    )?;
+    export(&mut exporters, &mut out.expired, &records)?;
     for e in &mut exporters {
         e.flush()?;
     }

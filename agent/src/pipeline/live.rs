@@ -271,8 +271,11 @@ fn to_records(
     flows: &[ExpiredFlow],
     clock: WallClock,
     interfaces: &HashMap<u32, String>,
-    directions: &Directions,
+    directions: &std::sync::Mutex<Directions>,
 ) -> Vec<FlowRecord> {
+    let directions = directions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     flows
         .iter()
         .map(|f| {
@@ -328,14 +331,7 @@ pub async fn run(
         if out.expired.is_empty() {
             return;
         }
-        let records = to_records(
-            &out.expired,
-            clock,
-            &interfaces,
-            &directions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let records = to_records(&out.expired, clock, &interfaces, &directions);
         out.expired.clear();
         if let Err(
             std_mpsc::TrySendError::Full(ExportMessage::Records(r))
@@ -410,14 +406,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || d.close()).await;
     }
     // At shutdown wait for room rather than drop: these are the last flows.
-    let records = to_records(
-        &out.expired,
-        clock,
-        &interfaces,
-        &directions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let records = to_records(&out.expired, clock, &interfaces, &directions);
     if !records.is_empty() && tx.send(ExportMessage::Records(records)).is_err() {
         tracing::warn!("exporter thread gone; final flows not written");
     }
