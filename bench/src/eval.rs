@@ -8,6 +8,10 @@
 //! day), short bursts and a flash crowd. Each anomaly is the same benign
 //! traffic with one attack injected at minute 25 for 60 s; it counts as
 //! found when an incident of the expected kind starts inside its window.
+//! The site's clients also resolve names (an ordinary mix: a few sites,
+//! a CDN with hundreds of short subdomains, a telemetry service with
+//! random ones, typos answered NXDOMAIN), read by the DNS detectors as
+//! the application step hands them DNS transactions.
 
 use std::time::Instant;
 
@@ -15,10 +19,19 @@ use agent_common::{
     class::{ProtocolClass, tcp_flags},
     sample::{RECORD_VERSION, SampleRecord, map_ipv4, record_flags},
 };
-use nta::pipeline::{
-    Pipeline, Produced, TICK_NS,
-    detect::{AlertEvent, DetectConfig, DetectorKind, NS, Subject, Transition},
-    flow::FlowConfig,
+use nta::{
+    app::{
+        dns::{DnsMessage, DnsQuestion},
+        dns_transactions::DnsTransaction,
+    },
+    pipeline::{
+        Pipeline, Produced, TICK_NS,
+        detect::{
+            AlertEvent, DetectConfig, DetectorKind, NS, Subject, Transition,
+            payload::PayloadDetectors,
+        },
+        flow::{FlowConfig, FlowKey},
+    },
 };
 
 use crate::report::XorShift;
@@ -41,16 +54,20 @@ enum Anomaly {
     NightSurge,
     SlowScan,
     Collapse,
+    DnsTunnel,
+    DgaBurst,
 }
 
 impl Anomaly {
-    const ALL: [Anomaly; 6] = [
+    const ALL: [Anomaly; 8] = [
         Anomaly::DistributedFlood,
         Anomaly::CarpetBombing,
         Anomaly::MixShift,
         Anomaly::NightSurge,
         Anomaly::SlowScan,
         Anomaly::Collapse,
+        Anomaly::DnsTunnel,
+        Anomaly::DgaBurst,
     ];
 
     fn describe(self) -> &'static str {
@@ -70,6 +87,12 @@ impl Anomaly {
             }
             Anomaly::SlowScan => "slow scan: one source, 4 ports a second of server 7",
             Anomaly::Collapse => "traffic collapse: server 9 gets nothing",
+            Anomaly::DnsTunnel => {
+                "DNS tunnel: one client asks 5 names a second of 48 random characters under one domain"
+            }
+            Anomaly::DgaBurst => {
+                "DGA burst: one client asks 2 random names a second, answered NXDOMAIN"
+            }
         }
     }
 
@@ -90,6 +113,14 @@ impl Anomaly {
             }
             Anomaly::SlowScan => i.detector == DetectorKind::PortScan,
             Anomaly::Collapse => i.subject == server(9),
+            Anomaly::DnsTunnel => {
+                i.detector == DetectorKind::DnsTunnel
+                    && i.subject == Subject::Source(map_ipv4(DNS_CLIENT_BAD))
+            }
+            Anomaly::DgaBurst => {
+                i.detector == DetectorKind::Nxdomain
+                    && i.subject == Subject::Source(map_ipv4(DNS_CLIENT_BAD))
+            }
         }
     }
 }
@@ -289,7 +320,121 @@ fn second_of_traffic(t: u64, anomaly: Anomaly, rng: &mut XorShift, out: &mut Vec
                 r
             });
         }
-        Anomaly::None | Anomaly::MixShift | Anomaly::Collapse => {}
+        Anomaly::None
+        | Anomaly::MixShift
+        | Anomaly::Collapse
+        | Anomaly::DnsTunnel
+        | Anomaly::DgaBurst => {}
+    }
+}
+
+/// The site's resolver and clients, and the one that goes bad.
+const RESOLVER: [u8; 4] = [198, 18, 1, 53];
+const DNS_CLIENTS: u8 = 40;
+const DNS_CLIENT_BAD: [u8; 4] = [198, 18, 2, 77];
+
+/// A transaction of `client` asking `name`, answered `rcode`.
+fn dns_transaction(
+    ts: u64,
+    client: [u8; 4],
+    port: u16,
+    name: String,
+    rcode: u16,
+) -> DnsTransaction {
+    let message = |response: bool| DnsMessage {
+        id: port,
+        response,
+        opcode: 0,
+        flags: 0x0100,
+        rcode,
+        counts: [1, u16::from(response && rcode == 0), 0, 0],
+        question: Some(DnsQuestion {
+            name: name.clone(),
+            qtype: 1,
+            qclass: 1,
+        }),
+        answers: Vec::new(),
+        resolved_ips: Vec::new(),
+        edns: None,
+        len: 30 + name.len(),
+        partial: false,
+    };
+    DnsTransaction {
+        unix_ns: ts,
+        ifindex: 1,
+        client: FlowKey {
+            src: map_ipv4(client),
+            dst: map_ipv4(RESOLVER),
+            src_port: port,
+            dst_port: 53,
+            vlan_id: 0,
+            ip_version: 4,
+            protocol: 17,
+        },
+        query: Some(message(false)),
+        response: Some(message(true)),
+        duration_ns: Some(1_000_000),
+    }
+}
+
+fn random_label(rng: &mut XorShift, len: usize) -> String {
+    (0..len)
+        .map(|_| b"abcdefghijklmnopqrstuvwxyz234567"[(rng.next() % 32) as usize] as char)
+        .collect()
+}
+
+/// One second of the site's DNS (and the DNS anomaly, if it is on).
+fn second_of_dns(t: u64, anomaly: Anomaly, rng: &mut XorShift, out: &mut Vec<DnsTransaction>) {
+    let attack = (ATTACK_AT_S..ATTACK_AT_S + ATTACK_S).contains(&t);
+    // About 2 questions a second per client by day, fewer at night.
+    let n = (f64::from(DNS_CLIENTS) * 2.0 * rhythm(t)) as u64;
+    for k in 0..n {
+        let ts = t * NS + k * (NS / n.max(1));
+        let client = [198, 18, 2, (rng.next() % u64::from(DNS_CLIENTS)) as u8 + 1];
+        let port = (rng.next() % 50_000) as u16 + 10_000;
+        let pick = rng.next() % 100;
+        let (name, rcode) = match pick {
+            0..=39 => (format!("www.site{}.example", rng.next() % 30), 0),
+            // A CDN: hundreds of distinct short subdomains a minute.
+            40..=79 => (format!("img{}.cdn.example.net", rng.next() % 2000), 0),
+            // Telemetry with random 8-character subdomains, a few a minute.
+            80..=81 => (format!("{}.t.metrics.example", random_label(rng, 8)), 0),
+            // A typo now and then.
+            82 => (format!("{}.example", random_label(rng, 6)), 3),
+            _ => (format!("api.service{}.example.org", rng.next() % 50), 0),
+        };
+        out.push(dns_transaction(ts, client, port, name, rcode));
+    }
+    if !attack {
+        return;
+    }
+    let bad = |k: u64, n: u64| t * NS + k * (NS / n) + 1;
+    match anomaly {
+        Anomaly::DnsTunnel => {
+            for k in 0..5 {
+                let name = format!("{}.t.exfil.example", random_label(rng, 48));
+                out.push(dns_transaction(
+                    bad(k, 5),
+                    DNS_CLIENT_BAD,
+                    40_000 + k as u16,
+                    name,
+                    0,
+                ));
+            }
+        }
+        Anomaly::DgaBurst => {
+            for k in 0..2 {
+                let name = format!("{}.com", random_label(rng, 12));
+                out.push(dns_transaction(
+                    bad(k, 2),
+                    DNS_CLIENT_BAD,
+                    41_000 + k as u16,
+                    name,
+                    3,
+                ));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -305,7 +450,10 @@ const CONFIG: &str = "[[host_groups]]\nname = \"servers\"\ncidrs = [\"198.18.1.0
 
 fn replay(anomaly: Anomaly, config: &DetectConfig) -> Outcome {
     let config = config.clone();
+    let mut dns = PayloadDetectors::new(config.dns, config.tls, config.watch.clone());
     let mut pipeline = Pipeline::new(FlowConfig::default(), Some(config));
+    let mut transactions = Vec::new();
+    let mut findings = Vec::new();
     let mut out = Produced::default();
     let mut rng = XorShift(0x5eed_0fba_5e11_0001);
     let mut starts = Vec::new();
@@ -323,6 +471,16 @@ fn replay(anomaly: Anomaly, config: &DetectConfig) -> Outcome {
             if let Some(last) = chunk.last() {
                 pipeline.tick_if_due(last.timestamp_ns, &mut out);
             }
+        }
+        // The application step's DNS, read as it ends.
+        transactions.clear();
+        second_of_dns(t, anomaly, &mut rng, &mut transactions);
+        for tr in &transactions {
+            dns.dns(tr, tr.unix_ns, &mut findings);
+        }
+        total += transactions.len() as u64;
+        if let Some(engine) = pipeline.engine_mut() {
+            engine.accept(std::mem::take(&mut findings), &mut out.events);
         }
         pipeline.tick((t + 1) * NS - TICK_NS, &mut out);
         out.expired.clear();
