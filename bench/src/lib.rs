@@ -13,4 +13,5 @@ pub mod metadata;
 pub mod mixes;
 pub mod packet_socket;
 pub mod report;
+pub mod tls_live;
 pub mod xdp_cost;

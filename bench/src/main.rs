@@ -2,7 +2,9 @@
 //! them and writes BENCHMARKS.md; each stage prints a markdown section or
 //! fails the whole run: no number is printed that was not measured.
 
-use nta_bench::{compare, detect, eval, flows, generator, live, metadata, mixes, report, xdp_cost};
+use nta_bench::{
+    compare, detect, eval, flows, generator, live, metadata, mixes, report, tls_live, xdp_cost,
+};
 
 use std::{path::PathBuf, time::Duration};
 
@@ -39,6 +41,9 @@ enum Command {
     /// ClientHellos, DNS messages and QUIC Initials read per second on
     /// one core, and the application step's frames per second.
     Metadata(metadata::MetadataArgs),
+    /// New TLS connections per second through `nta run --tls-log`, every
+    /// one logged.
+    TlsLive(tls_live::TlsLiveArgs),
     /// Detection cost (records/s on one core, with and without flows) and
     /// latency from attack start to alert, with nmap and hping3 in a lab.
     Detect(detect::DetectArgs),
@@ -112,6 +117,10 @@ fn main() -> anyhow::Result<()> {
         Command::Metadata(a) => {
             let md = metadata::run(&a)?;
             write_section("metadata", &md)?;
+        }
+        Command::TlsLive(a) => {
+            let md = tls_live::run(&a)?;
+            write_section("tls_live", &md)?;
         }
         Command::Detect(a) => {
             let md = detect::run(&a)?;

@@ -22,6 +22,9 @@ pub enum MixName {
     Realistic,
     /// 64-byte IPv4 UDP cycling through `--flows` distinct 5-tuples.
     ManyFlows,
+    /// A TLS ClientHello (a browser-like one, 203-byte frames) from a new
+    /// client address each frame: a new TLS connection per frame.
+    TlsHellos,
 }
 
 /// One template and its share of the mix.
@@ -151,6 +154,19 @@ pub fn templates(mix: MixName) -> Vec<Template> {
             ),
         ],
         MixName::ManyFlows => vec![t(sized(udp(), 60), 1, MODE_MANY_FLOWS, false)],
+        MixName::TlsHellos => vec![t(
+            FrameSpec::ipv4(L4::Tcp {
+                sport: 1024,
+                dport: 443,
+                flags: 0x18,
+            })
+            .with_tcp_seq(1)
+            .with_payload_bytes(&nta_lab::tls::browser_like("bench.example").record())
+            .build(),
+            1,
+            MODE_MANY_FLOWS,
+            false,
+        )],
     }
 }
 

@@ -103,7 +103,8 @@ fn every_mix_arrives_and_is_counted_exactly() {
                 );
                 assert_eq!(c1.tcp_flags[0] - c0.tcp_flags[0], FRAMES, "all SYNs");
             }
-            MixName::ManyFlows => {
+            // A new client for every hello too.
+            MixName::ManyFlows | MixName::TlsHellos => {
                 let flows: HashSet<([u8; 16], u16)> =
                     records.iter().map(|r| (r.src_addr, r.src_port)).collect();
                 assert_eq!(

@@ -128,6 +128,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             result: nta_bench(&["metadata", "--rounds", &rounds]).and_then(|_| section("metadata")),
         },
         Stage {
+            title: "Live TLS logging",
+            command: format!("nta-bench tls-live --rounds {rounds}"),
+            intro: "`nta run --tls-log` on the receiving end of a lab veth pair; the generator sends 10,000 ClientHellos \
+                    a second for 5 s from the other end, each from a new client address (a new TLS connection), none \
+                    answered (each is written alone at stop, the waiting table giving way to the newest). Target: \
+                    every one logged (the log and its rotated files are counted).",
+            result: nta_bench(&["tls-live", "--rounds", &rounds]).and_then(|_| section("tls_live")),
+        },
+        Stage {
             title: "Detection: cost and latency",
             command: format!("nta-bench detect --rounds {rounds} --runs 10"),
             intro: "Cost: one core, the flow table and the detection engine of `nta run` (every detector, incidents) on a \
