@@ -1,6 +1,6 @@
 //! Application metadata end to end: real TLS handshakes (openssl
-//! s_server and s_client, and a post-quantum-sized ClientHello that spans
-//! two segments) and DNS (dnsmasq answering dig: many types, NXDOMAIN, a
+//! s_server and s_client, curl with ALPN, and a post-quantum-sized
+//! ClientHello that spans two segments), QUIC (aioquic, v1 and v2) and DNS (dnsmasq answering dig: many types, NXDOMAIN, a
 //! truncated answer retried over TCP and spanning segments) between lab
 //! namespaces, through `nta run` on a router namespace between them;
 //! every field nta writes is checked against tshark's dissection of the
@@ -346,6 +346,19 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
             .unwrap_or_else(|e| panic!("s_client: {e}"));
         assert!(status.success(), "s_client {extra:?}");
     }
+    // curl with ALPN (http/1.1 only: s_server -www speaks HTTP/1.0), its
+    // server name from the URL.
+    let status = lab
+        .client
+        .bounded(10, "curl")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args(["-sk", "--http1.1", "--max-time", "5", "-o", "/dev/null"])
+        .args(["--resolve", &format!("curl.lab.test:{PORT}:{SERVER}")])
+        .arg(format!("https://curl.lab.test:{PORT}/"))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    assert!(status.success(), "curl");
     send_large_hello(&lab.client);
     stop(agent, _tcpdump);
 
@@ -355,7 +368,18 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
             .find(|d| d["tls"]["client"]["server_name"] == name)
             .unwrap_or_else(|| panic!("no document for {name} in {docs:#?}"))
     };
-    assert_eq!(docs.len(), 3, "{docs:#?}");
+    assert_eq!(docs.len(), 4, "{docs:#?}");
+    let curl = by_name("curl.lab.test");
+    assert_eq!(
+        curl["tls"]["next_protocol"],
+        Value::Null,
+        "TLS 1.3 hides it"
+    );
+    assert_eq!(
+        curl["nta"]["tls"]["client"]["alpn"],
+        serde_json::json!(["http/1.1"])
+    );
+    assert_eq!(curl["tls"]["version"], "1.3");
     let modern = by_name("www.lab.test");
     assert_eq!(modern["tls"]["version"], "1.3");
     assert_eq!(modern["tls"]["version_protocol"], "tls");
@@ -416,7 +440,7 @@ fn tls_handshakes_are_logged_with_the_fields_tshark_sees() {
         .filter(|r| r[1].split(',').any(|t| t == "2"))
         .map(|r| r[3].as_str())
         .collect();
-    assert_eq!(chosen.len(), 3, "{seen:?}");
+    assert_eq!(chosen.len(), 4, "{seen:?}");
     for (number, name) in [
         ("0x1302", "TLS_AES_256_GCM_SHA384"),
         ("0xc02b", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
