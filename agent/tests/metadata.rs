@@ -1,8 +1,8 @@
 //! Application metadata end to end: real TLS handshakes (openssl
 //! s_server and s_client, curl with ALPN, and a post-quantum-sized
-//! ClientHello that spans two segments), QUIC (aioquic, v1 and v2) and DNS (dnsmasq answering dig: many types, NXDOMAIN, a
-//! truncated answer retried over TCP and spanning segments) between lab
-//! namespaces, through `nta run` on a router namespace between them;
+//! ClientHello that spans two segments), QUIC (aioquic, v1 and v2) and
+//! DNS (dnsmasq answering dig: many types, NXDOMAIN, a truncated answer
+//! retried over TCP and spanning segments) between lab namespaces, through `nta run` on a router namespace between them;
 //! every field nta writes is checked against tshark's dissection of the
 //! same traffic, and `nta analyze` of that capture gives the same
 //! documents.
