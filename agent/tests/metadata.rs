@@ -619,6 +619,9 @@ fn dns_transactions_are_logged_with_the_fields_tshark_sees() {
     };
     let www = find("www.lab.test", "A", "udp");
     assert_eq!(www["dns"]["response_code"], "NOERROR");
+    assert_eq!(www["dns"]["question"]["registered_domain"], "lab.test");
+    assert_eq!(www["dns"]["question"]["subdomain"], "www");
+    assert_eq!(www["dns"]["question"]["top_level_domain"], "test");
     assert_eq!(www["dns"]["type"], "answer");
     assert_eq!(
         www["dns"]["resolved_ip"],

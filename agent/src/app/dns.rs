@@ -351,6 +351,31 @@ fn key_text(k: SvcParamKey) -> String {
     }
 }
 
+/// A name's parts by the public suffix list (ECS's
+/// `registered_domain`, `subdomain`, `top_level_domain`):
+/// "www.shop.example.co.uk" is "www.shop", "example.co.uk", "co.uk".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameParts<'a> {
+    pub subdomain: &'a str,
+    pub registered: &'a str,
+    pub suffix: &'a str,
+}
+
+/// The parts of `name`, if it has a registered domain.
+pub fn name_parts(name: &str) -> Option<NameParts<'_>> {
+    let name = name.trim_end_matches('.');
+    let registered = psl::domain_str(name)?;
+    let suffix = psl::suffix_str(name)?;
+    let subdomain = name
+        .get(..name.len() - registered.len())?
+        .trim_end_matches('.');
+    Some(NameParts {
+        subdomain,
+        registered,
+        suffix,
+    })
+}
+
 /// The mnemonic of a record type ("A", "HTTPS"), `TYPEn` for others
 /// (RFC 3597).
 pub fn type_text(t: u16) -> String {
@@ -615,6 +640,18 @@ mod tests {
             "{:?}",
             parsed.answers
         );
+    }
+
+    #[test]
+    fn names_split_by_the_public_suffix_list() {
+        let p = name_parts("www.shop.example.co.uk.").unwrap_or_else(|| panic!("parts"));
+        assert_eq!(
+            (p.subdomain, p.registered, p.suffix),
+            ("www.shop", "example.co.uk", "co.uk")
+        );
+        let bare = name_parts("example.com").unwrap_or_else(|| panic!("parts"));
+        assert_eq!(bare.subdomain, "");
+        assert_eq!(name_parts("localhost"), None);
     }
 
     #[test]

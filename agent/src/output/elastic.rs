@@ -241,7 +241,7 @@ mod tests {
             rcode: 0,
             counts: [1, 1, 0, 1],
             question: Some(DnsQuestion {
-                name: "shop.example".into(),
+                name: "www.shop.example".into(),
                 qtype: 1,
                 qclass: 1,
             }),

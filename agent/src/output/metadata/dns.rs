@@ -44,6 +44,12 @@ struct Question<'a> {
     #[serde(rename = "type")]
     kind: String,
     class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subdomain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_level_domain: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -111,10 +117,16 @@ pub fn write(t: &DnsTransaction, origin: &Origin<'_>, directions: &Directions, o
             },
             header_flags: last.map_or_else(Vec::new, |m| m.flag_names().collect()),
             response_code: response.map(|r| dns::rcode_text(r.rcode)),
-            question: asked.and_then(|m| m.question.as_ref()).map(|q| Question {
-                name: &q.name,
-                kind: dns::type_text(q.qtype),
-                class: dns::class_text(q.qclass),
+            question: asked.and_then(|m| m.question.as_ref()).map(|q| {
+                let parts = dns::name_parts(&q.name);
+                Question {
+                    name: &q.name,
+                    kind: dns::type_text(q.qtype),
+                    class: dns::class_text(q.qclass),
+                    registered_domain: parts.map(|p| p.registered),
+                    subdomain: parts.map(|p| p.subdomain).filter(|s| !s.is_empty()),
+                    top_level_domain: parts.map(|p| p.suffix),
+                }
             }),
             answers: response.map_or_else(Vec::new, |r| {
                 r.answers

@@ -166,17 +166,6 @@ pub fn entropy(s: &str) -> f64 {
         .sum()
 }
 
-/// The registered domain of `name` (public suffix list) and the labels
-/// in front of it.
-fn split_registered(name: &str) -> Option<(&str, &str)> {
-    let name = name.trim_end_matches('.');
-    let registered = psl::domain_str(name)?;
-    let sub = name
-        .get(..name.len() - registered.len())?
-        .trim_end_matches('.');
-    Some((registered, sub))
-}
-
 pub struct PayloadDetectors {
     dns: DnsDetectConfig,
     tls: TlsDetectConfig,
@@ -241,10 +230,10 @@ impl PayloadDetectors {
         let name = question.name.as_str();
         self.watch_name(t.client, name, "DNS question", ts_ns, out);
         let client = t.client.src;
-        if let Some((registered, sub)) = split_registered(name)
-            && !sub.is_empty()
+        if let Some(parts) = crate::app::dns::name_parts(name)
+            && !parts.subdomain.is_empty()
         {
-            self.tunnel(registered, sub, client, t, ts_ns, out);
+            self.tunnel(parts.registered, parts.subdomain, client, t, ts_ns, out);
         }
         if let Some(r) = &t.response {
             if r.rcode == 3 {
