@@ -294,6 +294,38 @@ pub struct Metrics {
     registry: Registry,
 }
 
+/// `nta_file_rotation_failures_total`, read from the process-wide
+/// counter at scrape time (a fresh counter each scrape, so concurrent
+/// scrapes cannot add twice).
+struct RotationFailures(prometheus::IntCounter);
+
+const ROTATION_FAILURES: (&str, &str) = (
+    "nta_file_rotation_failures_total",
+    "Rotations of flow, alert, TLS and DNS log files that failed (nothing was moved; the live file is written on and rotation is tried again 30 s later).",
+);
+
+impl RotationFailures {
+    fn new() -> Result<RotationFailures, prometheus::Error> {
+        let (name, help) = ROTATION_FAILURES;
+        Ok(RotationFailures(prometheus::IntCounter::new(name, help)?))
+    }
+}
+
+impl Collector for RotationFailures {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (name, help) = ROTATION_FAILURES;
+        let Ok(c) = prometheus::IntCounter::new(name, help) else {
+            return Vec::new();
+        };
+        c.inc_by(crate::output::export::rotate::ROTATION_FAILURES.load(Ordering::Relaxed));
+        c.collect()
+    }
+}
+
 impl Metrics {
     pub fn new(collector: SensorCollector) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
@@ -312,6 +344,7 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        registry.register(Box::new(RotationFailures::new()?))?;
         Ok(Metrics { registry })
     }
 

@@ -13,11 +13,18 @@ use std::{
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 /// How long after a failed rotation the next one is tried.
 pub const ROTATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Failed rotations of every rotating file of the process (flow files,
+/// alert files, metadata logs), for `nta_file_rotation_failures_total`.
+/// One counter for all: the files come and go with reloads, the count
+/// must not.
+pub static ROTATION_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 use super::ExportError;
 
@@ -183,6 +190,7 @@ impl RotatingFile {
                 }
                 Err(e) => {
                     self.failed_rotations += 1;
+                    ROTATION_FAILURES.fetch_add(1, Ordering::Relaxed);
                     self.last_failure = Some(Instant::now());
                     tracing::warn!(error = %format!("{e:#}"), file = %self.path.display(), "rotation failed; writing on in the live file, next try in 30 s");
                 }
@@ -289,8 +297,11 @@ mod tests {
         f.append(b"first-line\n").expect("append");
         // The next file cannot be made: a directory sits where it goes.
         fs::create_dir(dir.join("alerts.jsonl.next")).expect("blocker");
+        let before = ROTATION_FAILURES.load(Ordering::Relaxed);
         assert_eq!(f.append(b"second-line\n").ok(), Some(false));
         assert_eq!(f.failed_rotations(), 1);
+        // Other tests may fail rotations at the same time: at least ours.
+        assert!(ROTATION_FAILURES.load(Ordering::Relaxed) > before);
         assert!(!dir.join("alerts.jsonl.1").exists(), "nothing renamed");
         // Within the retry wait, no new try; records keep coming.
         assert_eq!(f.append(b"third-line\n").ok(), Some(false));
