@@ -213,6 +213,56 @@ pub fn run(n: usize) -> String {
         &app_frames,
         n,
     ));
+    md.push_str(
+        "\nThe same for the frames it passes over, paired: both programs loaded at once and run one after the other within each round, so what the machine does between rounds cancels out of the difference.\n\n",
+    );
+    md.push_str(&paired(default, off, &app_frames[..3], 3 * n));
+    md
+}
+
+/// Per frame: `on` and `off` run back to back in every round; the median
+/// and range of the per-round difference.
+fn paired(on: SamplerConfig, off: SamplerConfig, frames: &[(&str, Vec<u8>)], n: usize) -> String {
+    let (on_sensor, on_maps) = Sensor::load(on).unwrap_or_else(|e| panic!("{e}"));
+    let (off_sensor, off_maps) = Sensor::load(off).unwrap_or_else(|e| panic!("{e}"));
+    let on_prog = on_sensor.program().unwrap_or_else(|e| panic!("{e}"));
+    let off_prog = off_sensor.program().unwrap_or_else(|e| panic!("{e}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drainers = [
+        spawn_drainer(on_maps.samples, stop.clone()),
+        spawn_drainer(on_maps.app_frames, stop.clone()),
+        spawn_drainer(off_maps.samples, stop.clone()),
+        spawn_drainer(off_maps.app_frames, stop.clone()),
+    ];
+    let mut md = String::from(
+        "| frame | selection on, ns | off, ns | on - off, ns (min-max over rounds) |\n|---|---|---|---|\n",
+    );
+    for (name, frame) in frames {
+        let (mut a, mut b, mut d) = (vec![], vec![], vec![]);
+        for round in 0..n {
+            // Alternate which goes first, so neither always runs warm.
+            let (x, y) = if round % 2 == 0 {
+                let x = measure(on_prog, frame).duration_ns;
+                (x, measure(off_prog, frame).duration_ns)
+            } else {
+                let y = measure(off_prog, frame).duration_ns;
+                (measure(on_prog, frame).duration_ns, y)
+            };
+            a.push(x);
+            b.push(y);
+            d.push(x - y);
+        }
+        let (am, ..) = stats(a);
+        let (bm, ..) = stats(b);
+        let (dm, dmin, dmax) = stats(d);
+        let row = format!("| {name} | {am:.1} | {bm:.1} | {dm:.1} ({dmin:.1}-{dmax:.1}) |\n");
+        print!("{row}");
+        md.push_str(&row);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for d in drainers {
+        let _ = d.join();
+    }
     md
 }
 
