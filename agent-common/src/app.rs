@@ -160,6 +160,23 @@ pub struct Transport {
     pub payload_len: u32,
 }
 
+/// The shortest IP datagram that can carry an ack-eliciting QUIC
+/// Initial: the shortest IP header (IPv4's 20 bytes), UDP and the
+/// 1200-byte payload RFC 9000 §14.1 asks of every such datagram.
+pub const MIN_QUIC_INITIAL_DATAGRAM: u64 = 20 + 8 + 1200;
+
+/// Whether the IP datagram (to its own length, else the frame's end) is
+/// long enough to hold a QUIC Initial; decided without reading the frame.
+#[inline(always)]
+fn may_hold_quic_initial(p: &Parsed, frame_len: u64) -> bool {
+    let end = if p.ip_end != 0 && u64::from(p.ip_end) < frame_len {
+        u64::from(p.ip_end)
+    } else {
+        frame_len
+    };
+    end >= u64::from(p.l3_offset) + MIN_QUIC_INITIAL_DATAGRAM
+}
+
 /// Sorts one parsed frame; `app` is the [`select`] mask, `dns_ports` the
 /// configured ports. Reads at most 9 payload bytes.
 #[inline(always)]
@@ -173,11 +190,17 @@ pub fn classify<F: Frame + ?Sized>(
     if app == 0 || !matches!(p.class, ProtocolClass::Tcp | ProtocolClass::Udp) {
         return Candidate::None;
     }
+    let dns = app & select::DNS != 0
+        && (is_dns_port(p.src_port, dns_ports) || is_dns_port(p.dst_port, dns_ports));
+    // A datagram that carries an ack-eliciting Initial (one with CRYPTO
+    // frames) has at least 1200 bytes of payload (RFC 9000 §14.1), so a
+    // smaller UDP frame that is not DNS is passed over unread.
+    if !dns && p.class == ProtocolClass::Udp && !may_hold_quic_initial(p, frame_len) {
+        return Candidate::None;
+    }
     let Some(t) = transport(frame, p, frame_len) else {
         return Candidate::None;
     };
-    let dns = app & select::DNS != 0
-        && (is_dns_port(p.src_port, dns_ports) || is_dns_port(p.dst_port, dns_ports));
     if dns {
         return Candidate::Dns;
     }
@@ -375,6 +398,25 @@ mod tests {
         f[16..18].copy_from_slice(&ip_len.to_be_bytes());
         f.extend([0xee; 6]);
         f
+    }
+
+    #[test]
+    fn quic_initials_are_looked_for_only_in_datagrams_long_enough_to_carry_one() {
+        let ports = crate::config::DEFAULT_DNS_PORTS;
+        let initial = |len: usize| {
+            let mut payload = std::vec![0xc3, 0, 0, 0, 1];
+            payload.resize(len, 0);
+            udp(443, &payload)
+        };
+        let judge = |f: &std::vec::Vec<u8>| {
+            let p = crate::parse::parse(&f[..]);
+            classify(&f[..], &p, f.len() as u64, select::ALL, &ports)
+        };
+        // 1200 bytes of payload (RFC 9000 §14.1): an Initial may be in it.
+        assert_eq!(judge(&initial(1200)), Candidate::QuicInitial);
+        // One byte short (the frame's Ethernet padding does not count):
+        // passed over unread.
+        assert_eq!(judge(&initial(1199)), Candidate::None);
     }
 
     #[test]
