@@ -140,10 +140,6 @@ impl DnsMessage {
             .map(|(_, name)| *name)
             .chain(self.edns.is_some_and(|e| e.dnssec_ok).then_some("DO"))
     }
-
-    pub fn truncated(&self) -> bool {
-        self.flags & 0x0200 != 0
-    }
 }
 
 /// Reads one DNS message (a UDP payload, or a TCP message without its

@@ -287,7 +287,6 @@ pub struct MetadataLogError {
 pub struct MetadataLog {
     file: RotatingFile,
     buf: Vec<u8>,
-    written: u64,
 }
 
 impl MetadataLog {
@@ -295,7 +294,6 @@ impl MetadataLog {
         Ok(MetadataLog {
             file: RotatingFile::open(path, rotation)?,
             buf: Vec::with_capacity(4096),
-            written: 0,
         })
     }
 
@@ -305,16 +303,10 @@ impl MetadataLog {
         document(&mut self.buf);
         self.buf.push(b'\n');
         self.file.append(&self.buf)?;
-        self.written += 1;
         Ok(())
     }
 
     pub fn flush(&mut self) -> Result<(), ExportError> {
         self.file.flush()
-    }
-
-    /// Documents written so far.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 }
